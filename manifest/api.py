@@ -1,0 +1,351 @@
+"""The library API: ``create``, ``verify``, ``verify_or_raise`` and ``check``.
+
+Data flows one way: discover files -> read formats (sections) -> fingerprint (digests)
+-> compare -> report. Checks run from cheap to expensive: trust and the manifest
+itself, the file set, sizes, headers and small side files, then full digests, then
+(on request) a real load.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
+from .document import FileEntry, Manifest, parse_time
+from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
+from .findings import Finding
+from .fsutil import write_atomic
+from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover
+from .options import Options
+from .report import Report
+from .sections import all_sections
+from .signing import PrivateKey, check_signatures, sign
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+class _Stop(Exception):
+    """Internal: --fail-fast hit an error."""
+
+
+def _emit(report: Report, findings: Any, opts: Options) -> None:
+    for f in findings:
+        report.add(f)
+        if opts.fail_fast and f.is_error:
+            report.stopped_early = True
+            raise _Stop
+
+
+def _progress(opts: Options, total: int, desc: str) -> Any:
+    from .progress import make_progress  # noqa: PLC0415 - tqdm only when asked
+
+    return make_progress(opts.progress, total, desc)
+
+
+def _cache(opts: Options, key: tuple[str, ...]) -> Any:
+    if not opts.use_cache:
+        return None
+    from .statcache import StatCache  # noqa: PLC0415
+
+    return StatCache.open(key)
+
+
+def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """A directory, or ``ORG/NAME[@REVISION]`` in the local Hugging Face cache.
+
+    Returns the root and discovery settings (the cache allows links into its blobs/)."""
+    p = Path(target)
+    if p.is_dir() or os.path.lexists(p):
+        return p, {}
+    from . import hfcache  # noqa: PLC0415 - huggingface_hub only for cache targets
+
+    if hfcache.looks_like_repo_id(str(target)):
+        snap = hfcache.resolve(str(target))
+        return snap.root, {"follow_links_into": snap.blobs, "hub": snap}
+    raise InputError(f"{target}: no such directory, and not an ORG/NAME in the Hugging Face cache", code="unreadable")
+
+
+def _discover(root: Path, settings: dict[str, Any], ignore: list[str] | tuple[str, ...]) -> Artifact:
+    art = discover(root, ignore=ignore, follow_links_into=settings.get("follow_links_into"))
+    if "hub" in settings:
+        art.memo("hub", lambda: settings["hub"])
+    return art
+
+
+# --------------------------------------------------------------------------- create
+def create(
+    path: str | os.PathLike[str],
+    *,
+    output: str | os.PathLike[str] | None = None,
+    key: PrivateKey | None = None,
+    model_id: str | None = None,
+    revision: str | None = None,
+    expires: str | None = None,
+    options: Options | None = None,
+    write: bool = True,
+) -> Manifest:
+    """Fingerprint ``path`` into a manifest; sign it with ``key``; write it atomically
+    to ``output`` (default ``path/manifest.json``) unless ``write`` is False."""
+    opts = options or Options()
+    root, settings = resolve_target(path)
+    out = Path(output) if output is not None else root / DEFAULT_MANIFEST_NAME
+    algorithms = opts.algorithms or [DEFAULT_ALGORITHM]
+    for a in algorithms:
+        if a not in ALGORITHMS:
+            raise UsageError(f"unknown digest algorithm {a!r} (choose from {', '.join(ALGORITHMS)})")
+    if key is not None and not any(ALGORITHMS[a].cryptographic for a in algorithms):
+        raise UsageError("a signature over non-cryptographic digests alone (xxh3-128) would guarantee nothing: add sha256 or blake3")
+    ignore = list(DEFAULT_IGNORE)
+    if out.name != DEFAULT_MANIFEST_NAME:
+        try:
+            rel_out = out.resolve().relative_to(root.resolve()).as_posix()
+            ignore.append(rel_out)
+        except ValueError:
+            pass
+    if expires is not None:
+        parse_time(expires)
+    art = _discover(root, settings, ignore)
+    errors = [f for f in art.problems if f.is_error]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InputError(f"{first.message}{more}", code=first.code, path=first.path)
+    infos = list(art.files.values())
+    digests: dict[str, dict[str, str]] = {}
+    bar = _progress(opts, sum(i.size for i in infos), "hashing")
+    try:
+        for info, res, _cached in hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, ("create", str(root.resolve()))), on_bytes=bar.update):
+            if isinstance(res, FileChanged):
+                raise InputError("file changed while it was hashed; try again when nothing writes to it", code="file-changed", path=info.path)
+            if isinstance(res, Exception):
+                raise InputError(f"cannot read: {getattr(res, 'strerror', None) or res}", code="unreadable", path=info.path)
+            digests[info.path] = res
+    finally:
+        bar.close()
+    sections: dict[str, Any] = {}
+    for s in all_sections():
+        rec = s.record(art, opts)
+        if rec is not None:
+            sections[s.name] = rec
+    m = Manifest(
+        files={p: FileEntry(p, art.files[p].size, digests[p]) for p in sorted(digests)},
+        algorithms=list(algorithms),
+        ignore=ignore,
+        model_id=model_id,
+        revision=revision,
+        expires=expires,
+        sections=sections,
+    )
+    if key is not None:
+        m.signatures = [sign(m.signed_bytes(), key)]
+    if write:
+        write_atomic(out, m.dumps().encode("utf-8"))
+    return m
+
+
+# --------------------------------------------------------------------------- verify
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"manifest {path} not found (create one with: manifest create DIR)", code="manifest-invalid") from None
+    except IsADirectoryError:
+        raise InputError(f"manifest {path} is a directory", code="manifest-invalid") from None
+    except OSError as e:
+        raise InputError(f"cannot read manifest {path}: {e.strerror}", code="unreadable") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestInvalid(f"manifest is over the {MAX_MANIFEST_BYTES}-byte cap")
+    return Manifest.loads(data)
+
+
+def verify(
+    path: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | Manifest | None = None,
+    *,
+    options: Options | None = None,
+    **kw: Any,
+) -> Report:
+    """Verify ``path`` against its manifest. Never raises on a mismatch: every finding
+    is in the returned report (``bool(report)`` is the verdict). Raises
+    :class:`~manifest.errors.ManifestError` only for unusable input (exit 2)."""
+    opts = options or Options(**kw)
+    root, settings = resolve_target(path)
+    if isinstance(manifest, Manifest):
+        m, mpath = manifest, None
+    else:
+        mpath = Path(manifest) if manifest is not None else root / DEFAULT_MANIFEST_NAME
+        m = load_manifest(mpath)
+    report = Report("verify", str(path), str(mpath) if mpath else None)
+    t0 = time.perf_counter()
+    try:
+        _verify(root, settings, m, mpath, opts, report)
+    except _Stop:
+        pass
+    report.stats["seconds"] = round(time.perf_counter() - t0, 4)
+    return report
+
+
+def verify_or_raise(path: str | os.PathLike[str], manifest: Any = None, *, options: Options | None = None, **kw: Any) -> Report:
+    """Like :func:`verify` but raises :class:`VerificationFailed` (with the report) on failure."""
+    report = verify(path, manifest, options=options, **kw)
+    if not report:
+        raise VerificationFailed(report)
+    return report
+
+
+def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | None, opts: Options, report: Report) -> None:
+    # 1. The manifest itself and trust.
+    _emit(report, m.rejected, opts)
+    signed = m.signed_bytes()
+    if opts.keys:
+        trust = check_signatures(signed, m.signatures, opts.keys)
+        _emit(report, trust.findings, opts)
+        report.facts["trusted_keyids"] = trust.trusted_keyids
+        report.mark_checked("signature")
+    else:
+        report.mark_not_checked("signature", "no --key given: the manifest's authenticity is not established, only the files' agreement with it")
+    if m.signatures and not m.cryptographic:
+        _emit(report, [Finding.of("weak-digest", "the manifest is signed over non-cryptographic digests only; the signature guarantees nothing about the files")], opts)
+    _check_claims(m, opts, report)
+    # 2. Discover; file set.
+    ignore = list(m.ignore)
+    if mpath is not None:
+        try:
+            ignore.append(mpath.resolve().relative_to(root.resolve()).as_posix())
+        except (ValueError, OSError):
+            pass
+    art = _discover(root, settings, ignore)
+    _emit(report, art.problems, opts)
+    missing = [p for p in m.files if p not in art.files]
+    extra = [p for p in art.files if p not in m.files]
+    _emit(report, (Finding.of("missing-file", "listed in the manifest but not in the directory", path=p) for p in missing), opts)
+    _emit(report, (Finding.of("extra-file", "in the directory but not in the manifest", path=p) for p in extra), opts)
+    report.mark_checked("file-set")
+    # 3. Sizes.
+    sized: list[str] = []
+    for p, entry in m.files.items():
+        info = art.files.get(p)
+        if info is None:
+            continue
+        if info.size != entry.size:
+            _emit(report, [Finding.of("size-mismatch", f"{info.size} bytes, manifest says {entry.size}", path=p, expected=entry.size, actual=info.size)], opts)
+        else:
+            sized.append(p)
+    report.mark_checked("sizes")
+    # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
+    for s in all_sections():
+        _emit(report, s.diagnose(art, opts, report), opts)
+        if s.name in m.sections:
+            _emit(report, s.compare(art, m.sections[s.name], opts, report), opts)
+    for k in m.sections:
+        if k not in {s.name for s in all_sections()}:
+            report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
+    # 5. Digests, unless the cheap checks already decided.
+    algorithms = [a for a in (opts.algorithms or m.algorithms) if a in ALGORITHMS and a in m.algorithms]
+    if opts.algorithms and not algorithms:
+        raise UsageError(f"the manifest records no {', '.join(opts.algorithms)} digests (it has {', '.join(m.algorithms)})")
+    if report.errors and not opts.exhaustive:
+        report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
+    elif not algorithms:
+        report.mark_not_checked("digests", "the manifest records no usable digest")
+    else:
+        _verify_digests(root, art, m, sized, algorithms, opts, report)
+    if m.algorithms and not m.cryptographic and "digests" in report.checked:
+        report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
+    # 6. Load tier.
+    if opts.load:
+        if report.errors:
+            report.mark_not_checked(f"load:{opts.load}", "skipped: verification already failed")
+        else:
+            from .load import run_load  # noqa: PLC0415 - torch/transformers only here
+
+            _emit(report, run_load(art, opts, report), opts)
+    else:
+        report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+
+
+def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], algorithms: list[str], opts: Options, report: Report) -> None:
+    infos = [art.files[p] for p in sized]
+    bar = _progress(opts, sum(i.size for i in infos), "verifying")
+    cached: list[str] = []
+    hashed_bytes = 0
+    try:
+        cache = _cache(opts, ("verify", str(root.resolve())))
+        for info, res, from_cache in hash_files(art, infos, algorithms, workers=opts.workers, cache=cache, on_bytes=bar.update):
+            if isinstance(res, FileChanged):
+                _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)
+                continue
+            if isinstance(res, Exception):
+                _emit(report, [Finding.of("unreadable", f"cannot read: {getattr(res, 'strerror', None) or res}", path=info.path)], opts)
+                continue
+            if from_cache:
+                cached.append(info.path)
+            else:
+                hashed_bytes += info.size
+            entry = m.files[info.path]
+            for a in algorithms:
+                if res[a] != entry.digests[a]:
+                    _emit(report, [Finding.of("digest-mismatch", f"{a} is {res[a][:16]}..., manifest says {entry.digests[a][:16]}...", path=info.path, expected=entry.digests[a], actual=res[a])], opts)
+                    break
+    finally:
+        bar.close()
+    report.mark_checked("digests")
+    report.stats.update({"files_hashed": len(infos) - len(cached), "bytes_hashed": hashed_bytes, "algorithms": algorithms})
+    if cached:
+        report.stats["files_from_cache"] = len(cached)
+        report.facts["trusted_from_cache"] = cached
+        report.mark_checked("digests (stat cache)")
+
+
+def _check_claims(m: Manifest, opts: Options, report: Report) -> None:
+    if m.expires is not None:
+        if parse_time(m.expires) <= datetime.now(timezone.utc):
+            _emit(report, [Finding.of("manifest-expired", f"the manifest expired at {m.expires}", expected=m.expires)], opts)
+        report.mark_checked("expiry")
+    if opts.expect_model is not None:
+        if m.model_id != opts.expect_model:
+            _emit(report, [Finding.of("model-mismatch", f"manifest is for {m.model_id or '(no model id)'}, expected {opts.expect_model}", expected=opts.expect_model, actual=m.model_id)], opts)
+        report.mark_checked("model-id")
+    if opts.expect_revision is not None:
+        if m.revision != opts.expect_revision:
+            _emit(report, [Finding.of("revision-mismatch", f"manifest is for revision {m.revision or '(none)'}, expected {opts.expect_revision}", expected=opts.expect_revision, actual=m.revision)], opts)
+        report.mark_checked("revision")
+    if (opts.expect_model or opts.expect_revision) and not opts.keys:
+        report.mark_not_checked("claims-authenticity", "model id and revision were compared, but with no --key anyone could have written them")
+
+
+# --------------------------------------------------------------------------- check
+def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw: Any) -> Report:
+    """Diagnose a checkpoint with no manifest: why would it not load?"""
+    opts = options or Options(**kw)
+    root, settings = resolve_target(path)
+    report = Report("check", str(path))
+    t0 = time.perf_counter()
+    try:
+        art = _discover(root, settings, list(DEFAULT_IGNORE))
+        _emit(report, art.problems, opts)
+        report.mark_checked("file-types")
+        for s in all_sections():
+            _emit(report, s.diagnose(art, opts, report), opts)
+        report.mark_not_checked("digests", "check needs no manifest, so file contents are not compared with known digests")
+        if opts.load:
+            if report.errors:
+                report.mark_not_checked(f"load:{opts.load}", "skipped: the checkpoint already fails cheaper checks")
+            else:
+                from .load import run_load  # noqa: PLC0415
+
+                _emit(report, run_load(art, opts, report), opts)
+        else:
+            report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+    except _Stop:
+        pass
+    report.stats["seconds"] = round(time.perf_counter() - t0, 4)
+    return report
+
+
+__all__ = ["create", "verify", "verify_or_raise", "check", "load_manifest", "resolve_target", "EXIT_INPUT"]

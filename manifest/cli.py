@@ -1,0 +1,221 @@
+"""The ``manifest`` command: a thin layer over :mod:`manifest.api`.
+
+Exit codes: 0 verified / no problems, 1 verification failed, 2 usage error or
+unreadable / malformed input. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import EXIT_INPUT, ManifestError, UsageError
+from .options import Options
+from .render import Format, render
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ManifestError as e:
+            click.echo(e.one_line(), err=True)
+            sys.exit(e.exit_status)
+        except KeyboardInterrupt:
+            click.echo("error[interrupted]: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        except Exception as e:  # last resort: a bug must still not print a traceback
+            if os.environ.get("MANIFEST_DEBUG"):
+                raise
+            click.echo(f"error[internal]: {type(e).__name__}: {' '.join(str(e).split())[:300]} (set MANIFEST_DEBUG=1 for details)", err=True)
+            sys.exit(EXIT_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise UsageError(f"cannot read size {text!r} (e.g. 8GiB, 500MB, 1073741824)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _emit_report(report: Any, fmt: Format) -> None:
+    click.echo(render(report, fmt), nl=False)
+    sys.exit(report.exit_status)
+
+
+def _fmt(json_flag: bool, fmt: str | None) -> Format:
+    if json_flag:
+        return Format.JSON
+    return Format(fmt) if fmt else Format.TEXT
+
+
+format_options = [
+    click.option("--json", "json_flag", is_flag=True, help="Print the report as JSON (schemas/report.schema.json) on stdout."),
+    click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default=None, help="Output format (default text)."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    click.option("--fail-fast", is_flag=True, help="Stop at the first error."),
+]
+load_options = [
+    click.option("--load", type=click.Choice(["structural", "full"]), default=None,
+                 help="Opt-in load tier: 'structural' builds the model on the meta device; 'full' runs from_pretrained and a forward pass."),
+    click.option("--trust-remote-code", is_flag=True, help="Allow the load tier to run the checkpoint's own Python code."),
+    click.option("--memory-limit", default=None, help="Report memory-insufficient if loading needs more than this (e.g. 8GiB)."),
+    click.option("--check-memory", is_flag=True, help="Compare the bytes needed to load the weights with the memory available."),
+]
+
+
+def _apply(opts: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        for o in reversed(opts):
+            fn = o(fn)
+        return fn
+
+    return deco
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="manifest")
+def main() -> None:
+    """Fingerprint, sign and verify Hugging Face-style model checkpoints.
+
+    \b
+    manifest create DIR --key private.pem    write DIR/manifest.json, signed
+    manifest verify DIR --key public.pem     check DIR against it (exit 0/1/2)
+    manifest check DIR                       why won't this model load? (no manifest)
+    """
+
+
+@main.command()
+@click.argument("directory", metavar="DIR")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Manifest file to write (default DIR/manifest.json).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False), help="Private key (PEM) to sign with.")
+@click.option("--model-id", help="The model's id, e.g. org/name.")
+@click.option("--revision", help="The model's revision (commit, tag or version).")
+@click.option("--expires", help="Expiry time, YYYY-MM-DDTHH:MM:SSZ.")
+@click.option("--hash", "hashes", multiple=True, help="Digest algorithm(s): sha256 (default), blake3, xxh3-128. Repeatable.")
+@click.option("--require", "requires", multiple=True, help="Extra requirement specifier to record, e.g. 'torch>=2.6'. Repeatable.")
+@click.option("--no-cache", is_flag=True, help="Do not use or fill the stat cache.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+@_one_line_errors
+def create(directory: str, output: str | None, key_path: str | None, model_id: str | None, revision: str | None,
+           expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, quiet: bool) -> None:
+    """Fingerprint DIR into a (signed) manifest."""
+    from .api import create as do_create  # noqa: PLC0415
+    from .signing import load_private_key  # noqa: PLC0415
+
+    key = load_private_key(key_path) if key_path else None
+    opts = Options(algorithms=list(hashes) or None, requires=list(requires), use_cache=not no_cache, progress=not quiet)
+    m = do_create(directory, output=output, key=key, model_id=model_id, revision=revision, expires=expires, options=opts)
+    if not quiet:
+        out = output or str(Path(directory) / "manifest.json")
+        signed = "signed" if m.signatures else "unsigned"
+        click.echo(f"wrote {out}: {len(m.files)} files, {sum(e.size for e in m.files.values())} bytes, {signed}", err=True)
+
+
+@main.command()
+@click.argument("directory", metavar="DIR")
+@click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to check against (default DIR/manifest.json).")
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False), help="Trusted public key (PEM). Repeatable; only these keys are trusted.")
+@click.option("--expect-model", help="Refuse a manifest for another model id.")
+@click.option("--expect-revision", help="Refuse a manifest for another revision.")
+@click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
+@click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
+@click.option("--exhaustive", is_flag=True, help="Hash digests even when cheaper checks already failed.")
+@click.option("--oms", "oms_path", type=click.Path(dir_okay=False), help="Verify an OpenSSF Model Signing bundle instead of a manifest.")
+@_apply(format_options)
+@_apply(load_options)
+@_one_line_errors
+def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], expect_model: str | None,
+           expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None,
+           json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
+           memory_limit: str | None, check_memory: bool) -> None:
+    """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
+    from .signing import load_public_key  # noqa: PLC0415
+
+    keys = [load_public_key(k) for k in key_paths]
+    opts = Options(
+        keys=keys, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
+        algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
+        memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
+        load=load, trust_remote_code=trust_remote_code,
+    )
+    if oms_path:
+        from .oms import verify_oms  # noqa: PLC0415
+
+        report = verify_oms(directory, oms_path, options=opts)
+    else:
+        from .api import verify as do_verify  # noqa: PLC0415
+
+        report = do_verify(directory, manifest_path, options=opts)
+    _emit_report(report, _fmt(json_flag, fmt))
+
+
+@main.command()
+@click.argument("directory", metavar="DIR")
+@click.option("--require", "requires", multiple=True, help="Requirement specifier to check, e.g. 'torch>=2.6'. Repeatable.")
+@_apply(format_options)
+@_apply(load_options)
+@_one_line_errors
+def check(directory: str, requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
+          load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
+    """Why won't this model load? Diagnose DIR with no manifest."""
+    from .api import check as do_check  # noqa: PLC0415
+
+    opts = Options(requires=list(requires), fail_fast=fail_fast, progress=not quiet, load=load,
+                   trust_remote_code=trust_remote_code, memory_limit=parse_size(memory_limit) if memory_limit else None,
+                   check_memory=check_memory)
+    _emit_report(do_check(directory, options=opts), _fmt(json_flag, fmt))
+
+
+@main.command()
+@click.option("-o", "--output", "prefix", default="manifest-key", show_default=True,
+              help="Writes PREFIX.pem (private, mode 0600) and PREFIX.pub.pem.")
+@click.option("--type", "kind", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519", show_default=True,
+              help="Key type (OpenSSF Model Signing accepts only ecdsa-p256).")
+@click.option("--passphrase-env", default=None, metavar="VAR", help="Encrypt the private key with the passphrase in this environment variable.")
+@_one_line_errors
+def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
+    """Make a signing key pair."""
+    from .signing import generate, write_keypair  # noqa: PLC0415
+
+    passphrase = None
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            raise UsageError(f"environment variable {passphrase_env} is empty or unset")
+        passphrase = value.encode()
+    priv, pub = Path(prefix + ".pem"), Path(prefix + ".pub.pem")
+    write_keypair(generate(kind), priv, pub, passphrase)
+    click.echo(f"wrote {priv} (private, keep secret) and {pub} (public, give to verifiers)", err=True)
+
+
+@main.command()
+@click.argument("code", required=False)
+def codes(code: str | None) -> None:
+    """List the finding codes and what each means."""
+    from .findings import all_codes  # noqa: PLC0415
+
+    for c, info in all_codes().items():
+        if code is None or code == c:
+            click.echo(f"{c:22} {info.severity.value:8} {info.meaning}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,246 @@
+"""The manifest document, format version 1.
+
+On disk::
+
+    {
+      "signatures": [{"keyid": "<sha256 of the SPKI DER>", "alg": "ed25519", "sig": "<base64>"}],
+      "signed": {
+        "_type": "model-manifest", "version": 1,
+        "created_by": {"name": "model-manifest", "version": "0.1.0"},
+        "created_at": "2026-11-26T17:31:47Z", "expires": "...",          # expires optional
+        "model": {"id": "org/name", "revision": "..."},                  # optional
+        "hashing": {"algorithms": ["sha256"], "ignore": [".git/", ".cache/", "manifest.json"]},
+        "files": {"config.json": {"sha256": "...", "size": 612}, ...},
+        "weights": {...}, "tokenizer": {...}, "config": {...}, "requirements": {...}
+      }
+    }
+
+Signatures cover the RFC 8785 canonical bytes of ``signed``. Sections this version
+does not know are kept verbatim (and reported as not checked), so a manifest written
+by a newer minor release still verifies its files here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import __version__
+from .digest import ALGORITHMS
+from .errors import ManifestInvalid
+from .findings import Finding
+from .jsonio import JSONError, canonical_bytes, dumps_pretty, loads_strict
+from .paths import find_collisions, path_problem
+
+TYPE = "model-manifest"
+FORMAT_VERSION = 1
+CORE_KEYS = {"_type", "version", "created_by", "created_at", "expires", "model", "hashing", "files"}
+KNOWN_SECTIONS = {"weights", "tokenizer", "config", "requirements"}
+WEAK_ALGORITHMS = {"md5", "sha1", "none", "crc32", "adler32", "md4"}
+_HEX = {"sha256": 64, "blake3": 64, "xxh3-128": 32}
+_HEXRE = re.compile(r"^[0-9a-f]+$")
+
+
+class ManifestUnsupported(ManifestInvalid):
+    code = "manifest-unsupported"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    digests: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, **self.digests}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> datetime:
+    try:
+        dt = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        raise ManifestInvalid(f"time {value!r} is not of the form YYYY-MM-DDTHH:MM:SSZ") from None
+    return dt.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Manifest:
+    files: dict[str, FileEntry]
+    algorithms: list[str]
+    ignore: list[str]
+    created_at: str = field(default_factory=utc_now)
+    created_by: dict[str, str] = field(default_factory=lambda: {"name": "model-manifest", "version": __version__})
+    model_id: str | None = None
+    revision: str | None = None
+    expires: str | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+    signatures: list[dict[str, str]] = field(default_factory=list)
+    # Set by from_document: entries refused for their path (never opened) and weak settings.
+    rejected: list[Finding] = field(default_factory=list)
+
+    # -- writing ----------------------------------------------------------------------
+    def signed_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "_type": TYPE,
+            "version": FORMAT_VERSION,
+            "created_by": dict(self.created_by),
+            "created_at": self.created_at,
+            "hashing": {"algorithms": list(self.algorithms), "ignore": list(self.ignore)},
+            "files": {p: e.to_dict() for p, e in sorted(self.files.items())},
+        }
+        if self.expires is not None:
+            d["expires"] = self.expires
+        model = {k: v for k, v in (("id", self.model_id), ("revision", self.revision)) if v is not None}
+        if model:
+            d["model"] = model
+        for k, v in self.sections.items():
+            d[k] = v
+        return d
+
+    def signed_bytes(self) -> bytes:
+        return canonical_bytes(self.signed_dict())
+
+    def to_document(self) -> dict[str, Any]:
+        return {"signed": self.signed_dict(), "signatures": list(self.signatures)}
+
+    def dumps(self) -> str:
+        """Pretty text, checked by re-reading it: what is written is what is signed."""
+        text = dumps_pretty(self.to_document())
+        again = Manifest.loads(text.encode("utf-8"))
+        if again.signed_bytes() != self.signed_bytes():  # pragma: no cover - a bug guard
+            raise AssertionError("manifest does not round-trip")
+        return text
+
+    # -- reading ----------------------------------------------------------------------
+    @classmethod
+    def loads(cls, data: bytes) -> Manifest:
+        try:
+            doc = loads_strict(data)
+        except JSONError as e:
+            raise ManifestInvalid(f"not valid JSON: {e}") from None
+        return cls.from_document(doc)
+
+    @classmethod
+    def from_document(cls, doc: Any) -> Manifest:
+        if not isinstance(doc, dict) or set(doc) != {"signed", "signatures"}:
+            raise ManifestInvalid('expected an object with exactly the keys "signed" and "signatures"')
+        signed, sigs = doc["signed"], doc["signatures"]
+        if not isinstance(signed, dict):
+            raise ManifestInvalid('"signed" must be an object')
+        if signed.get("_type") != TYPE:
+            raise ManifestInvalid(f'"_type" must be {TYPE!r}')
+        version = signed.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ManifestInvalid('"version" must be an integer')
+        if version != FORMAT_VERSION:
+            raise ManifestUnsupported(f"format version {version} is not supported (this tool reads version {FORMAT_VERSION})")
+        try:
+            canonical_bytes(signed)  # lone surrogates and the like cannot be signed or checked
+        except JSONError as e:
+            raise ManifestInvalid(str(e)) from None
+        sigs_list = _signatures(sigs)
+        created_by = _obj(signed, "created_by", required=True)
+        if not all(isinstance(v, str) for v in created_by.values()):
+            raise ManifestInvalid('"created_by" values must be strings')
+        created_at = _str(signed, "created_at", required=True)
+        parse_time(created_at)
+        expires = _str(signed, "expires")
+        if expires is not None:
+            parse_time(expires)
+        model = _obj(signed, "model")
+        model_id = _str(model, "id") if model else None
+        revision = _str(model, "revision") if model else None
+        hashing = _obj(signed, "hashing", required=True)
+        algorithms = hashing.get("algorithms")
+        if not isinstance(algorithms, list) or not algorithms or not all(isinstance(a, str) for a in algorithms):
+            raise ManifestInvalid('"hashing.algorithms" must be a non-empty list of names')
+        if len(set(algorithms)) != len(algorithms):
+            raise ManifestInvalid('"hashing.algorithms" lists an algorithm twice')
+        rejected: list[Finding] = []
+        for a in algorithms:
+            if a in WEAK_ALGORITHMS:
+                rejected.append(Finding.of("weak-digest", f"digest algorithm {a!r} is not acceptable; file digests prove nothing"))
+            elif a not in ALGORITHMS:
+                raise ManifestUnsupported(f"digest algorithm {a!r} is unknown to this tool")
+        ignore = hashing.get("ignore", [])
+        if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
+            raise ManifestInvalid('"hashing.ignore" must be a list of strings')
+        files_raw = _obj(signed, "files", required=True)
+        files: dict[str, FileEntry] = {}
+        usable = [a for a in algorithms if a in ALGORITHMS]
+        for p, e in files_raw.items():
+            why = path_problem(p)
+            if why is not None:
+                rejected.append(Finding.of("unsafe-path", f"manifest entry refused: {why}; never opened", path=p.encode("unicode_escape").decode("ascii")))
+                continue
+            if not isinstance(e, dict):
+                raise ManifestInvalid(f"file entry {p!r} must be an object")
+            size = e.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size >= 1 << 63:
+                raise ManifestInvalid(f"file entry {p!r}: size must be a non-negative integer")
+            extra = set(e) - {"size", *algorithms}
+            if extra:
+                raise ManifestInvalid(f"file entry {p!r}: unknown keys {sorted(extra)}")
+            digests: dict[str, str] = {}
+            for a in usable:
+                d = e.get(a)
+                if not isinstance(d, str) or len(d) != _HEX[a] or not _HEXRE.match(d):
+                    raise ManifestInvalid(f"file entry {p!r}: {a} must be {_HEX[a]} lowercase hex digits")
+                digests[a] = d
+            files[p] = FileEntry(p, size, digests)
+        for a, b in find_collisions(list(files)):
+            rejected.append(Finding.of("path-collision", f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems", path=b))
+        sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
+        return cls(
+            files=files,
+            algorithms=list(algorithms),
+            ignore=list(ignore),
+            created_at=created_at,
+            created_by=dict(created_by),
+            model_id=model_id,
+            revision=revision,
+            expires=expires,
+            sections=sections,
+            signatures=sigs_list,
+            rejected=rejected,
+        )
+
+    @property
+    def cryptographic(self) -> bool:
+        """True when at least one recorded digest is cryptographic."""
+        return any(ALGORITHMS[a].cryptographic for a in self.algorithms if a in ALGORITHMS)
+
+
+def _signatures(sigs: Any) -> list[dict[str, str]]:
+    if not isinstance(sigs, list):
+        raise ManifestInvalid('"signatures" must be a list')
+    out = []
+    for s in sigs:
+        if not isinstance(s, dict) or not {"keyid", "sig"} <= set(s) or not all(isinstance(v, str) for v in s.values()):
+            raise ManifestInvalid('each signature must be an object with string "keyid" and "sig"')
+        out.append(dict(s))
+    return out
+
+
+def _obj(d: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:
+    v = d.get(key)
+    if v is None and not required:
+        return {}
+    if not isinstance(v, dict):
+        raise ManifestInvalid(f'"{key}" must be an object')
+    return v
+
+
+def _str(d: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    v = d.get(key)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str):
+        raise ManifestInvalid(f'"{key}" must be a string')
+    return v

@@ -1,0 +1,134 @@
+"""Findings: the data every check produces, with a registry of stable codes.
+
+A code is a contract: its name, its one-line meaning (rendered into ``docs/codes.md``
+by ``scripts/gen_docs.py`` and checked by a test) and its default severity never
+change once released. New codes may be added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Severity(str, Enum):
+    """How a finding counts toward the verdict."""
+
+    ERROR = "error"  # fails verification (exit 1)
+    WARNING = "warning"  # shown, does not fail
+    INFO = "info"  # context only
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    code: str
+    meaning: str
+    severity: Severity = Severity.ERROR
+    group: str = "files"
+
+
+_CODES: dict[str, CodeInfo] = {}
+
+
+def _c(code: str, meaning: str, severity: Severity = Severity.ERROR, group: str = "files") -> None:
+    _CODES[code] = CodeInfo(code, meaning, severity, group)
+
+
+# -- manifest and trust -------------------------------------------------------
+_c("manifest-invalid", "The manifest is not a well-formed manifest of a supported version (exit 2).", group="manifest")
+_c("manifest-unsupported", "The manifest uses a format version or feature this tool does not know (exit 2).", group="manifest")
+_c("weak-digest", "The manifest relies on a digest algorithm that is unknown or not cryptographic (md5, none, xxh3 alone).", group="manifest")
+_c("signature-invalid", "A signature by a trusted key does not verify over the manifest's canonical bytes.", group="trust")
+_c("signature-missing", "A key was given but the manifest carries no signature.", group="trust")
+_c("untrusted-key", "The manifest is signed, but by none of the keys given on the command line.", group="trust")
+_c("model-mismatch", "The manifest belongs to another model than --expect-model names.", group="trust")
+_c("revision-mismatch", "The manifest belongs to another revision than --expect-revision names (replay of an older manifest).", group="trust")
+_c("manifest-expired", "The manifest's expiry time has passed.", group="trust")
+_c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust")
+# -- file set ---------------------------------------------------------------------
+_c("missing-file", "A file the manifest lists is not in the directory.")
+_c("extra-file", "The directory holds a file the manifest does not list.")
+_c("size-mismatch", "A file's size differs from the size the manifest records.")
+_c("digest-mismatch", "A file's digest differs from the digest the manifest records.")
+_c("file-changed", "A file changed while it was being read (size or mtime moved); its digest proves nothing.")
+_c("unsafe-path", "A path could escape the directory or is not portable (.., absolute, backslash, NUL, newline, symlink out or loop).")
+_c("path-collision", "Two paths differ only by case or Unicode normalization and would collide on some file systems.")
+_c("unsupported-file", "A symlink, FIFO, socket or device where a regular file is expected; it is never opened.")
+_c("unreadable", "A file or directory cannot be read (permission denied or I/O error) (exit 2 when nothing else can be checked).")
+_c("cached-digest", "A digest was taken from the stat cache instead of being recomputed (the file's size, mtime, inode and device are unchanged).", Severity.INFO)
+# -- weights ------------------------------------------------------------------------
+_c("lfs-pointer", "A Git LFS pointer file stands in place of the real content.", group="weights")
+_c("truncated", "A file holds fewer or more bytes than its own header promises (interrupted or corrupted download).", group="weights")
+_c("header-invalid", "A safetensors header is malformed or breaks a format rule, or the file is not safetensors at all.", group="weights")
+_c("pickle-file", "A pickle-based weight file (.bin, .pt, .pth, .pkl, .ckpt) that would run code on load; lists its imports.", Severity.WARNING, group="weights")
+_c("index-mismatch", "A shard index (*.safetensors.index.json) disagrees with its shards.", group="weights")
+_c("tensor-mismatch", "A tensor was renamed, added, removed, or changed dtype or shape against the manifest.", group="weights")
+_c("memory-insufficient", "Loading the weights needs more memory than is available or than --memory-limit allows.", group="weights")
+# -- semantics -----------------------------------------------------------------------
+_c("tokenizer-mismatch", "The tokenizer's vocabulary fingerprint or id-changing settings differ from the manifest.", group="semantics")
+_c("label-map-mismatch", "id2label/label2id are inconsistent with each other or with the manifest.", group="semantics")
+_c("config-mismatch", "A recorded config fact (model_type, architectures, sizes, dtype, ...) differs from the manifest.", group="semantics")
+_c("shape-config-mismatch", "Config, tokenizer and weights disagree with each other (vocab size, label count, head present).", group="semantics")
+_c("version-unsatisfied", "An installed library version does not satisfy a requirement, or transformers does not know the model_type.", group="environment")
+_c("remote-code", "The checkpoint asks for custom code (auto_map or *.py files) that runs only with --trust-remote-code.", Severity.WARNING, group="semantics")
+_c("load-mismatch", "A structural load found state_dict keys or shapes that differ from the weights headers.", group="load")
+_c("load-failed", "The real load (from_pretrained and a forward pass) raised an error.", group="load")
+# -- Hugging Face cache ----------------------------------------------------------------
+_c("hub-record-mismatch", "A cached file disagrees with the Hub's own record in the cache (blob name, tree listing).", group="hub")
+_c("incomplete-download", "The cache holds an unfinished download (*.incomplete blob) or a snapshot misses a file.", group="hub")
+
+
+def code_info(code: str) -> CodeInfo:
+    return _CODES[code]
+
+
+def all_codes() -> dict[str, CodeInfo]:
+    return dict(_CODES)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a check found. ``code`` is a stable identifier from the registry."""
+
+    code: str
+    message: str
+    path: str | None = None
+    expected: Any = None
+    actual: Any = None
+    hint: str | None = None
+    severity: Severity = field(default=Severity.ERROR)
+
+    def __post_init__(self) -> None:
+        if self.code not in _CODES:
+            raise ValueError(f"unregistered finding code {self.code!r}")
+
+    @classmethod
+    def of(cls, code: str, message: str, **kw: Any) -> Finding:
+        """A finding with the code's default severity."""
+        kw.setdefault("severity", _CODES[code].severity)
+        return cls(code, message, **kw)
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def one_line(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        text = " ".join(self.message.split())
+        return f"{self.severity.value}[{self.code}]: {where}{text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"code": self.code, "severity": self.severity.value, "message": self.message}
+        if self.path is not None:
+            d["path"] = self.path
+        if self.expected is not None:
+            d["expected"] = self.expected
+        if self.actual is not None:
+            d["actual"] = self.actual
+        if self.hint is not None:
+            d["hint"] = self.hint
+        return d

@@ -1,0 +1,236 @@
+"""Discover an artifact's files: a deterministic walk that records every regular file
+and turns everything else (symlinks, FIFOs, sockets, devices, unreadable entries,
+unsafe names) into findings without ever opening it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from .errors import InputError
+from .findings import Finding
+from .paths import find_collisions, path_problem
+
+DEFAULT_MANIFEST_NAME = "manifest.json"
+DEFAULT_IGNORE = (".git/", ".cache/", DEFAULT_MANIFEST_NAME)
+MAX_SMALL_FILE = 64 * 1024 * 1024  # JSON side files (config, tokenizer, index) above this are refused
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A regular file of the artifact, as seen by ``lstat`` (or ``stat`` of an allowed link target)."""
+
+    path: str  # relative POSIX path, the manifest key
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+    source: str | None = None  # absolute path actually read, when it differs (HF cache links)
+
+    def stat_key(self) -> tuple[int, int, int, int]:
+        return (self.size, self.mtime_ns, self.ino, self.dev)
+
+
+def is_ignored(rel: str, ignore: tuple[str, ...] | list[str]) -> bool:
+    """``name/`` ignores a directory of that name at any depth; anything else is an
+    exact path relative to the root."""
+    parts = rel.split("/")
+    for rule in ignore:
+        if rule.endswith("/"):
+            if rule[:-1] in parts[:-1]:
+                return True
+        elif rel == rule:
+            return True
+    return False
+
+
+@dataclass
+class Artifact:
+    """A discovered artifact directory. Readers memoize parsed formats on it."""
+
+    root: Path
+    files: dict[str, FileInfo]
+    problems: list[Finding] = field(default_factory=list)
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    # -- access -------------------------------------------------------------------------
+    def __contains__(self, rel: str) -> bool:
+        return rel in self.files
+
+    def paths(self) -> list[str]:
+        return list(self.files)
+
+    def with_suffix(self, *suffixes: str) -> list[str]:
+        return [p for p in self.files if p.endswith(suffixes)]
+
+    def open(self, rel: str) -> BinaryIO:
+        """Open a discovered regular file for reading, never following a link that
+        discovery did not allow and never blocking on a FIFO."""
+        info = self.files[rel]
+        if info.source is not None:
+            fd = os.open(info.source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        else:
+            fd = _open_beneath(self.root, rel)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{rel} is no longer a regular file", code="unsupported-file", path=rel)
+            return os.fdopen(fd, "rb", buffering=0)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read_bytes(self, rel: str, cap: int = MAX_SMALL_FILE) -> bytes:
+        """Read a small side file whole (JSON, vocab). Refuses files over ``cap``."""
+        info = self.files[rel]
+        if info.size > cap:
+            raise InputError(f"{rel} is {info.size} bytes, over the {cap}-byte cap for this kind of file", path=rel)
+        with self.open(rel) as f:
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise InputError(f"{rel} grew past the {cap}-byte cap while being read", path=rel)
+        return data
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Compute once per artifact (parsed headers, JSON side files, fingerprints)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+def _open_beneath(root: Path, rel: str) -> int:
+    """Open ``root/rel`` walking each component with O_NOFOLLOW, so a directory
+    swapped for a symlink after discovery cannot redirect the read."""
+    flags_dir = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags_file = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    parts = rel.split("/")
+    dfd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, flags_dir, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        return os.open(parts[-1], flags_file, dir_fd=dfd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{rel} became a symlink after discovery", code="unsafe-path", path=rel) from None
+        raise
+    finally:
+        os.close(dfd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _within(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def discover(
+    root: str | os.PathLike[str],
+    *,
+    ignore: tuple[str, ...] | list[str] = DEFAULT_IGNORE,
+    follow_links_into: str | os.PathLike[str] | None = None,
+) -> Artifact:
+    """Walk ``root`` in sorted order. Raises :class:`InputError` if ``root`` itself
+    is not a readable directory; every other problem becomes a finding.
+
+    ``follow_links_into``: symlinks whose real target is a regular file inside this
+    directory are followed (the Hugging Face cache's ``blobs/``); all others are refused.
+    """
+    rootp = Path(root)
+    try:
+        st = os.stat(rootp)
+    except OSError as e:
+        raise InputError(f"cannot read directory {root}: {e.strerror}", code="unreadable") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{root} is not a directory", code="unreadable")
+    if not os.access(rootp, os.R_OK | os.X_OK):
+        raise InputError(f"cannot read directory {root}: permission denied", code="unreadable")
+    allowed = os.path.realpath(follow_links_into) if follow_links_into is not None else None
+    ignore_t = tuple(ignore)
+    files: dict[str, FileInfo] = {}
+    problems: list[Finding] = []
+    for rel, entry_path, _kind_ in _walk(rootp, problems, ignore_t):
+        if is_ignored(rel, ignore_t):
+            continue
+        why = path_problem(rel)
+        if why is not None:
+            shown = rel.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            problems.append(Finding.of("unsafe-path", f"{why}; the file is not read", path=shown))
+            continue
+        try:
+            lst = os.lstat(entry_path)
+        except OSError as e:
+            problems.append(Finding.of("unreadable", f"cannot stat: {e.strerror}", path=rel))
+            continue
+        if stat.S_ISREG(lst.st_mode):
+            files[rel] = FileInfo(rel, lst.st_size, lst.st_mtime_ns, lst.st_ino, lst.st_dev)
+        elif stat.S_ISLNK(lst.st_mode) and allowed is not None:
+            target = os.path.realpath(entry_path)
+            try:
+                tst = os.stat(target)
+            except OSError:
+                problems.append(Finding.of("unsafe-path", "symlink is dangling or loops; it is not followed", path=rel))
+                continue
+            if not _within(target, allowed) or not stat.S_ISREG(tst.st_mode):
+                problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
+                continue
+            files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target)
+        elif stat.S_ISLNK(lst.st_mode):
+            target = os.readlink(entry_path)
+            real = os.path.realpath(entry_path)
+            if not _within(real, os.path.realpath(rootp)):
+                problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
+            else:
+                problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))
+        else:
+            problems.append(Finding.of("unsupported-file", f"{_kind(lst.st_mode)}; it is never opened", path=rel))
+    for a, b in find_collisions(list(files)):
+        problems.append(Finding.of("path-collision", f"collides with {a} on case-insensitive or normalizing file systems", path=b))
+    files = dict(sorted(files.items()))
+    return Artifact(root=rootp, files=files, problems=problems, ignore=ignore_t)
+
+
+def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
+    """Yield ``(relative posix path, os path, kind)`` for every non-directory entry,
+    depth first, names sorted by code point. Directory symlinks are not descended."""
+    stack: list[tuple[str, str]] = [("", str(root))]
+    while stack:
+        prefix, dpath = stack.pop()
+        try:
+            with os.scandir(dpath) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Finding.of("unreadable", f"cannot list directory: {e.strerror}", path=prefix.rstrip("/") or "."))
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for e in entries:
+            rel = prefix + e.name
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if is_ignored(rel + "/x", ignore):
+                    continue  # pruned: .git/ is never walked
+                subdirs.append((rel + "/", e.path))
+            else:
+                yield rel, e.path, "file"
+        stack.extend(reversed(subdirs))
+

