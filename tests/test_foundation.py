@@ -1,0 +1,266 @@
+"""Issue 2: the first complete loop on the real bundled checkpoint - create, sign, verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from manifest import api
+from manifest.document import Manifest
+from manifest.errors import ManifestInvalid
+from manifest.signing import generate, load_private_key, load_public_key, write_keypair
+
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # the Hub's lfs.sha256
+
+
+def _flip_bit(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+def test_manifest_of_real_checkpoint_records_hub_sha256(minilm, cli):
+    r = cli("create", minilm)
+    assert r.code == 0, r.err
+    doc = json.loads((minilm / "manifest.json").read_text())
+    entry = doc["signed"]["files"]["model.safetensors"]
+    assert entry["sha256"] == MINILM_SHA256
+    assert entry["size"] == 90868376
+    # every regular file is recorded, the manifest itself is not
+    assert set(doc["signed"]["files"]) == {
+        p.relative_to(minilm).as_posix() for p in minilm.rglob("*") if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def test_sha256_equals_sha256sum(minilm):
+    m = api.create(minilm, write=False)
+    out = subprocess.run(["sha256sum", "config.json", "vocab.txt"], cwd=minilm, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        digest, name = line.split()
+        assert m.files[name].digests["sha256"] == digest
+
+
+def test_zero_byte_file_is_recorded(minilm):
+    (minilm / "empty.txt").write_bytes(b"")
+    m = api.create(minilm, write=False)
+    assert m.files["empty.txt"].size == 0
+    assert m.files["empty.txt"].digests["sha256"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_git_and_cache_dirs_are_left_out_by_recorded_rules(minilm):
+    (minilm / ".git").mkdir()
+    (minilm / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (minilm / ".cache" / "huggingface").mkdir(parents=True)
+    (minilm / ".cache" / "huggingface" / "x.lock").write_text("")
+    m = api.create(minilm)
+    assert not [p for p in m.files if p.startswith((".git/", ".cache/"))]
+    assert ".git/" in m.ignore and "manifest.json" in m.ignore
+    assert api.verify(minilm).ok
+
+
+def test_clean_signed_checkpoint_verifies(minilm, cli, keypair):
+    priv, pub = keypair
+    assert cli("create", minilm, "--key", priv, "--model-id", "sentence-transformers/all-MiniLM-L6-v2").code == 0
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 0, r.out + r.err
+    rep = json.loads(r.out)
+    assert rep["verdict"] == "pass" and rep["findings"] == []
+    assert {"signature", "file-set", "sizes", "digests"} <= set(rep["checked"])
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-p256"])
+def test_both_key_types_sign_and_verify(minilm, tmp_path, kind):
+    write_keypair(generate(kind), tmp_path / "a.pem", tmp_path / "a.pub")
+    api.create(minilm, key=load_private_key(tmp_path / "a.pem"))
+    assert api.verify(minilm, keys=[load_public_key(tmp_path / "a.pub")]).ok
+
+
+def test_openssl_generated_keys_work(minilm, tmp_path):
+    """Keys made by openssl (PKCS#8 ed25519, traditional EC with parameters) are accepted."""
+    ed = tmp_path / "ed.pem"
+    ec = tmp_path / "ec.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", ed], check=True, capture_output=True)
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-out", ec], check=True, capture_output=True)
+    for priv in (ed, ec):
+        pub = priv.with_suffix(".pub")
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True, capture_output=True)
+        api.create(minilm, key=load_private_key(priv))
+        assert api.verify(minilm, keys=[load_public_key(pub)]).ok
+
+
+def test_flipped_bit_in_weights_fails_with_digest_mismatch(minilm, cli, keypair):
+    priv, pub = keypair
+    cli("create", minilm, "--key", priv)
+    _flip_bit(minilm / "model.safetensors", 50_000_000)  # deep inside tensor data: headers stay valid
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 1
+    found = json.loads(r.out)["findings"]
+    assert [(f["code"], f["path"]) for f in found] == [("digest-mismatch", "model.safetensors")]
+
+
+def test_deleted_file_fails_with_missing_file(minilm, cli, keypair):
+    priv, pub = keypair
+    cli("create", minilm, "--key", priv)
+    (minilm / "vocab.txt").unlink()
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 1
+    assert ("missing-file", "vocab.txt") in [(f["code"], f.get("path")) for f in json.loads(r.out)["findings"]]
+
+
+def test_added_file_fails_with_extra_file(minilm, cli, keypair):
+    priv, pub = keypair
+    cli("create", minilm, "--key", priv)
+    (minilm / "1_Pooling" / "extra.bin").write_bytes(b"x")
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 1
+    assert ("extra-file", "1_Pooling/extra.bin") in [(f["code"], f.get("path")) for f in json.loads(r.out)["findings"]]
+
+
+def test_edited_manifest_byte_fails_signature(minilm, cli, keypair):
+    priv, pub = keypair
+    cli("create", minilm, "--key", priv)
+    mf = minilm / "manifest.json"
+    text = mf.read_text()
+    # change one recorded size by one digit: still a well-formed manifest, no longer the signed one
+    edited = text.replace('"size": 612}', '"size": 613}', 1)
+    assert edited != text
+    mf.write_text(edited)
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 1
+    assert "signature-invalid" in [f["code"] for f in json.loads(r.out)["findings"]]
+
+
+def test_wrong_public_key_is_untrusted(minilm, cli, keypair, tmp_path):
+    priv, _pub = keypair
+    write_keypair(generate("ed25519"), tmp_path / "other.pem", tmp_path / "other.pub")
+    cli("create", minilm, "--key", priv)
+    r = cli("verify", minilm, "--key", tmp_path / "other.pub", "--json")
+    assert r.code == 1
+    assert [f["code"] for f in json.loads(r.out)["findings"]] == ["untrusted-key"]
+
+
+def test_unsigned_manifest_with_key_is_signature_missing(minilm, cli, keypair):
+    _priv, pub = keypair
+    cli("create", minilm)
+    r = cli("verify", minilm, "--key", pub, "--json")
+    assert r.code == 1
+    assert [f["code"] for f in json.loads(r.out)["findings"]] == ["signature-missing"]
+
+
+def test_without_key_report_says_signature_not_checked(minilm, cli, keypair):
+    priv, _pub = keypair
+    cli("create", minilm, "--key", priv)
+    r = cli("verify", minilm, "--json")
+    assert r.code == 0
+    rep = json.loads(r.out)
+    assert "signature" in {n["check"] for n in rep["not_checked"]}
+    assert "signature" not in rep["checked"]
+
+
+def test_key_carried_in_file_is_never_trusted(minilm, keypair, tmp_path):
+    """A manifest re-signed by an attacker who rewrote the keyid to the trusted one fails."""
+    priv, pub = keypair
+    api.create(minilm, key=load_private_key(priv))
+    mf = minilm / "manifest.json"
+    doc = json.loads(mf.read_text())
+    write_keypair(generate("ed25519"), tmp_path / "evil.pem", tmp_path / "evil.pub")
+    m = Manifest.from_document(doc)
+    from manifest.signing import sign
+
+    forged = sign(m.signed_bytes(), load_private_key(tmp_path / "evil.pem"))
+    forged["keyid"] = doc["signatures"][0]["keyid"]
+    doc["signatures"] = [forged]
+    mf.write_text(json.dumps(doc))
+    rep = api.verify(minilm, keys=[load_public_key(pub)])
+    assert rep.codes() == ["signature-invalid"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b'{"signed": {}, "signatures": []}', b"[1, 2]", b'{"signed": 1, "signatures": [], "x": 2}'],
+    ids=["broken-json", "empty", "empty-signed", "array", "extra-key"],
+)
+def test_malformed_manifest_exits_2_one_line(minilm, cli, content):
+    (minilm / "manifest.json").write_bytes(content)
+    r = cli("verify", minilm)
+    assert r.code == 2
+    assert r.out == ""
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error[manifest-invalid]"), r.err
+    assert "Traceback" not in r.err
+
+
+def test_missing_manifest_exits_2(minilm, cli):
+    r = cli("verify", minilm)
+    assert r.code == 2 and "manifest create" in r.err
+
+
+def test_fail_fast_stops_at_first_error(minilm, cli):
+    cli("create", minilm)
+    (minilm / "vocab.txt").unlink()
+    (minilm / "README.md").unlink()
+    full = json.loads(cli("verify", minilm, "--json").out)
+    fast = json.loads(cli("verify", minilm, "--json", "--fail-fast").out)
+    assert len(full["findings"]) == 2
+    assert len(fast["findings"]) == 1 and fast["stopped_early"] is True
+
+
+def test_manifest_is_pretty_one_file_per_line_and_round_trips(minilm):
+    m = api.create(minilm)
+    text = (minilm / "manifest.json").read_text()
+    lines = text.splitlines()
+    for p in m.files:
+        assert sum(1 for line in lines if json.dumps(p) + ":" in line) == 1
+    again = Manifest.loads(text.encode())
+    assert again.signed_bytes() == m.signed_bytes()
+
+
+def test_output_elsewhere_and_m_option(minilm, tmp_path, cli):
+    out = tmp_path / "elsewhere.json"
+    assert cli("create", minilm, "-o", out).code == 0
+    assert not (minilm / "manifest.json").exists()
+    assert cli("verify", minilm, "-m", out).code == 0
+
+
+def test_private_key_mode_0600(tmp_path, cli):
+    r = cli("keygen", "-o", tmp_path / "key")
+    assert r.code == 0
+    assert ((tmp_path / "key.pem").stat().st_mode & 0o777) == 0o600
+    assert cli("keygen", "-o", tmp_path / "key").code == 2  # never overwrites
+
+
+def test_passphrase_protected_key(tmp_path, minilm, cli):
+    env = {"KEYPASS": "correct horse"}
+    assert cli("keygen", "-o", tmp_path / "key", "--passphrase-env", "KEYPASS", env=env).code == 0
+    assert b"ENCRYPTED" in (tmp_path / "key.pem").read_bytes()
+    r = cli("create", minilm, "--key", tmp_path / "key.pem")
+    assert r.code == 2 and "MANIFEST_KEY_PASSPHRASE" in r.err
+    r = cli("create", minilm, "--key", tmp_path / "key.pem", env={"MANIFEST_KEY_PASSPHRASE": "correct horse"})
+    assert r.code == 0, r.err
+    assert cli("verify", minilm, "--key", tmp_path / "key.pub.pem").code == 0
+
+
+def test_create_refuses_manifest_invalid_errors_not_malformed(minilm):
+    with pytest.raises(ManifestInvalid):
+        Manifest.loads(b'{"signed": {"_type": "model-manifest", "version": 1}, "signatures": []}')
+
+
+def test_default_path_imports_no_torch_or_transformers(minilm, cli):
+    cli("create", minilm)
+    code = (
+        "import sys; from manifest.cli import main\n"
+        "sys.argv=['manifest','verify',sys.argv[1],'-q']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    rc=e.code\n"
+        "bad=[m for m in ('torch','transformers') if m in sys.modules]\n"
+        "print('HEAVY', bad)\n"
+    )
+    for cmd in ("create", "verify"):
+        c = code.replace("'verify'", repr(cmd))
+        out = subprocess.run([sys.executable, "-c", c, str(minilm)], capture_output=True, text=True, timeout=120).stdout
+        assert "HEAVY []" in out, out
