@@ -80,6 +80,11 @@ _c("load-failed", "The real load (from_pretrained and a forward pass) raised an 
 # -- Hugging Face cache ----------------------------------------------------------------
 _c("hub-record-mismatch", "A cached file disagrees with the Hub's own record in the cache (blob name, tree listing).", group="hub")
 _c("incomplete-download", "The cache holds an unfinished download (*.incomplete blob) or a snapshot misses a file.", group="hub")
+# -- the run itself (one-line errors, exit 2 or 130) ---------------------------------------
+_c("usage", "The command line is wrong (unknown option value, conflicting options) (exit 2).", group="run")
+_c("input-invalid", "An input file is unusable: over a size cap, or not of the expected kind (exit 2).", group="run")
+_c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run")
+_c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run")
 
 
 def code_info(code: str) -> CodeInfo:
