@@ -31,6 +31,7 @@ class FileInfo:
     ino: int
     dev: int
     source: str | None = None  # absolute path actually read, when it differs (HF cache links)
+    ctime_ns: int = 0  # inode change time: moves on any write or utime, so the stat cache keys on it too
 
     def stat_key(self) -> tuple[int, int, int, int]:
         return (self.size, self.mtime_ns, self.ino, self.dev)
@@ -180,7 +181,7 @@ def discover(
             problems.append(Finding.of("unreadable", f"cannot stat: {e.strerror}", path=rel))
             continue
         if stat.S_ISREG(lst.st_mode):
-            files[rel] = FileInfo(rel, lst.st_size, lst.st_mtime_ns, lst.st_ino, lst.st_dev)
+            files[rel] = FileInfo(rel, lst.st_size, lst.st_mtime_ns, lst.st_ino, lst.st_dev, ctime_ns=lst.st_ctime_ns)
         elif stat.S_ISLNK(lst.st_mode) and allowed is not None:
             target = os.path.realpath(entry_path)
             try:
@@ -191,7 +192,7 @@ def discover(
             if not _within(target, allowed) or not stat.S_ISREG(tst.st_mode):
                 problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
                 continue
-            files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target)
+            files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target, ctime_ns=tst.st_ctime_ns)
         elif stat.S_ISLNK(lst.st_mode):
             target = os.readlink(entry_path)
             real = os.path.realpath(entry_path)
