@@ -1,17 +1,40 @@
-"""The `weights` section (interface first; record/diagnose/compare follow)."""
+"""The ``weights`` section: safetensors headers, shard indexes, LFS pointers, pickle
+imports and the memory needed to load.
+
+Everything here reads headers and small files only (8 bytes + the JSON header of each
+safetensors file, index JSON, pointer-sized files, the pickles of a pickle checkpoint),
+never tensor data, so it runs before any digest and a broken checkpoint is rejected in
+time that does not grow with the model.
+
+Recorded in the manifest (``signed.weights``, schema ``schemas/section-weights.schema.json``)::
+
+    {"version": 1,
+     "files": {"model.safetensors": {
+         "header_sha256": "...", "header_len": 11408, "parameters": 22713728,
+         "bytes_by_dtype": {"F32": 90852864, "I64": 4096},
+         "tensors": {"embeddings.word_embeddings.weight": {"dtype": "F32", "shape": [30522, 384]}, ...}}},
+     "totals": {"files": 1, "tensors": 104, "parameters": 22713728, "bytes": 90856960,
+                "bytes_by_dtype": {"F32": 90852864, "I64": 4096}}}
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..findings import Finding
+from ..errors import InputError, ManifestInvalid
+from ..findings import Finding, Severity
 from ..formats.safetensors import Header, HeaderError, TensorInfo, read_header
 from ..inventory import Artifact
 from ..options import Options
 from ..report import Report
 
+SECTION_VERSION = 1
+MAX_FINDINGS_PER_FILE = 20
 
+
+# ----------------------------------------------------------------------------- reading
 def safetensors_files(art: Artifact) -> list[str]:
     """The artifact's ``*.safetensors`` files, sorted."""
     return sorted(p for p in art.files if p.endswith(".safetensors"))
@@ -26,14 +49,33 @@ def header_of(art: Artifact, rel: str) -> Header | HeaderError | OSError:
                 return read_header(f, art.files[rel].size)
         except HeaderError as e:
             return e
+        except InputError as e:
+            return OSError(e.message)
         except OSError as e:
             return e
 
     return art.memo(("safetensors-header", rel), compute)
 
 
+def live_header(art: Artifact, rel: str) -> Header | None:
+    """The header of ``rel`` when it parses, even if the data is cut short (truncated)."""
+    h = header_of(art, rel)
+    if isinstance(h, Header):
+        return h
+    if isinstance(h, HeaderError) and isinstance(h.facts.get("header"), Header):
+        return h.facts["header"]
+    return None
+
+
+def clean_header(art: Artifact, rel: str) -> Header | None:
+    h = header_of(art, rel)
+    return h if isinstance(h, Header) else None
+
+
 def tensor_table(art: Artifact) -> dict[str, TensorInfo]:
-    """All tensors of all safetensors files that parse cleanly, merged by name (memoized)."""
+    """All tensors of all safetensors files that parse cleanly, merged by name (memoized).
+
+    When two files hold a tensor of the same name, the first file in path order wins."""
 
     def compute() -> dict[str, TensorInfo]:
         out: dict[str, TensorInfo] = {}
@@ -47,14 +89,332 @@ def tensor_table(art: Artifact) -> dict[str, TensorInfo]:
     return art.memo("tensor-table", compute)
 
 
+def header_digest(h: Header) -> str:
+    return hashlib.sha256(h.raw).hexdigest()
+
+
+def _merge(into: dict[str, int], add: dict[str, int]) -> None:
+    for k, v in add.items():
+        into[k] = into.get(k, 0) + v
+
+
+def load_facts(art: Artifact) -> dict[str, Any]:
+    """Bytes needed to load the weights (every safetensors file that parses), by dtype."""
+    by_dtype: dict[str, int] = {}
+    params = tensors = 0
+    files = []
+    for rel in safetensors_files(art):
+        h = live_header(art, rel)
+        if h is None:
+            continue
+        files.append(rel)
+        _merge(by_dtype, h.bytes_by_dtype())
+        params += h.parameters
+        tensors += len(h.tensors)
+    return {
+        "files": files,
+        "tensors": tensors,
+        "parameters": params,
+        "load_bytes": sum(by_dtype.values()),
+        "bytes_by_dtype": dict(sorted(by_dtype.items())),
+    }
+
+
+def mem_available(meminfo: str = "/proc/meminfo") -> int | None:
+    """MemAvailable in bytes, or None where /proc/meminfo does not say."""
+    try:
+        with open(meminfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    parts = line.split()
+                    return int(parts[1]) * (1024 if len(parts) > 2 and parts[2].lower() == "kb" else 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _human(n: int) -> str:
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if x < 1024 or unit == "TiB":
+            return f"{x:.1f} {unit}" if unit != "B" else f"{n} B"
+        x /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------- diagnose
+def _header_findings(art: Artifact, rel: str) -> Iterator[Finding]:
+    h = header_of(art, rel)
+    if isinstance(h, Header):
+        return
+    if isinstance(h, OSError):
+        yield Finding.of("unreadable", f"cannot read the safetensors header: {h.strerror or h}", path=rel)
+        return
+    if h.code == "lfs-pointer":
+        yield _lfs_finding(rel, h.facts.get("oid") or "", h.facts.get("size"))
+        return
+    hint = None
+    if h.code == "truncated":
+        hint = "download the file again (huggingface-cli download, or git lfs pull)"
+    elif h.facts.get("rule") == "not-safetensors":
+        hint = "the download saved something else (an error page, a pointer, another format); fetch the file again"
+    yield Finding.of(h.code, h.message, path=rel, expected=h.facts.get("expected"), actual=h.facts.get("actual"), hint=hint)
+
+
+def _lfs_finding(rel: str, oid: str, size: int | None) -> Finding:
+    points = f"oid {oid or '(none)'}, {size if size is not None else 'unknown'} bytes"
+    return Finding.of(
+        "lfs-pointer",
+        f"Git LFS pointer in place of the content ({points}): the real file was never downloaded",
+        path=rel, expected={"oid": oid, "size": size}, hint="run `git lfs install && git lfs pull`, or download the file from the Hub",
+    )
+
+
+def _lfs_findings(art: Artifact) -> Iterator[Finding]:
+    from ..formats.lfs import pointers  # noqa: PLC0415
+
+    for rel, ptr in pointers(art).items():
+        yield _lfs_finding(rel, ptr.oid, ptr.size)
+
+
+def _index_findings(art: Artifact) -> Iterator[Finding]:
+    from ..formats.lfs import pointer_of  # noqa: PLC0415
+    from ..formats.shards import IndexError_, check_index, is_index, parse_index  # noqa: PLC0415
+
+    for rel in sorted(p for p in art.files if is_index(p)):
+        if pointer_of(art, rel) is not None:
+            continue
+        try:
+            index = parse_index(rel, art.read_bytes(rel))
+        except (IndexError_, InputError) as e:
+            yield Finding.of("index-mismatch", f"the shard index cannot be used: {e}", path=rel)
+            continue
+        except OSError as e:
+            yield Finding.of("unreadable", f"cannot read the shard index: {e.strerror or e}", path=rel)
+            continue
+        sizes = {p: i.size for p, i in art.files.items()}
+        for prob in check_index(index, sizes, lambda s: clean_header(art, s) if s.endswith(".safetensors") else None):
+            yield Finding.of("index-mismatch", prob.message, path=prob.path, expected=prob.expected, actual=prob.actual,
+                             hint="re-save the checkpoint (save_pretrained) or download the index and all shards of one revision")
+
+
+def _pickle_findings(art: Artifact) -> Iterator[Finding]:
+    from ..formats.lfs import pointer_of  # noqa: PLC0415
+    from ..formats.pickle_scan import PICKLE_SUFFIXES, PickleScanError, scan_file  # noqa: PLC0415
+
+    for rel in sorted(p for p in art.files if p.endswith(PICKLE_SUFFIXES)):
+        if pointer_of(art, rel) is not None:
+            continue
+        try:
+            with art.open(rel) as f:
+                scan = scan_file(f, art.files[rel].size)
+        except PickleScanError:
+            continue  # not a pickle at all (e.g. OpenVINO/ONNX raw .bin): nothing would be unpickled
+        except (OSError, InputError) as e:
+            yield Finding.of("unreadable", f"cannot scan the pickle: {getattr(e, 'strerror', None) or e}", path=rel)
+            continue
+        shown = ", ".join(scan.imports[:12]) + (f" and {len(scan.imports) - 12} more" if len(scan.imports) > 12 else "")
+        partial = "" if scan.complete else " (scan stopped at its size bound: there may be more)"
+        if scan.dangerous:
+            yield Finding.of(
+                "pickle-file",
+                f"pickle that would run code on load: it imports {', '.join(scan.dangerous)}{partial}; all imports: {shown}",
+                path=rel, actual=list(scan.imports), severity=Severity.ERROR,
+                hint="do not load this file; use a safetensors checkpoint from a trusted source",
+            )
+        elif scan.unexpected:
+            yield Finding.of(
+                "pickle-file",
+                f"pickle-based weights with imports beyond a plain state dict: {', '.join(scan.unexpected)}{partial}; all imports: {shown}",
+                path=rel, actual=list(scan.imports), hint="convert to safetensors, or load only with torch.load(weights_only=True)",
+            )
+        else:
+            yield Finding.of(
+                "pickle-file",
+                f"pickle-based weights ({scan.kind}); loading runs the unpickler, which imports {shown or 'nothing'}{partial}",
+                path=rel, actual=list(scan.imports), hint="prefer safetensors; torch.load(weights_only=True) limits what runs",
+            )
+
+
+def _memory_findings(art: Artifact, opts: Options, report: Report) -> Iterator[Finding]:
+    facts = load_facts(art)
+    report.facts["weights"] = facts
+    need = facts["load_bytes"]
+    if opts.memory_limit is None and not opts.check_memory:
+        report.mark_not_checked("memory", "no --memory-limit or --check-memory given")
+        return
+    if opts.memory_limit is not None:
+        if need > opts.memory_limit:
+            yield Finding.of(
+                "memory-insufficient",
+                f"loading the weights needs {_human(need)} ({need} bytes), over the --memory-limit of {_human(opts.memory_limit)}",
+                expected=opts.memory_limit, actual=need, hint="load in a smaller dtype, shard across devices, or raise the limit",
+            )
+    if opts.check_memory:
+        avail = mem_available()
+        if avail is None:
+            report.mark_not_checked("memory-available", "MemAvailable is not known on this system (no /proc/meminfo)")
+        else:
+            report.facts["memory_available"] = avail
+            if need > avail:
+                yield Finding.of(
+                    "memory-insufficient",
+                    f"loading the weights needs {_human(need)} ({need} bytes), but only {_human(avail)} is available",
+                    expected=avail, actual=need, hint="free memory, load in a smaller dtype, or use device_map/offloading",
+                )
+    report.mark_checked("memory")
+
+
+# ----------------------------------------------------------------------------- compare
+def _check_recorded(recorded: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(recorded, dict) or recorded.get("version") != SECTION_VERSION or not isinstance(recorded.get("files"), dict):
+        raise ManifestInvalid(f'"weights" section must be an object with "version": {SECTION_VERSION} and "files"')
+    for rel, rec in recorded["files"].items():
+        ok = (
+            isinstance(rec, dict)
+            and isinstance(rec.get("header_sha256"), str)
+            and isinstance(rec.get("tensors"), dict)
+            and all(
+                isinstance(t, dict) and isinstance(t.get("dtype"), str) and isinstance(t.get("shape"), list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in t["shape"])
+                for t in rec["tensors"].values()
+            )
+        )
+        if not ok:
+            raise ManifestInvalid(f'"weights.files[{rel!r}]" must hold "header_sha256" and "tensors" of {{"dtype", "shape"}}')
+    return recorded["files"]
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _describe(t: dict[str, Any]) -> str:
+    return f"{t['dtype']}{list(t['shape'])}"
+
+
+def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, TensorInfo]) -> list[Finding]:
+    """``tensor-mismatch`` findings between a recorded tensor table and a live header."""
+    now = {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in live.items()}
+    out: list[Finding] = []
+    removed = [n for n in recorded if n not in now]
+    added = [n for n in now if n not in recorded]
+    # A tensor that vanished while one of identical dtype and shape appeared: a rename.
+    pool: dict[str, list[str]] = {}
+    for n in added:
+        pool.setdefault(_describe(now[n]), []).append(n)
+    renamed: list[tuple[str, str]] = []
+    for n in removed:
+        cands = pool.get(_describe(recorded[n]))
+        if cands:
+            renamed.append((n, cands.pop(0)))
+    renamed_old = {a for a, _ in renamed}
+    renamed_new = {b for _, b in renamed}
+    for old, new in renamed:
+        out.append(Finding.of("tensor-mismatch", f"tensor {old!r} was renamed to {new!r} ({_describe(now[new])})",
+                              path=rel, expected=old, actual=new))
+    for n in removed:
+        if n not in renamed_old:
+            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(recorded[n])}) is gone", path=rel, expected=n))
+    for n in added:
+        if n not in renamed_new:
+            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(now[n])}) is new", path=rel, actual=n))
+    for n, rec in recorded.items():
+        cur = now.get(n)
+        if cur is None:
+            continue
+        if cur["dtype"] != rec["dtype"]:
+            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} changed dtype: {rec['dtype']} -> {cur['dtype']}",
+                                  path=rel, expected=rec["dtype"], actual=cur["dtype"]))
+        if list(cur["shape"]) != list(rec["shape"]):
+            same_bytes = cur["dtype"] == rec["dtype"] and _numel(cur["shape"]) == _numel(rec["shape"])
+            why = " (same byte count: transposed or reshaped, only the header shows it)" if same_bytes else ""
+            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} changed shape: {list(rec['shape'])} -> {cur['shape']}{why}",
+                                  path=rel, expected=list(rec["shape"]), actual=cur["shape"]))
+    if len(out) > MAX_FINDINGS_PER_FILE:
+        more = len(out) - MAX_FINDINGS_PER_FILE
+        out = [*out[:MAX_FINDINGS_PER_FILE],
+               Finding.of("tensor-mismatch", f"... and {more} more tensor difference(s) against the manifest", path=rel)]
+    return out
+
+
+# ----------------------------------------------------------------------------- section
+def _file_record(h: Header) -> dict[str, Any]:
+    return {
+        "header_sha256": header_digest(h),
+        "header_len": h.header_len,
+        "parameters": h.parameters,
+        "bytes_by_dtype": h.bytes_by_dtype(),
+        "tensors": {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in sorted(h.tensors.items())},
+    }
+
+
 class WeightsSection:
     name = "weights"
 
     def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
-        return None
+        """The tensor table of every safetensors file. Refuses (exit 2) to fingerprint a
+        file that is not valid safetensors: a manifest must not enshrine a broken file."""
+        files: dict[str, Any] = {}
+        for rel in safetensors_files(art):
+            h = header_of(art, rel)
+            if isinstance(h, HeaderError):
+                raise InputError(f"refusing to fingerprint a broken weight file: {h.message}", code=h.code, path=rel)
+            if isinstance(h, OSError):
+                raise InputError(f"cannot read the safetensors header: {h.strerror or h}", code="unreadable", path=rel)
+            files[rel] = _file_record(h)
+        if not files:
+            return None
+        facts = load_facts(art)
+        return {
+            "version": SECTION_VERSION,
+            "files": files,
+            "totals": {
+                "files": len(files),
+                "tensors": facts["tensors"],
+                "parameters": facts["parameters"],
+                "bytes": facts["load_bytes"],
+                "bytes_by_dtype": facts["bytes_by_dtype"],
+            },
+        }
 
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        """Header, pointer, index, pickle and memory checks; no manifest needed."""
+        out: list[Finding] = list(_lfs_findings(art))
+        report.mark_checked("lfs-pointers")
+        pointer_paths = {f.path for f in out}
+        st = safetensors_files(art)
+        for rel in st:
+            if rel not in pointer_paths:
+                out.extend(_header_findings(art, rel))
+        if st:
+            report.mark_checked("safetensors-headers")
+        else:
+            report.mark_not_checked("safetensors-headers", "no *.safetensors files")
+        from ..formats.shards import is_index  # noqa: PLC0415
+
+        if any(is_index(p) for p in art.files):
+            out.extend(_index_findings(art))
+            report.mark_checked("shard-index")
+        out.extend(_pickle_findings(art))
+        out.extend(_memory_findings(art, opts, report))
+        return out
 
     def compare(self, art: Artifact, recorded: Any, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        """Live headers against the recorded tensor tables (renames, dtypes, shapes)."""
+        files = _check_recorded(recorded)
+        out: list[Finding] = []
+        for rel, rec in files.items():
+            if rel not in art.files:
+                continue  # the file-set check reports it missing
+            live = live_header(art, rel)
+            if live is None:
+                continue  # diagnose already said why the header cannot be read
+            if header_digest(live) == rec["header_sha256"]:
+                continue
+            out.extend(diff_tensors(rel, rec["tensors"], live.tensors))
+        report.mark_checked("tensor-table")
+        return out
