@@ -39,9 +39,57 @@ def read_regular(path: str | os.PathLike[str], cap: int) -> bytes:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _write_unnamed(target: Path, directory: Path, data: bytes, mode: int) -> bool:
+    """Linux: write into an unnamed O_TMPFILE inode, give it a name only once it is
+    complete and synced, then rename it over the target. A process killed at any point
+    before the link leaves nothing behind (not even a temporary file). Returns False
+    where O_TMPFILE or /proc is unavailable."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(directory, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError:
+        return False  # file system without O_TMPFILE support
+    tmp: str | None = None
+    try:
+        _write_all(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        name = f".{target.name}.{os.urandom(6).hex()}.tmp"
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            # A dir_fd makes CPython call linkat(..., AT_SYMLINK_FOLLOW): it links the
+            # inode behind /proc/self/fd/N rather than the magic link itself.
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+        except OSError:
+            return False
+        finally:
+            os.close(dfd)
+        tmp = str(directory / name)
+        os.replace(tmp, target)
+        tmp = None
+        return True
+    finally:
+        os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    if _write_unnamed(target, directory, data, mode):
+        _fsync_dir(directory)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -54,6 +102,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         dfd = os.open(directory, os.O_RDONLY)
         try:
