@@ -197,6 +197,9 @@ class Manifest:
         for a, b in find_collisions(list(files)):
             rejected.append(Finding.of("path-collision", f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems", path=b))
         sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
+        for k in KNOWN_SECTIONS & set(sections):
+            if not isinstance(sections[k], dict):
+                raise ManifestInvalid(f'section "{k}" must be an object')
         return cls(
             files=files,
             algorithms=list(algorithms),
