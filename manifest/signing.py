@@ -27,6 +27,7 @@ PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
 PublicKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
 PASSPHRASE_ENV = "MANIFEST_KEY_PASSPHRASE"
 MAX_KEY_FILE = 64 * 1024
+MAX_TRIES_PER_KEY = 4  # signature entries tried per given key; more are ignored
 
 
 def keyid(pub: PublicKey) -> str:
@@ -152,11 +153,16 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
         return TrustResult([], [Finding.of("signature-missing", "a key was given but the manifest is not signed")])
     good: list[str] = []
     bad: list[str] = []
+    tried: dict[str, set[str]] = {}
     for s in signatures:
         kid = s.get("keyid", "")
         pub = given.get(kid)
-        if pub is None:
-            continue
+        if pub is None or kid in good:
+            continue  # unknown signer, or this key already verified (a key counts once)
+        seen = tried.setdefault(kid, set())
+        if s.get("sig", "") in seen or len(seen) >= MAX_TRIES_PER_KEY:
+            continue  # a repeated entry, or a flood of entries for one key: bounded work
+        seen.add(s.get("sig", ""))
         if verify_one(pub, data, s.get("sig", "")):
             if kid not in good:
                 good.append(kid)
