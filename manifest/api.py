@@ -106,8 +106,8 @@ def create(
             ignore.append(rel_out)
         except ValueError:
             pass
-    if expires is not None:
-        parse_time(expires)
+    if expires is not None and parse_time(expires) <= datetime.now(timezone.utc):
+        raise UsageError(f"--expires {expires} is in the past: the manifest would never verify")
     art = _discover(root, settings, ignore)
     errors = [f for f in art.problems if f.is_error]
     if errors:
@@ -143,7 +143,10 @@ def create(
     if key is not None:
         m.signatures = [sign(m.signed_bytes(), key)]
     if write:
-        write_atomic(out, m.dumps().encode("utf-8"))
+        try:
+            write_atomic(out, m.dumps().encode("utf-8"))
+        except OSError as e:
+            raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
     return m
 
 
