@@ -196,7 +196,14 @@ def discover(
         elif stat.S_ISLNK(lst.st_mode):
             target = os.readlink(entry_path)
             real = os.path.realpath(entry_path)
-            if not _within(real, os.path.realpath(rootp)):
+            try:
+                os.stat(entry_path)
+                loops = False
+            except OSError as e:
+                loops = e.errno == errno.ELOOP
+            if loops:
+                problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); it is not followed", path=rel))
+            elif not _within(real, os.path.realpath(rootp)):
                 problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
             else:
                 problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))
