@@ -36,8 +36,9 @@ class Section(Protocol):
 def all_sections() -> list[Section]:
     """The sections in the order they run (imports are local so start-up stays lean)."""
     from .config import ConfigSection
+    from .hub import HubSection
     from .requirements import RequirementsSection
     from .tokenizer import TokenizerSection
     from .weights import WeightsSection
 
-    return [WeightsSection(), TokenizerSection(), ConfigSection(), RequirementsSection()]
+    return [WeightsSection(), TokenizerSection(), ConfigSection(), RequirementsSection(), HubSection()]

@@ -1,0 +1,256 @@
+"""The `hub` section: cross-check a Hugging Face cache snapshot against the Hub's own
+records kept in the cache, with no manifest.
+
+Runs only for ``ORG/NAME[@REV]`` targets (``art._memo["hub"]`` holds the
+:class:`~manifest.hfcache.Snapshot`). The Hub's records:
+
+- a blob's file name is the Hub's hash of its content: the SHA-256 for LFS files,
+  the git blob SHA-1 (``sha1("blob <size>\\0" + content)``) for small files;
+- ``trees/<commit>.json`` (written by huggingface_hub >= 1.x) lists every file of the
+  commit with its size, git ``blob_id`` and, for LFS files, ``lfs_sha256``.
+
+Findings: ``hub-record-mismatch`` (a file disagrees with either record: size, blob
+name, content), ``incomplete-download`` (``*.incomplete`` blobs, files listed by the
+Hub but absent from the snapshot, snapshot links whose blob is gone).
+
+Cost: sizes, names and the listing are free; small files are hashed (git SHA-1).
+LFS blobs are re-hashed (SHA-256) by ``check`` only: ``verify`` compares them with
+the manifest's digests instead, so the weights are not read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..findings import Finding, Severity
+from ..inventory import Artifact, FileInfo
+from ..jsonio import JSONError, loads_strict
+from ..options import Options
+from ..report import Report
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+MAX_TREE_FILE = 64 * 1024 * 1024
+BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One file of the Hub's listing for a commit (``trees/<commit>.json``)."""
+
+    size: int
+    blob_id: str | None
+    lfs_sha256: str | None
+
+    @property
+    def blob_name(self) -> str | None:
+        """The name huggingface_hub gives this file's blob (its etag)."""
+        return self.lfs_sha256 or self.blob_id
+
+
+def read_tree(path: str | os.PathLike[str]) -> dict[str, TreeEntry]:
+    """Parse a tree listing strictly. Raises ValueError (with a one-line reason)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_TREE_FILE + 1)
+    if len(data) > MAX_TREE_FILE:
+        raise ValueError(f"over the {MAX_TREE_FILE}-byte cap")
+    try:
+        doc = loads_strict(data)
+    except JSONError as e:
+        raise ValueError(f"not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != 1 or not isinstance(doc.get("files"), dict):
+        raise ValueError("not a format_version 1 tree listing")
+    out: dict[str, TreeEntry] = {}
+    for p, e in doc["files"].items():
+        if not isinstance(e, dict) or not isinstance(e.get("size"), int) or isinstance(e.get("size"), bool):
+            raise ValueError(f"entry {p!r} has no integer size")
+        blob_id, lfs = e.get("blob_id"), e.get("lfs_sha256")
+        out[p] = TreeEntry(
+            size=e["size"] if not isinstance(e.get("lfs_size"), int) else e["lfs_size"],
+            blob_id=blob_id if isinstance(blob_id, str) else None,
+            lfs_sha256=lfs.lower() if isinstance(lfs, str) else None,
+        )
+    return out
+
+
+def git_blob_sha1(art: Artifact, info: FileInfo) -> str:
+    """The git blob id of a file, streamed: ``sha1(b"blob <size>\\0" + content)``."""
+    h = hashlib.sha1(f"blob {info.size}\0".encode("ascii"), usedforsecurity=False)
+    with art.open(info.path) as f:
+        while chunk := f.read(BLOCK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _within(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+class HubSection:
+    name = "hub"
+
+    def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
+        return None
+
+    def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
+        snap = art._memo.get("hub")
+        if snap is None:
+            return ()
+        return list(_diagnose(art, snap, opts, report))
+
+    def compare(self, art: Artifact, recorded: Any, opts: Options, report: Report) -> Iterable[Finding]:
+        return ()
+
+
+def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterator[Finding]:
+    report.facts["hub"] = {"repo_id": snap.repo_id, "revision": snap.revision, "commit": snap.commit, "snapshot": str(snap.root)}
+    blobs = os.path.realpath(snap.blobs)
+    # -- the Hub's listing for this commit, if huggingface_hub cached one
+    tree: dict[str, TreeEntry] | None = None
+    if os.path.isfile(snap.tree_file):
+        try:
+            tree = read_tree(snap.tree_file)
+        except (OSError, ValueError) as e:
+            report.mark_not_checked("hub-tree", f"trees/{snap.commit}.json is unusable ({e})")
+    else:
+        report.mark_not_checked(
+            "hub-tree",
+            f"no trees/{snap.commit}.json in the cache (written by huggingface_hub >= 1.x downloads): "
+            "file list and sizes not compared with the Hub's",
+        )
+    # -- snapshot links whose blob is gone, files the Hub lists that the snapshot lacks
+    dangling: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(snap.root):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) and not os.path.exists(full) and _within(os.path.realpath(full), blobs):
+                rel = os.path.relpath(full, snap.root).replace(os.sep, "/")
+                dangling.add(rel)
+                yield Finding.of(
+                    "incomplete-download",
+                    f"the snapshot links to blob {os.path.basename(os.readlink(full))}, "
+                    "which is not in the cache (deleted or never finished)",
+                    path=rel,
+                )
+    if tree is not None:
+        for rel in sorted(tree):
+            if rel not in dangling and not os.path.lexists(os.path.join(snap.root, *rel.split("/"))):
+                yield Finding.of(
+                    "incomplete-download",
+                    f"listed by the Hub for commit {snap.commit[:12]} but missing from the snapshot",
+                    path=rel,
+                    expected=tree[rel].size,
+                )
+        report.mark_checked("hub-tree")
+    # -- unfinished downloads in this repo's blob store
+    wanted = {e.blob_name: p for p, e in (tree or {}).items() if e.blob_name}
+    try:
+        partial = sorted(n for n in os.listdir(snap.blobs) if n.endswith(".incomplete"))
+    except OSError:
+        partial = []
+    for n in partial:
+        etag = n[: -len(".incomplete")]
+        owner = wanted.get(etag)
+        if owner is not None:
+            yield Finding.of("incomplete-download", f"its download never finished (blobs/{n} is partial)", path=owner)
+        elif tree is not None:
+            yield Finding.of(
+                "incomplete-download",
+                f"blobs/{n} is an unfinished download of a file not in commit {snap.commit[:12]}",
+                path=f"blobs/{n}",
+                severity=Severity.WARNING,
+            )
+        else:
+            yield Finding.of(
+                "incomplete-download",
+                f"blobs/{n} is an unfinished download (no tree listing tells which file it belongs to)",
+                path=f"blobs/{n}",
+            )
+    # -- every file against its blob name and the listing
+    lfs_todo: list[tuple[FileInfo, str]] = []
+    for rel, info in art.files.items():
+        entry = tree.get(rel) if tree is not None else None
+        blob = os.path.basename(info.source) if info.source is not None and _within(info.source, blobs) else None
+        if entry is not None:
+            if info.size != entry.size:
+                yield Finding.of(
+                    "hub-record-mismatch",
+                    f"{info.size} bytes, the Hub records {entry.size} (truncated or replaced after download)",
+                    path=rel,
+                    expected=entry.size,
+                    actual=info.size,
+                )
+                continue
+            if blob is not None and entry.blob_name is not None and blob != entry.blob_name:
+                yield Finding.of(
+                    "hub-record-mismatch",
+                    f"links to blob {blob[:16]}..., the Hub records {entry.blob_name[:16]}... for this commit",
+                    path=rel,
+                    expected=entry.blob_name,
+                    actual=blob,
+                )
+                continue
+        elif tree is not None and rel not in tree:
+            yield Finding.of(
+                "hub-record-mismatch",
+                f"not in the Hub's listing of commit {snap.commit[:12]} (added to the snapshot by hand?)",
+                path=rel,
+            )
+            continue
+        if blob is None:
+            continue
+        if _SHA1.match(blob):
+            try:
+                got = git_blob_sha1(art, info)
+            except OSError as e:
+                yield Finding.of("unreadable", f"cannot read: {e.strerror}", path=rel)
+                continue
+            if got != blob:
+                yield Finding.of(
+                    "hub-record-mismatch",
+                    f"git blob id is {got[:16]}..., but the blob is named by the Hub's {blob[:16]}... (changed after download)",
+                    path=rel,
+                    expected=blob,
+                    actual=got,
+                )
+        elif _SHA256.match(blob):
+            lfs_todo.append((info, blob))
+    report.mark_checked("hub-record")
+    if not lfs_todo:
+        return
+    if report.command != "check" and not opts.exhaustive:
+        report.mark_not_checked(
+            "hub-lfs-content",
+            "verify compares LFS files with the manifest's digests; `manifest check ORG/NAME` compares them with the Hub's SHA-256",
+        )
+        return
+    yield from _check_lfs(art, lfs_todo, opts, report)
+
+
+def _check_lfs(art: Artifact, todo: list[tuple[FileInfo, str]], opts: Options, report: Report) -> Iterator[Finding]:
+    from ..api import _cache
+    from ..digest import FileChanged, hash_files
+
+    expected = {info.path: blob for info, blob in todo}
+    cache = _cache(opts, ("hub", os.path.realpath(art.root)))
+    for info, res, _cached in hash_files(art, [i for i, _ in todo], ["sha256"], workers=opts.workers, cache=cache):
+        if isinstance(res, FileChanged):
+            yield Finding.of("file-changed", f"changed while it was read ({res}); not compared with the Hub's record", path=info.path)
+        elif isinstance(res, Exception):
+            yield Finding.of("unreadable", f"cannot read: {getattr(res, 'strerror', None) or res}", path=info.path)
+        elif res["sha256"] != expected[info.path]:
+            blob = expected[info.path]
+            yield Finding.of(
+                "hub-record-mismatch",
+                f"sha256 is {res['sha256'][:16]}..., but the blob is named by the Hub's {blob[:16]}... (corrupted after download)",
+                path=info.path,
+                expected=blob,
+                actual=res["sha256"],
+            )
+    report.mark_checked("hub-lfs-content")
