@@ -74,7 +74,7 @@ _c("label-map-mismatch", "id2label/label2id are inconsistent with each other or 
 _c("config-mismatch", "A recorded config fact (model_type, architectures, sizes, dtype, ...) differs from the manifest.", group="semantics")
 _c("shape-config-mismatch", "Config, tokenizer and weights disagree with each other (vocab size, label count, head present).", group="semantics")
 _c("version-unsatisfied", "An installed library version does not satisfy a requirement, or transformers does not know the model_type.", group="environment")
-_c("side-file-invalid", "A config or tokenizer file (config.json, tokenizer.json, tokenizer_config.json, vocab files) is malformed.", group="semantics")
+_c("side-file-invalid", "A config or tokenizer file (config.json, tokenizer.json, vocab files, ...) is malformed.", group="semantics")
 _c("remote-code", "The checkpoint asks for custom code (auto_map or *.py files) that runs only with --trust-remote-code.", Severity.WARNING, group="semantics")
 _c("load-mismatch", "A structural load found state_dict keys or shapes that differ from the weights headers.", group="load")
 _c("load-failed", "The real load (from_pretrained and a forward pass) raised an error.", group="load")

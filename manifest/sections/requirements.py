@@ -1,24 +1,214 @@
-"""The `requirements` section (placeholder: records nothing yet)."""
+"""The `requirements` section: library versions and requirement specifiers.
+
+Versions come from installed package metadata (``importlib.metadata``); torch and
+transformers are never imported. Whether the installed transformers knows a
+``model_type`` is read from the *source text* of its auto-config mapping
+(``models/auto/auto_mappings.py`` in 5.x, ``configuration_auto.py`` in 4.x), found with
+``importlib.util.find_spec`` (which locates a top-level package without running it).
+
+Default requirements come from the checkpoint: ``config.json``'s
+``transformers_version`` X.Y.Z becomes ``transformers>=X.Y``. A checkpoint written by
+X.Y may use config keys or file conventions that X.Y introduced, while transformers
+keeps reading checkpoints of older versions; patch releases do not change what is
+written, so the patch level is dropped (``>=4.8`` rather than ``>=4.8.2``, which would
+refuse a working 4.8.1). ``--require`` adds any specifier. An unmet requirement is
+``version-unsatisfied`` (an error); a checkpoint-derived requirement on a library that is
+not installed at all is a warning (this machine may verify without loading).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..findings import Finding
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from ..errors import UsageError
+from ..findings import Finding, Severity
+from ..formats.config import ConfigError, read_config
 from ..inventory import Artifact
 from ..options import Options
 from ..report import Report
+
+PACKAGES = ("transformers", "tokenizers", "safetensors", "torch", "huggingface_hub")
+_PAIR = re.compile(r"""\(\s*["']([A-Za-z0-9_\-.]+)["']\s*,\s*["']([A-Za-z0-9_]+)["']\s*\)""")
+_MAPPING_FILES = ("models/auto/auto_mappings.py", "models/auto/configuration_auto.py")
+
+
+def installed_version(name: str) -> str | None:
+    """The installed distribution's version from its metadata, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, str | None]:
+    return {p: installed_version(p) for p in PACKAGES}
+
+
+_KNOWN: dict[str, Any] = {}
+
+
+def transformers_dir() -> str | None:
+    """Where the transformers package lives, without importing it."""
+    try:
+        spec = importlib.util.find_spec("transformers")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return next(iter(spec.submodule_search_locations))
+
+
+def known_model_types() -> dict[str, str] | None:
+    """model_type -> config class, read from the installed transformers' auto mapping
+    source text (never executed). None when transformers is absent or the text has no
+    mapping this reader understands."""
+    base = transformers_dir()
+    if base is None:
+        return None
+    key = (base, installed_version("transformers"))
+    if key in _KNOWN:
+        return _KNOWN[key]
+    pairs: dict[str, str] = {}
+    for rel in _MAPPING_FILES:
+        path = os.path.join(base, rel)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        for mt, cls in _PAIR.findall(text):
+            if cls.endswith("Config"):
+                pairs.setdefault(mt, cls)
+    result = pairs or None
+    _KNOWN[key] = result
+    return result
+
+
+def default_requirements(art: Artifact) -> list[dict[str, str]]:
+    """Requirements the checkpoint itself implies."""
+    try:
+        cfg = read_config(art)
+    except ConfigError:
+        return []
+    out: list[dict[str, str]] = []
+    if cfg is not None and cfg.transformers_version:
+        try:
+            v = Version(cfg.transformers_version)
+        except InvalidVersion:
+            return out
+        source = f"config.json transformers_version {cfg.transformers_version}"
+        out.append({"requirement": f"transformers>={v.major}.{v.minor}", "source": source})
+    return out
+
+
+def parse_requirement(text: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as e:
+        raise UsageError(f"cannot read requirement {text!r}: {e}") from None
+
+
+def check_requirement(text: str, source: str, *, user: bool) -> Finding | None:
+    """A finding when the environment does not meet ``text``; None when it does."""
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as e:
+        return Finding.of("version-unsatisfied", f"requirement {text!r} ({source}) cannot be read: {e}",
+                          hint="write requirements as PEP 508 specifiers, e.g. 'torch>=2.6'")
+    if req.marker is not None and not req.marker.evaluate():
+        return None
+    have = installed_version(req.name)
+    if have is None:
+        sev = Severity.ERROR if user else Severity.WARNING
+        return Finding.of("version-unsatisfied", f"{req.name} is not installed, but {source} requires {text}", expected=str(req),
+                          hint=f"pip install '{req}'", severity=sev)
+    try:
+        ok = req.specifier.contains(Version(have), prereleases=True)
+    except InvalidVersion:
+        ok = False
+    if ok:
+        return None
+    return Finding.of("version-unsatisfied", f"{req.name} {have} is installed, but {source} requires {text}",
+                      expected=str(req), actual=have, hint=f"pip install '{req}'" + _why(source))
+
+
+def _why(source: str) -> str:
+    if source.startswith("config.json"):
+        return " (the checkpoint was written by a newer transformers; older versions may not read its config)"
+    return ""
+
+
+def check_model_type(art: Artifact) -> list[Finding]:
+    try:
+        cfg = read_config(art)
+    except ConfigError:
+        return []
+    if cfg is None or cfg.model_type is None:
+        return []
+    if installed_version("transformers") is None:
+        return []
+    known = known_model_types()
+    if known is None or cfg.model_type in known:
+        return []
+    have = installed_version("transformers")
+    if cfg.auto_map:
+        return []  # the checkpoint ships its own config class (remote-code finding covers it)
+    writer = f"; this checkpoint was written by transformers {cfg.transformers_version}" if cfg.transformers_version else ""
+    return [Finding.of("version-unsatisfied", f"the installed transformers {have} does not know model_type {cfg.model_type!r}",
+                       path="config.json", actual=have, expected=cfg.model_type,
+                       hint=f"upgrade transformers (pip install -U transformers) to a version that supports {cfg.model_type!r}{writer}")]
 
 
 class RequirementsSection:
     name = "requirements"
 
     def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
-        return None
+        reqs = default_requirements(art)
+        for r in opts.requires:
+            parse_requirement(r)
+            reqs.append({"requirement": r, "source": "--require"})
+        return {"environment": environment(), "requires": reqs}
+
+    def _check(self, art: Artifact, reqs: Iterable[dict[str, str]], report: Report) -> list[Finding]:
+        done: set[str] = art.memo("requirements-checked", set)
+        out: list[Finding] = []
+        for r in reqs:
+            text = r["requirement"]
+            if text in done:
+                continue
+            done.add(text)
+            source = str(r.get("source", "the manifest"))
+            f = check_requirement(text, source, user=not source.startswith("config.json"))
+            if f is not None:
+                out.append(f)
+        return out
 
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        for r in opts.requires:
+            parse_requirement(r)
+        reqs = default_requirements(art) + [{"requirement": r, "source": "--require"} for r in opts.requires]
+        out = self._check(art, reqs, report)
+        out.extend(check_model_type(art))
+        report.facts.setdefault("environment", environment())
+        report.mark_checked("requirements")
+        return out
 
     def compare(self, art: Artifact, recorded: Any, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        if not isinstance(recorded, dict):
+            report.mark_not_checked("requirements (manifest)", "the manifest's requirements section is malformed")
+            return []
+        reqs = [r for r in recorded.get("requires") or [] if isinstance(r, dict) and isinstance(r.get("requirement"), str)]
+        labelled = [{"requirement": r["requirement"], "source": f"the manifest ({r.get('source', 'recorded')})"}
+                    if not str(r.get("source", "")).startswith("config.json") else r for r in reqs]
+        env = recorded.get("environment")
+        if isinstance(env, dict):
+            report.facts["environment_recorded"] = env
+        return self._check(art, labelled, report)

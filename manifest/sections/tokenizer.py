@@ -1,24 +1,88 @@
-"""The `tokenizer` section (placeholder: records nothing yet)."""
+"""The `tokenizer` section: a semantic vocabulary fingerprint, and the names of changes.
+
+``record`` stores :func:`manifest.formats.tokenizer.summary`; ``compare`` names what
+changed ("3 tokens added (ids 30522-30524: ...)", "lower-casing switched off") as
+``tokenizer-mismatch`` findings, each with the fix. ``diagnose`` reads the tokenizer
+(a malformed one is ``side-file-invalid``); its consistency with the config and the
+weights is checked by the config section (:mod:`manifest.consistency`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import InputError
 from ..findings import Finding
+from ..formats.tokenizer import Tokenizer, TokenizerError, describe_changes, describe_pipeline, read_tokenizer, summary
 from ..inventory import Artifact
 from ..options import Options
 from ..report import Report
+
+RESTORE = "restore the tokenizer files (tokenizer.json, vocab.txt, tokenizer_config.json) the model was fingerprinted with"
+HINTS = {
+    "added": "if the tokens were added on purpose, call model.resize_token_embeddings(len(tokenizer)), save the model and create "
+             "a new manifest; otherwise " + RESTORE,
+    "removed": RESTORE + ": ids the weights were trained on are gone",
+    "replaced": "this is another tokenizer than the one the weights were trained with: " + RESTORE,
+    "renumbered": "token ids moved, so every id the model sees means something else: " + RESTORE,
+    "lowercase": "set do_lower_case (tokenizer_config.json) and the normalizer's lowercase (tokenizer.json) back to what they were, or "
+                 + RESTORE,
+    "normalize": "set strip_accents / tokenize_chinese_chars back in tokenizer_config.json, or " + RESTORE,
+    "special": "special tokens must keep the ids the model was trained with: " + RESTORE,
+    "role": "set the special-token role back in tokenizer_config.json / special_tokens_map.json, or " + RESTORE,
+}
+
+
+def live_tokenizer(art: Artifact) -> Tokenizer | TokenizerError | InputError | None:
+    try:
+        return read_tokenizer(art)
+    except (TokenizerError, InputError) as e:
+        return e
+    except OSError as e:
+        return InputError(f"cannot read: {e.strerror}")
 
 
 class TokenizerSection:
     name = "tokenizer"
 
     def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
-        return None
+        tok = live_tokenizer(art)
+        if tok is None:
+            return None
+        if isinstance(tok, TokenizerError):
+            raise InputError(f"{tok}: fix or remove it before creating a manifest", code="side-file-invalid", path=tok.path)
+        if isinstance(tok, InputError):
+            raise tok
+        return summary(tok)
 
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        tok = live_tokenizer(art)
+        if tok is None:
+            report.mark_not_checked("tokenizer", "no tokenizer files (tokenizer.json, vocab.txt, vocab.json, *.model)")
+            return []
+        if isinstance(tok, (TokenizerError, InputError)):
+            return [Finding.of("side-file-invalid", f"the tokenizer cannot be read: {tok}", path=getattr(tok, "path", None),
+                               hint="restore the tokenizer file from the original checkpoint (one that does not parse will not load)")]
+        report.facts["tokenizer"] = {"source": tok.source, "model": tok.model, "size": tok.size, "lowercase": tok.lowercase}
+        report.mark_checked("tokenizer")
+        return []
 
     def compare(self, art: Artifact, recorded: Any, opts: Options, report: Report) -> Iterable[Finding]:
-        return ()
+        if not isinstance(recorded, dict) or "fingerprint" not in recorded:
+            report.mark_not_checked("tokenizer (manifest)", "the manifest's tokenizer section is malformed")
+            return []
+        tok = live_tokenizer(art)
+        if tok is None:
+            msg = f"the manifest records a {recorded.get('model')} tokenizer from {recorded.get('source')}, but the directory has none"
+            return [Finding.of("tokenizer-mismatch", msg, path=recorded.get("source"), hint=RESTORE)]
+        if isinstance(tok, (TokenizerError, InputError)):
+            report.mark_not_checked("tokenizer (manifest)", "the tokenizer cannot be read")
+            return []
+        out = [
+            Finding.of("tokenizer-mismatch", msg, path=tok.source, hint=HINTS.get(kind, RESTORE),
+                       expected=recorded.get("fingerprint") if kind == "other" else None)
+            for kind, msg in describe_changes(recorded, tok) + describe_pipeline(recorded, tok)
+        ]
+        report.mark_checked("tokenizer fingerprint")
+        return out
