@@ -12,7 +12,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
 from .document import FileEntry, Manifest, parse_time
@@ -23,7 +23,9 @@ from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover
 from .options import Options
 from .report import Report
 from .sections import all_sections
-from .signing import PrivateKey, check_signatures, sign
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .signing import PrivateKey  # cryptography is imported only to sign or check a signature
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
@@ -52,6 +54,13 @@ def _cache(opts: Options, key: tuple[str, ...]) -> Any:
     from .statcache import StatCache  # noqa: PLC0415
 
     return StatCache.open(key)
+
+
+def _identity(m: Manifest) -> str:
+    """What a verify stat cache is keyed by, besides the directory: the signed bytes' digest."""
+    from .statcache import manifest_identity
+
+    return manifest_identity(m.signed_bytes())
 
 
 def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -117,8 +126,9 @@ def create(
     infos = list(art.files.values())
     digests: dict[str, dict[str, str]] = {}
     bar = _progress(opts, sum(i.size for i in infos), "hashing")
+    create_cache = _cache(opts, ("create", str(root.resolve())))
     try:
-        for info, res, _cached in hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, ("create", str(root.resolve()))), on_bytes=bar.update):
+        for info, res, _cached in hash_files(art, infos, algorithms, workers=opts.workers, cache=create_cache, on_bytes=bar.update):
             if isinstance(res, FileChanged):
                 raise InputError("file changed while it was hashed; try again when nothing writes to it", code="file-changed", path=info.path)
             if isinstance(res, Exception):
@@ -141,12 +151,16 @@ def create(
         sections=sections,
     )
     if key is not None:
+        from .signing import sign
+
         m.signatures = [sign(m.signed_bytes(), key)]
     if write:
         try:
             write_atomic(out, m.dumps().encode("utf-8"))
         except OSError as e:
             raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
+    if create_cache is not None:  # the first verify of this manifest then needs no read
+        create_cache.save_as(("verify", str(root.resolve()), _identity(m)), list(m.files))
     return m
 
 
@@ -206,6 +220,8 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     _emit(report, m.rejected, opts)
     signed = m.signed_bytes()
     if opts.keys:
+        from .signing import check_signatures
+
         trust = check_signatures(signed, m.signatures, opts.keys)
         _emit(report, trust.findings, opts)
         report.facts["trusted_keyids"] = trust.trusted_keyids
@@ -278,7 +294,7 @@ def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], al
     cached: list[str] = []
     hashed_bytes = 0
     try:
-        cache = _cache(opts, ("verify", str(root.resolve())))
+        cache = _cache(opts, ("verify", str(root.resolve()), _identity(m))) if opts.use_cache else None
         for info, res, from_cache in hash_files(art, infos, algorithms, workers=opts.workers, cache=cache, on_bytes=bar.update):
             if isinstance(res, FileChanged):
                 _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)

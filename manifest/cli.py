@@ -118,9 +118,11 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
            expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, quiet: bool) -> None:
     """Fingerprint DIR into a (signed) manifest."""
     from .api import create as do_create  # noqa: PLC0415
-    from .signing import load_private_key  # noqa: PLC0415
+    key = None
+    if key_path:  # cryptography is imported only when there is a key
+        from .signing import load_private_key  # noqa: PLC0415
 
-    key = load_private_key(key_path) if key_path else None
+        key = load_private_key(key_path)
     opts = Options(algorithms=list(hashes) or None, requires=list(requires), use_cache=not no_cache, progress=not quiet)
     m = do_create(directory, output=output, key=key, model_id=model_id, revision=revision, expires=expires, options=opts)
     if not quiet:
@@ -147,9 +149,11 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
            json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
            memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
-    from .signing import load_public_key  # noqa: PLC0415
+    keys: list[Any] = []
+    if key_paths:  # cryptography is imported only when there is a key
+        from .signing import load_public_key  # noqa: PLC0415
 
-    keys = [load_public_key(k) for k in key_paths]
+        keys = [load_public_key(k) for k in key_paths]
     opts = Options(
         keys=keys, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,

@@ -1,91 +1,173 @@
-"""Streaming file digests.
+"""Streaming file digests, as fast as the machine allows and never wrong.
 
-Files are read in large blocks (never whole), at most ``size + 1`` bytes each, and
-stat'ed before and after: a file that changes while it is read is reported, never
-passed. Several files are hashed at once in threads (hashlib and blake3 release the GIL).
+How it reads (each choice measured, see ``docs/performance.md``):
+
+- ``readinto`` into one reusable buffer per worker (1 MiB: it stays in L2 while
+  SHA-256 runs; larger blocks measured slower). No ``mmap``: a file truncated while
+  mapped kills the process with SIGBUS, and "changed while hashed" must be a finding.
+- Several files at once in threads, largest first (hashlib, blake3 and xxhash release
+  the GIL), so two shards keep two cores busy.
+- blake3 is also multi-threaded *inside* a large file (bigger blocks, its own thread
+  pool), so one huge shard does not serialize the run.
+- At most ``size + 1`` bytes are read from a file whose expected size is ``size``: a
+  file that grew is detected without reading the rest, a FIFO or an endless file cannot
+  hang the run.
+- The file is ``fstat``-ed before and after it is read and compared with what discovery
+  saw: a size, mtime, ctime or inode change raises :class:`FileChanged`, never a pass.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .inventory import Artifact, FileInfo
 
-BLOCK = 1 << 20  # 1 MiB
+BLOCK = 1 << 20  # 1 MiB: fastest for SHA-256 here (L2-resident); see docs/performance.md
+BLAKE3_BLOCK = 16 << 20  # blake3 splits each update over its threads: feed it big blocks
+BLAKE3_THREADED_MIN = 32 << 20  # below this a file is hashed single-threaded (a pool costs more)
+MAX_WORKERS = 8
 
 
 @dataclass(frozen=True)
 class Algorithm:
     name: str
     cryptographic: bool
-    factory: Callable[[], Any]
+    factory: Callable[[], Any]  # a fresh single-threaded hasher
+    threaded: Callable[[], Any] | None = None  # a hasher that may use several threads itself
 
 
 def _blake3() -> Any:
-    import blake3  # noqa: PLC0415 - optional, imported on use
+    import blake3  # optional speed-up, imported on use
+
+    return blake3.blake3()
+
+
+def _blake3_threaded() -> Any:
+    import blake3
 
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
 
 
 def _xxh3() -> Any:
-    import xxhash  # noqa: PLC0415
+    import xxhash
 
     return xxhash.xxh3_128()
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "sha256": Algorithm("sha256", True, hashlib.sha256),
-    "blake3": Algorithm("blake3", True, _blake3),
+    "blake3": Algorithm("blake3", True, _blake3, _blake3_threaded),
     "xxh3-128": Algorithm("xxh3-128", False, _xxh3),
 }
 DEFAULT_ALGORITHM = "sha256"
 
 
 class FileChanged(Exception):
-    """The file's size or mtime moved while it was read."""
+    """The file's size, mtime, ctime or inode moved while (or since) it was inspected."""
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """One file's digests and the facts the stat cache needs to trust them later."""
+
+    digests: dict[str, str]
+    started_ns: int  # wall clock just before the first stat: the racy-timestamp guard's reference
 
 
 class DigestCache(Protocol):
-    def get(self, info: FileInfo, algorithm: str) -> str | None: ...
-    def put(self, info: FileInfo, algorithm: str, digest: str) -> None: ...
+    """What :func:`hash_files` needs from a cache (see :mod:`manifest.statcache`)."""
+
+    def get(self, info: FileInfo, algorithms: list[str]) -> dict[str, str] | None: ...
+    def put(self, info: FileInfo, hashed: Hashed) -> None: ...
+    def save(self) -> None: ...
 
 
-def hash_file(artifact: Artifact, info: FileInfo, algorithms: Iterable[str], on_bytes: Callable[[int], None] | None = None) -> dict[str, str]:
-    """Digest one file with every algorithm in one pass. Raises :class:`FileChanged`."""
-    hashers = {a: ALGORITHMS[a].factory() for a in algorithms}
+def _stat_tuple(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _describe(info: FileInfo, before: os.stat_result, after: os.stat_result, total: int) -> str:
+    if total != info.size:
+        return f"read {total} bytes, expected {info.size}"
+    if before.st_ino != info.ino or before.st_dev != info.dev:
+        return "replaced by another file since it was listed"
+    if after.st_size != before.st_size:
+        return f"size went from {before.st_size} to {after.st_size} bytes"
+    if after.st_mtime_ns != before.st_mtime_ns or before.st_mtime_ns != info.mtime_ns:
+        return "modification time moved"
+    return "inode change time moved (written to, or its times were reset)"
+
+
+def hash_one(
+    artifact: Artifact,
+    info: FileInfo,
+    algorithms: Iterable[str],
+    on_bytes: Callable[[int], None] | None = None,
+) -> Hashed:
+    """Digest one file with every algorithm in one streaming pass.
+
+    Raises :class:`FileChanged` if the file is not exactly what discovery saw for the
+    whole read, and ``OSError`` if it cannot be read."""
+    algs = list(algorithms)
+    big = info.size >= BLAKE3_THREADED_MIN
+    hashers: dict[str, Any] = {}
+    for a in algs:
+        alg = ALGORITHMS[a]
+        hashers[a] = alg.threaded() if (big and alg.threaded is not None) else alg.factory()
     updates = [h.update for h in hashers.values()]
-    limit = info.size + 1  # never read past what the manifest expects plus one byte
-    buf = bytearray(min(BLOCK, max(limit, 1)))
+    limit = info.size + 1  # never read past what is expected plus one byte
+    block = BLAKE3_BLOCK if big and any(ALGORITHMS[a].threaded for a in algs) else BLOCK
+    buf = bytearray(min(block, limit))
     view = memoryview(buf)
     total = 0
+    started = time.time_ns()
     with artifact.open(info.path) as f:
-        before = os.fstat(f.fileno())
+        fd = f.fileno()
+        before = os.fstat(fd)
+        if info.size > BLOCK and hasattr(os, "posix_fadvise"):
+            try:  # a larger read-ahead window when the file is not in the page cache
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:  # pragma: no cover - some file systems refuse advice
+                pass
         readinto = f.readinto  # type: ignore[attr-defined]
         while total < limit:
-            want = min(len(buf), limit - total)
-            n = readinto(view[:want])
+            want = limit - total
+            n = readinto(view if want >= len(buf) else view[:want])
             if not n:
                 break
-            chunk = view[:n]
+            chunk = view if n == len(buf) else view[:n]
             for u in updates:
                 u(chunk)
             total += n
             if on_bytes is not None:
                 on_bytes(n)
-        after = os.fstat(f.fileno())
+        after = os.fstat(fd)
+    want_stat = (info.size, info.mtime_ns, info.ino, info.dev)
     if (
         total != info.size
-        or before.st_size != after.st_size
-        or before.st_mtime_ns != after.st_mtime_ns
-        or after.st_size != info.size
+        or _stat_tuple(before) != _stat_tuple(after)
+        or (before.st_size, before.st_mtime_ns, before.st_ino, before.st_dev) != want_stat
+        or (info.ctime_ns and before.st_ctime_ns != info.ctime_ns)
     ):
-        raise FileChanged(f"read {total} bytes, expected {info.size}; size {before.st_size}->{after.st_size}")
-    return {a: h.hexdigest() for a, h in hashers.items()}
+        raise FileChanged(_describe(info, before, after, total))
+    return Hashed({a: h.hexdigest() for a, h in hashers.items()}, started)
+
+
+def hash_file(
+    artifact: Artifact, info: FileInfo, algorithms: Iterable[str], on_bytes: Callable[[int], None] | None = None
+) -> dict[str, str]:
+    """Digest one file; ``{algorithm: hex digest}``. Raises :class:`FileChanged`."""
+    return hash_one(artifact, info, algorithms, on_bytes).digests
+
+
+def default_workers(n_files: int) -> int:
+    """One worker per core (capped), never more than there are files."""
+    return max(1, min(n_files, os.cpu_count() or 1, MAX_WORKERS))
 
 
 def hash_files(
@@ -97,35 +179,48 @@ def hash_files(
     cache: DigestCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[FileInfo, dict[str, str] | Exception, bool]]:
-    """Yield ``(info, digests or error, from_cache)`` for each file, largest first."""
+    """Yield ``(info, digests or error, from_cache)`` for every file.
+
+    Files the cache vouches for come first (no read at all); the rest are hashed by
+    ``workers`` threads, largest first (longest-processing-time-first keeps every core
+    busy until the end), and yielded in that deterministic order. Errors are yielded,
+    not raised: :class:`FileChanged` or ``OSError``."""
     todo: list[FileInfo] = []
     for info in infos:
-        if cache is not None:
-            got = {a: cache.get(info, a) for a in algorithms}
-            if all(got.values()):
-                yield info, {a: v for a, v in got.items() if v}, True
-                continue
-        todo.append(info)
-    todo.sort(key=lambda i: -i.size)
-    n = workers or min(len(todo), os.cpu_count() or 1, 8) or 1
+        got = cache.get(info, algorithms) if cache is not None else None
+        if got is not None:
+            if on_bytes is not None:
+                on_bytes(info.size)
+            yield info, got, True
+        else:
+            todo.append(info)
+    todo.sort(key=lambda i: (-i.size, i.path))
+    n = workers if workers and workers > 0 else default_workers(len(todo))
 
-    def work(info: FileInfo) -> dict[str, str] | Exception:
+    def work(info: FileInfo) -> Hashed | Exception:
         try:
-            return hash_file(artifact, info, algorithms, on_bytes)
-        except (OSError, FileChanged) as e:
+            return hash_one(artifact, info, algorithms, on_bytes)
+        except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
             return e
 
-    if n <= 1:
-        results: Iterable[dict[str, str] | Exception] = map(work, todo)
+    pool: Any = None
+    if n <= 1 or len(todo) <= 1:
+        results: Iterable[Hashed | Exception] = map(work, todo)
     else:
-        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="manifest-hash")
+        from concurrent.futures import ThreadPoolExecutor  # only when there is work to share
+
+        pool = ThreadPoolExecutor(max_workers=min(n, len(todo)), thread_name_prefix="manifest-hash")
         results = pool.map(work, todo)
     try:
-        for info, res in zip(todo, results):
-            if cache is not None and isinstance(res, dict):
-                for a, d in res.items():
-                    cache.put(info, a, d)
-            yield info, res, False
+        for info, res in zip(todo, results, strict=True):
+            if isinstance(res, Hashed):
+                if cache is not None:
+                    cache.put(info, res)
+                yield info, res.digests, False
+            else:
+                yield info, res, False
     finally:
-        if n > 1:
+        if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if cache is not None:
+            cache.save()
