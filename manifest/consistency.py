@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .findings import Finding
+from .findings import Finding, Severity
 from .formats.config import CONFIG, ConfigFacts
 from .formats.tokenizer import Tokenizer
 
@@ -236,12 +236,70 @@ def _check_tie(cfg: ConfigFacts, arch: str, tensors: dict[str, Any]) -> list[Fin
     return out
 
 
+_BRACKETED = re.compile(r"^(\[.*\]|<.*>|<\|.*\|>)$")
+
+
+def check_casing(tok: Tokenizer) -> list[Finding]:
+    """Lower-casing must fit the vocabulary: a cased vocabulary behind a lower-casing
+    normalizer has tokens that can never be produced; an uncased one without it turns
+    every capitalized word into [UNK] or pieces the model never saw."""
+    alpha = upper = 0
+    special = set(tok.special)
+    for t in tok.tokens[:tok.base_size]:
+        if t is None or t in special or _BRACKETED.match(t) or not any(c.isalpha() for c in t):
+            continue
+        alpha += 1
+        if t != t.lower():
+            upper += 1
+    if alpha < 500:
+        return []
+    tm = "tokenizer-mismatch"
+    if tok.lowercase and upper > 0.05 * alpha:
+        return [_f(tm, f"lower-casing is on, but {upper} of {alpha} vocabulary tokens contain upper-case letters (a cased vocabulary): "
+                       "they can never be produced",
+                   "set do_lower_case to false in tokenizer_config.json (and the normalizer's lowercase in tokenizer.json): "
+                   "this vocabulary is cased", path=tok.source)]
+    if not tok.lowercase and upper == 0 and tok.model == "WordPiece":
+        return [_f(tm, f"lower-casing is off, but none of the {alpha} vocabulary tokens has an upper-case letter (an uncased vocabulary): "
+                       "capitalized words become [UNK] or pieces the model never saw",
+                   "set do_lower_case to true in tokenizer_config.json (and the normalizer's lowercase in tokenizer.json): "
+                   "this vocabulary is uncased", path=tok.source)]
+    return []
+
+
+def check_special_ids(cfg: ConfigFacts, tok: Tokenizer) -> list[Finding]:
+    """The token ids config.json names (pad, bos, eos, sep) are the tokenizer's ids for those roles."""
+    out: list[Finding] = []
+    ids = cfg.token_ids()
+    for key in ("pad_token_id", "sep_token_id", "bos_token_id", "eos_token_id"):
+        if key not in ids:
+            continue
+        role = key[: -len("_id")]
+        name = tok.roles.get(role)
+        tid = tok.index.get(name) if name is not None else None
+        if tid is None or tid in ids[key]:
+            continue
+        want = ids[key][0] if len(ids[key]) == 1 else ids[key]
+        sev = {} if key in ("pad_token_id", "sep_token_id") else {"severity": Severity.WARNING}
+        other = tok.tokens[want] if isinstance(want, int) and 0 <= want < tok.size else None
+        at = f" (the tokenizer has {other!r} there)" if other is not None else ""
+        out.append(_f("tokenizer-mismatch", f"config.{key} is {want}{at}, but the tokenizer's {role} {name!r} has id {tid}: "
+                                            "the tokenizer does not belong to this model",
+                      f"use the tokenizer the model was trained with; if this one is right, set {key} to {tid} in config.json",
+                      path=tok.source, expected=want, actual=tid, **sev))
+    return out
+
+
 def cross_check(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[str, Any]) -> list[Finding]:
     """Every rule whose inputs are present. ``tensors``: name -> object with ``.shape``."""
     out: list[Finding] = []
     if cfg is not None:
         out.extend(check_labels(cfg))
     out.extend(check_sizes(cfg, tok, tensors))
+    if tok is not None:
+        out.extend(check_casing(tok))
+        if cfg is not None:
+            out.extend(check_special_ids(cfg, tok))
     if cfg is not None:
         out.extend(check_heads(cfg, tensors))
     return out

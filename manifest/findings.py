@@ -69,7 +69,7 @@ _c("index-mismatch", "A shard index (*.safetensors.index.json) disagrees with it
 _c("tensor-mismatch", "A tensor was renamed, added, removed, or changed dtype or shape against the manifest.", group="weights")
 _c("memory-insufficient", "Loading the weights needs more memory than is available or than --memory-limit allows.", group="weights")
 # -- semantics -----------------------------------------------------------------------
-_c("tokenizer-mismatch", "The tokenizer's vocabulary fingerprint or id-changing settings differ from the manifest.", group="semantics")
+_c("tokenizer-mismatch", "The tokenizer's vocabulary or id-changing settings differ from the manifest, or contradict the model (casing, special ids).", group="semantics")
 _c("label-map-mismatch", "id2label/label2id are inconsistent with each other or with the manifest.", group="semantics")
 _c("config-mismatch", "A recorded config fact (model_type, architectures, sizes, dtype, ...) differs from the manifest.", group="semantics")
 _c("shape-config-mismatch", "Config, tokenizer and weights disagree with each other (vocab size, label count, head present).", group="semantics")
