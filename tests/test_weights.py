@@ -240,7 +240,8 @@ def test_consistent_sharded_checkpoint_passes(sharded: Path) -> None:
     report = api.check(sharded)
     assert codes(report) == [], [f.one_line() for f in report.findings]
     assert "shard-index" in report.checked
-    assert report.facts["weights"]["load_bytes"] == json.loads((sharded / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    assert report.facts["weights"]["load_bytes"] == index["metadata"]["total_size"]
 
 
 def test_stale_index_pointing_at_the_wrong_shard(sharded: Path, cli: Any) -> None:
@@ -348,7 +349,7 @@ def test_check_never_imports_torch_or_unpickles(minilm: Path, tmp_path: Path) ->
         "assert 'pickle-file' in r.codes(), r.codes(); "
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
     )
-    p = subprocess.run([sys.executable, "-c", code, str(minilm)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code, str(minilm)], check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert not marker.exists()
 
