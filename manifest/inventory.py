@@ -172,7 +172,7 @@ def discover(
             continue
         why = path_problem(rel)
         if why is not None:
-            shown = rel.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            shown = rel.encode("unicode_escape").decode("ascii")  # one line, ASCII: no newline or surrogate reaches the output
             problems.append(Finding.of("unsafe-path", f"{why}; the file is not read", path=shown))
             continue
         try:
@@ -202,7 +202,7 @@ def discover(
             except OSError as e:
                 loops = e.errno == errno.ELOOP
             if loops:
-                problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); it is not followed", path=rel))
+                problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); not followed", path=rel))
             elif not _within(real, os.path.realpath(rootp)):
                 problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
             else:
