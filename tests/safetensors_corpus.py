@@ -207,6 +207,7 @@ CASES: dict[str, Case] = {
     "html_page": Case(lambda: HTML_PAGE, "header-invalid", "not-safetensors"),
     "torch_zip": Case(lambda: b"PK\x03\x04" + b"\0" * 60, "header-invalid", "not-safetensors"),
     "pickle_file": Case(lambda: b"\x80\x02}q\x00." + b"\0" * 16, "header-invalid", "not-safetensors"),
+    "all_zeros": Case(lambda: b"\0" * 4096, "header-invalid", "not-safetensors"),
     "json_text": Case(lambda: b'{"error": "Repository not found"}\n', "header-invalid", "not-safetensors"),
 }
 

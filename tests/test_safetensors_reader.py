@@ -228,3 +228,15 @@ def test_mutations_of_a_small_real_file_rust_rejects_we_reject(data: st.DataObje
     mine = ours(bytes(blob))
     if not rust_ok:
         assert isinstance(mine, HeaderError)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=300), n=st.one_of(st.none(), st.integers(0, 320)))
+def test_arbitrary_bytes_give_a_clean_error_or_a_header(body: bytes, n: int | None) -> None:
+    """Any bytes at all, optionally behind a plausible length: HeaderError or a Header."""
+    data = body if n is None else struct.pack("<Q", n) + body
+    res = ours(data)
+    if isinstance(res, HeaderError):
+        assert res.code in {"header-invalid", "truncated", "lfs-pointer"} and "\n" not in res.message
+    else:
+        assert res.expected_size == len(data)

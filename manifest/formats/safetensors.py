@@ -124,10 +124,12 @@ class Header:
 # ----------------------------------------------------------------------------- sniffing
 def sniff(prefix: bytes) -> str | None:
     """Name what a file that is not safetensors looks like, from its first bytes."""
-    from .lfs import parse_pointer  # noqa: PLC0415 - tiny module, avoids an import cycle
+    from .lfs import parse_pointer
 
     if parse_pointer(prefix) is not None:
         return "a Git LFS pointer"
+    if len(prefix) >= 8 and not prefix.strip(b"\0"):
+        return "zeros only: space reserved by a download that never wrote the data"
     head = prefix.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (head.startswith(b"<") and b"<html" in head):
         return "HTML"
@@ -153,7 +155,7 @@ def sniff(prefix: bytes) -> str | None:
 
 
 def _not_safetensors(prefix: bytes, fallback: str, **facts: Any) -> HeaderError:
-    from .lfs import parse_pointer  # noqa: PLC0415
+    from .lfs import parse_pointer
 
     ptr = parse_pointer(prefix)
     if ptr is not None:
@@ -163,7 +165,7 @@ def _not_safetensors(prefix: bytes, fallback: str, **facts: Any) -> HeaderError:
         )
     what = sniff(prefix)
     if what is not None:
-        return HeaderError(f"not a safetensors file (looks like {what})", rule="not-safetensors", looks_like=what, **facts)
+        return HeaderError(f"not a safetensors file (looks like {what})", **{**facts, "rule": "not-safetensors", "looks_like": what})
     return HeaderError(fallback, **facts)
 
 
@@ -217,14 +219,17 @@ def read_header(fp: BinaryIO, file_size: int) -> Header:
         doc = loads_strict(raw, max_bytes=MAX_HEADER)
     except JSONError as e:
         if not raw.lstrip(b" \t\r\n").startswith(b"{"):
-            raise _not_safetensors(head + raw[:SNIFF_BYTES], f"header is not valid JSON: {e}", rule="json") from None
+            prefix = head + raw[:SNIFF_BYTES]
+            if len(raw) < SNIFF_BYTES:  # error path only: a peek past a tiny header
+                prefix += _read_exact(fp, min(SNIFF_BYTES - len(raw), file_size - 8 - n))
+            raise _not_safetensors(prefix, f"header is not valid JSON: {e}", rule="json") from None
         raise HeaderError(f"header is not valid JSON: {e}", rule="json") from None
     return _validate(doc, n, raw, file_size)
 
 
 def parse_header_bytes(data: bytes) -> Header:
     """Validate a whole in-memory safetensors file (tests, small buffers)."""
-    import io  # noqa: PLC0415
+    import io
 
     return read_header(io.BytesIO(data), len(data))
 
@@ -323,11 +328,13 @@ def _tensor(name: str, t: Any) -> TensorInfo:
     return TensorInfo(dtype, tuple(shape), offs[0], offs[1])
 
 
-def build(tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None, *, order: list[str] | None = None) -> bytes:
+def build(
+    tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None, *, order: list[str] | None = None
+) -> bytes:
     """The header part (8-byte length + JSON, space-padded to 8) of a valid file with
     these tensors laid out contiguously; the data (zeros) is not included. For tests
     and benchmarks."""
-    import json  # noqa: PLC0415
+    import json
 
     doc: dict[str, Any] = {}
     if metadata is not None:
