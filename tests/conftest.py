@@ -41,6 +41,38 @@ def minilm(tmp_path: Path, minilm_src: Path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def tokcls_build(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> Path:
+    """Real fine-tuned checkpoints built once from MiniLM by tests/build_checkpoints.py, in a
+    subprocess (this process never imports torch): ``clean`` (BertForTokenClassification,
+    5 labels) and ``stale_vocab`` (3 tokens added, embeddings resized, config.vocab_size stale)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs transformers and torch")
+    out = tmp_path_factory.mktemp("tokcls")
+    subprocess.run([sys.executable, str(Path(__file__).parent / "build_checkpoints.py"), str(minilm_src), str(out)],
+                   check=True, capture_output=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return out
+
+
+def copy_checkpoint(src: Path, dst: Path) -> Path:
+    """Copy a checkpoint, hard-linking weights (tests damage side files only, never the weights)."""
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.suffix == ".safetensors":
+            os.link(f, dst / f.name)
+        elif f.is_file():
+            shutil.copy2(f, dst / f.name)
+    return dst
+
+
+@pytest.fixture
+def tokcls(tmp_path: Path, tokcls_build: Path) -> Path:
+    """A private copy of the clean BertForTokenClassification (weights hard-linked: do not damage them)."""
+    return copy_checkpoint(tokcls_build / "clean", tmp_path / "tokcls")
+
+
 @dataclass
 class Run:
     code: int
