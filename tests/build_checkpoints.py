@@ -30,7 +30,7 @@ def main(src: str, out: str) -> None:
     torch.manual_seed(0)
     o = Path(out)
     model = BertForTokenClassification.from_pretrained(
-        src, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)}
+        src, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)}
     )
     tok = AutoTokenizer.from_pretrained(src)
     model.save_pretrained(o / "clean")
