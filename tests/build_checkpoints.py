@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-ADDED = ["covid19", "mrna", "sars2"]
+ADDED = ["covid19", "bnt162b2", "sars2"]
 
 
 def main(src: str, out: str) -> None:
