@@ -83,7 +83,8 @@ def test_record_has_every_tensor_a_header_digest_and_totals(minilm_src: Path) ->
     assert rec is not None
     schema = json.loads((ROOT / "schemas" / "section-weights.schema.json").read_text())
     jsonschema.validate(rec, schema)
-    entry = rec["files"][MODEL]
+    assert [e["path"] for e in rec["files"]] == [MODEL]
+    entry = rec["files"][0]
     raw = (minilm_src / MODEL).read_bytes()[:8 + entry["header_len"] + 8]
     (n,) = struct.unpack("<Q", raw[:8])
     assert entry["header_sha256"] == hashlib.sha256(raw[8 : 8 + n]).hexdigest()
@@ -157,7 +158,7 @@ def test_unchanged_checkpoint_verifies_and_reports_load_bytes(minilm: Path) -> N
 def test_malformed_weights_section_is_an_input_error(minilm: Path, cli: Any) -> None:
     api.create(minilm)
     doc = json.loads((minilm / "manifest.json").read_text())
-    doc["signed"]["weights"]["files"][MODEL]["tensors"] = "nope"
+    doc["signed"]["weights"]["files"][0]["tensors"] = "nope"
     (minilm / "manifest.json").write_text(json.dumps(doc))
     r = cli("verify", str(minilm), "-q")
     assert r.code == 2 and r.err.count("\n") == 1 and "manifest-invalid" in r.err and "Traceback" not in r.err

@@ -9,10 +9,10 @@ time that does not grow with the model.
 Recorded in the manifest (``signed.weights``, schema ``schemas/section-weights.schema.json``)::
 
     {"version": 1,
-     "files": {"model.safetensors": {
+     "files": [{"path": "model.safetensors",
          "header_sha256": "...", "header_len": 11408, "parameters": 22713728,
          "bytes_by_dtype": {"F32": 90852864, "I64": 4096},
-         "tensors": {"embeddings.word_embeddings.weight": {"dtype": "F32", "shape": [30522, 384]}, ...}}},
+         "tensors": {"embeddings.word_embeddings.weight": {"dtype": "F32", "shape": [30522, 384]}, ...}}],
      "totals": {"files": 1, "tensors": 104, "parameters": 22713728, "bytes": 90856960,
                 "bytes_by_dtype": {"F32": 90852864, "I64": 4096}}}
 """
@@ -171,15 +171,15 @@ def _lfs_finding(rel: str, oid: str, size: int | None) -> Finding:
 
 
 def _lfs_findings(art: Artifact) -> Iterator[Finding]:
-    from ..formats.lfs import pointers  # noqa: PLC0415
+    from ..formats.lfs import pointers
 
     for rel, ptr in pointers(art).items():
         yield _lfs_finding(rel, ptr.oid, ptr.size)
 
 
 def _index_findings(art: Artifact) -> Iterator[Finding]:
-    from ..formats.lfs import pointer_of  # noqa: PLC0415
-    from ..formats.shards import IndexError_, check_index, is_index, parse_index  # noqa: PLC0415
+    from ..formats.lfs import pointer_of
+    from ..formats.shards import IndexError_, check_index, is_index, parse_index
 
     for rel in sorted(p for p in art.files if is_index(p)):
         if pointer_of(art, rel) is not None:
@@ -199,8 +199,8 @@ def _index_findings(art: Artifact) -> Iterator[Finding]:
 
 
 def _pickle_findings(art: Artifact) -> Iterator[Finding]:
-    from ..formats.lfs import pointer_of  # noqa: PLC0415
-    from ..formats.pickle_scan import PICKLE_SUFFIXES, PickleScanError, scan_file  # noqa: PLC0415
+    from ..formats.lfs import pointer_of
+    from ..formats.pickle_scan import PICKLE_SUFFIXES, PickleScanError, scan_file
 
     for rel in sorted(p for p in art.files if p.endswith(PICKLE_SUFFIXES)):
         if pointer_of(art, rel) is not None:
@@ -267,11 +267,16 @@ def _memory_findings(art: Artifact, opts: Options, report: Report) -> Iterator[F
 
 # ----------------------------------------------------------------------------- compare
 def _check_recorded(recorded: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(recorded, dict) or recorded.get("version") != SECTION_VERSION or not isinstance(recorded.get("files"), dict):
-        raise ManifestInvalid(f'"weights" section must be an object with "version": {SECTION_VERSION} and "files"')
-    for rel, rec in recorded["files"].items():
+    """The recorded files by path, after a structural check (a malformed section is
+    an input error, exit 2)."""
+    if not isinstance(recorded, dict) or recorded.get("version") != SECTION_VERSION or not isinstance(recorded.get("files"), list):
+        raise ManifestInvalid(f'"weights" section must be an object with "version": {SECTION_VERSION} and a "files" list')
+    out: dict[str, dict[str, Any]] = {}
+    for i, rec in enumerate(recorded["files"]):
         ok = (
             isinstance(rec, dict)
+            and isinstance(rec.get("path"), str)
+            and rec["path"] not in out
             and isinstance(rec.get("header_sha256"), str)
             and isinstance(rec.get("tensors"), dict)
             and all(
@@ -281,8 +286,9 @@ def _check_recorded(recorded: Any) -> dict[str, dict[str, Any]]:
             )
         )
         if not ok:
-            raise ManifestInvalid(f'"weights.files[{rel!r}]" must hold "header_sha256" and "tensors" of {{"dtype", "shape"}}')
-    return recorded["files"]
+            raise ManifestInvalid(f'"weights.files[{i}]" must hold a unique "path", "header_sha256" and "tensors" of {{"dtype", "shape"}}')
+        out[rec["path"]] = rec
+    return out
 
 
 def _numel(shape: list[int]) -> int:
@@ -342,8 +348,9 @@ def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, 
 
 
 # ----------------------------------------------------------------------------- section
-def _file_record(h: Header) -> dict[str, Any]:
+def _file_record(rel: str, h: Header) -> dict[str, Any]:
     return {
+        "path": rel,
         "header_sha256": header_digest(h),
         "header_len": h.header_len,
         "parameters": h.parameters,
@@ -358,14 +365,14 @@ class WeightsSection:
     def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
         """The tensor table of every safetensors file. Refuses (exit 2) to fingerprint a
         file that is not valid safetensors: a manifest must not enshrine a broken file."""
-        files: dict[str, Any] = {}
+        files: list[dict[str, Any]] = []
         for rel in safetensors_files(art):
             h = header_of(art, rel)
             if isinstance(h, HeaderError):
                 raise InputError(f"refusing to fingerprint a broken weight file: {h.message}", code=h.code, path=rel)
             if isinstance(h, OSError):
                 raise InputError(f"cannot read the safetensors header: {h.strerror or h}", code="unreadable", path=rel)
-            files[rel] = _file_record(h)
+            files.append(_file_record(rel, h))
         if not files:
             return None
         facts = load_facts(art)
@@ -394,7 +401,7 @@ class WeightsSection:
             report.mark_checked("safetensors-headers")
         else:
             report.mark_not_checked("safetensors-headers", "no *.safetensors files")
-        from ..formats.shards import is_index  # noqa: PLC0415
+        from ..formats.shards import is_index
 
         if any(is_index(p) for p in art.files):
             out.extend(_index_findings(art))
