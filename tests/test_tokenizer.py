@@ -145,7 +145,7 @@ def test_removed_renumbered_and_casing_are_named(tmp_path, minilm_src):
     # the last token removed
     cut = only(tmp_path / "cut", base, ["vocab.txt", "tokenizer_config.json"])
     (cut / "vocab.txt").write_text("\n".join(lines[:-1]) + "\n")
-    assert changes(base, cut) == [("removed", f"1 token removed (id 30521)")]
+    assert changes(base, cut) == [("removed", "1 token removed (id 30521)")]
     # two tokens swapped: same size, other ids
     swap = only(tmp_path / "swap", base, ["vocab.txt", "tokenizer_config.json"])
     lines2 = list(lines)

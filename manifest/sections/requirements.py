@@ -128,7 +128,7 @@ def check_requirement(text: str, source: str, *, user: bool) -> Finding | None:
     have = installed_version(req.name)
     if have is None:
         sev = Severity.ERROR if user else Severity.WARNING
-        return Finding.of("version-unsatisfied", f"{req.name} is not installed, but {source} requires {text}", expected=str(req),
+        return Finding.of("version-unsatisfied", f"{req.name} is not installed, but {text} is required (by {source})", expected=str(req),
                           hint=f"pip install '{req}'", severity=sev)
     try:
         ok = req.specifier.contains(Version(have), prereleases=True)
@@ -136,7 +136,7 @@ def check_requirement(text: str, source: str, *, user: bool) -> Finding | None:
         ok = False
     if ok:
         return None
-    return Finding.of("version-unsatisfied", f"{req.name} {have} is installed, but {source} requires {text}",
+    return Finding.of("version-unsatisfied", f"{req.name} {have} is installed, but {text} is required (by {source})",
                       expected=str(req), actual=have, hint=f"pip install '{req}'" + _why(source))
 
 
