@@ -227,6 +227,8 @@ def _signatures(sigs: Any) -> list[dict[str, str]]:
     for s in sigs:
         if not isinstance(s, dict) or not {"keyid", "sig"} <= set(s) or not all(isinstance(v, str) for v in s.values()):
             raise ManifestInvalid('each signature must be an object with string "keyid" and "sig"')
+        if set(s) - {"keyid", "alg", "sig"}:
+            raise ManifestInvalid(f"a signature has unknown keys {sorted(set(s) - {'keyid', 'alg', 'sig'})}")
         out.append(dict(s))
     return out
 
