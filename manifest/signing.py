@@ -119,10 +119,17 @@ def sign(data: bytes, key: PrivateKey) -> dict[str, str]:
     return {"keyid": keyid(key.public_key()), "alg": alg_of(key), "sig": base64.b64encode(sig).decode("ascii")}
 
 
-def verify_one(pub: PublicKey, data: bytes, sig_b64: str) -> bool:
+def verify_one(pub: PublicKey, data: bytes, sig_b64: str, alg: str | None = None) -> bool:
+    """True if ``sig_b64`` is a valid signature by ``pub`` over ``data``. Only the
+    canonical base64 text of a signature counts (an encoding with other padding bits
+    decodes to the same bytes), and a declared ``alg`` must be the key's own."""
+    if alg is not None and alg != alg_of(pub):
+        return False
     try:
         sig = base64.b64decode(sig_b64, validate=True)
     except (ValueError, TypeError):
+        return False
+    if base64.b64encode(sig).decode("ascii") != sig_b64:
         return False
     try:
         if isinstance(pub, ed25519.Ed25519PublicKey):
@@ -163,7 +170,7 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
         if s.get("sig", "") in seen or len(seen) >= MAX_TRIES_PER_KEY:
             continue  # a repeated entry, or a flood of entries for one key: bounded work
         seen.add(s.get("sig", ""))
-        if verify_one(pub, data, s.get("sig", "")):
+        if verify_one(pub, data, s.get("sig", ""), s.get("alg")):
             if kid not in good:
                 good.append(kid)
         elif kid not in bad:
