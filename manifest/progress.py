@@ -40,5 +40,5 @@ def make_progress(enabled: bool, total: int, desc: str) -> Any:
 
     return tqdm(
         total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False,
-        delay=DELAY, dynamic_ncols=True, smoothing=0.1,
+        delay=DELAY, smoothing=0.1,
     )
