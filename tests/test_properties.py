@@ -1,0 +1,221 @@
+"""Issue 7: property tests (hypothesis, bounded examples).
+
+* The manifest loader and the safetensors header reader never raise anything but the
+  project's own errors, on arbitrary bytes and on mutations of real inputs.
+* Any single-byte change to a verified artifact (every file, weights included) or to
+  its signed manifest makes ``verify`` fail: a failing report (exit 1) or a
+  :class:`~manifest.errors.ManifestError` (exit 2). The only exempt manifest changes
+  are those that leave the parsed document equal (insignificant whitespace).
+
+The artifact is a tiny real checkpoint: the real MiniLM tokenizer and config files,
+and a small ``model.safetensors`` written by the ``safetensors`` library.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from manifest import api
+from manifest.document import Manifest
+from manifest.errors import ManifestError
+from manifest.formats.safetensors import HeaderError, read_header
+from manifest.options import Options
+from manifest.signing import generate, keyid
+
+SMALL_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "modules.json",
+               "1_Pooling/config.json"]
+QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@dataclass
+class Tiny:
+    dir: Path
+    manifest: bytes
+    key: Any
+    files: dict[str, bytes]  # relpath -> original bytes
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> Tiny:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    d = tmp_path_factory.mktemp("tiny") / "ckpt"
+    for rel in SMALL_FILES:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(minilm_src / rel, d / rel)
+    save_file(
+        {"pooler.dense.bias": np.linspace(-1, 1, 384, dtype=np.float32), "pooler.dense.weight": np.eye(384, dtype=np.float16)[:4]},
+        str(d / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    key = generate("ed25519")
+    api.create(d, key=key, model_id="tiny/ckpt", revision="r1", options=Options(use_cache=False))
+    t = Tiny(d, (d / "manifest.json").read_bytes(), key, {})
+    t.files = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    report = api.verify(d, options=Options(keys=[key.public_key()], use_cache=False))
+    assert report, [f.one_line() for f in report.findings]  # the baseline verifies
+    assert report.facts["trusted_keyids"] == [keyid(key.public_key())]
+    return t
+
+
+def _verify_fails(t: Tiny, manifest: Path | None = None) -> bool:
+    try:
+        # fail_fast: the verdict, not the full list of findings, is the property here
+        report = api.verify(t.dir, manifest, options=Options(keys=[t.key.public_key()], use_cache=False, fail_fast=True))
+    except ManifestError:
+        return True  # exit 2
+    return not report  # exit 1
+
+
+# --------------------------------------------------------------------------- mutations
+@st.composite
+def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """A few structure-blind edits of ``seed``: flips, overwrites, deletions, insertions
+    of JSON-significant tokens, splices of the seed into itself, truncation."""
+    b = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "delete", "insert", "splice", "truncate"]))
+        i = draw(st.integers(0, max(len(b) - 1, 0)))
+        if op == "flip" and b:
+            b[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and b:
+            b[i] = draw(st.integers(0, 255))
+        elif op == "delete":
+            del b[i : i + draw(st.integers(1, 64))]
+        elif op == "insert":
+            tok = draw(st.sampled_from([b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\u0000", b"\\ud800", b"1e999", b"NaN", b"-", b"9" * 50,
+                                        b"null", b"../", b"/", b"\xff", b'"size": 1, ', b'"version": 2, ', b"[" * 100]))
+            b[i:i] = tok
+        elif op == "splice" and b:
+            j = draw(st.integers(0, len(b) - 1))
+            b[i:i] = b[j : j + draw(st.integers(1, 256))]
+        elif op == "truncate":
+            del b[i:]
+    return bytes(b)
+
+
+def _loads_only_own_errors(data: bytes) -> None:
+    try:
+        m = Manifest.loads(data)
+    except ManifestError:
+        return
+    m.signed_bytes()  # what was accepted can be canonicalized, hence signed or checked
+    assert isinstance(m.files, dict)
+
+
+def _header_only_own_errors(data: bytes) -> None:
+    try:
+        h = read_header(io.BytesIO(data), len(data))
+    except HeaderError:
+        return
+    assert 8 + h.header_len <= len(data)
+
+
+# --------------------------------------------------------------------------- loaders: own errors only
+@QUICK
+@given(st.binary(max_size=4096))
+def test_manifest_loader_on_arbitrary_bytes(data: bytes) -> None:
+    _loads_only_own_errors(data)
+
+
+@QUICK
+@given(st.data())
+def test_manifest_loader_on_mutated_real_manifests(tiny: Tiny, data: st.DataObject) -> None:
+    _loads_only_own_errors(data.draw(mutated(tiny.manifest)))
+
+
+@QUICK
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=12))
+def test_manifest_loader_on_wrong_shapes_in_a_real_manifest(value: Any) -> None:
+    """Any JSON value in place of each part of a real manifest: never a crash."""
+    doc = json.loads(Manifest(files={}, algorithms=["sha256"], ignore=[]).dumps())
+    for path in (("signed",), ("signed", "files"), ("signed", "hashing"), ("signed", "model"), ("signatures",), ("signed", "weights"),
+                 ("signed", "hashing", "algorithms"), ("signed", "expires"), ("signed", "created_by")):
+        d = json.loads(json.dumps(doc))
+        node = d
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        _loads_only_own_errors(json.dumps(d).encode())
+
+
+@QUICK
+@given(st.binary(max_size=2048))
+def test_header_reader_on_arbitrary_bytes(data: bytes) -> None:
+    _header_only_own_errors(data)
+
+
+@QUICK
+@given(st.data())
+def test_header_reader_on_mutated_real_headers(tiny: Tiny, data: st.DataObject) -> None:
+    real = tiny.files["model.safetensors"]
+    (n,) = struct.unpack("<Q", real[:8])
+    seed = data.draw(st.sampled_from([real, real[: 8 + n], real[8 : 8 + n]]))
+    _header_only_own_errors(data.draw(mutated(seed)))
+
+
+# --------------------------------------------------------------------------- any byte change fails verify
+@SLOW
+@given(st.data())
+def test_any_single_byte_change_to_the_artifact_fails_verify(tiny: Tiny, data: st.DataObject) -> None:
+    rel = data.draw(st.sampled_from(sorted(tiny.files)), label="file")
+    original = tiny.files[rel]
+    offset = data.draw(st.integers(0, len(original) - 1), label="offset")
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != original[offset]), label="byte")
+    path = tiny.dir / rel
+    path.write_bytes(original[:offset] + bytes([new]) + original[offset + 1 :])
+    try:
+        assert _verify_fails(tiny), f"{rel}[{offset}] = {new:#04x} still verifies"
+    finally:
+        path.write_bytes(original)
+
+
+@SLOW
+@given(st.data())
+def test_any_single_byte_change_to_the_signed_manifest_fails_verify(tiny: Tiny, tmp_path_factory: pytest.TempPathFactory,
+                                                                     data: st.DataObject) -> None:
+    original = tiny.manifest
+    offset = data.draw(st.integers(0, len(original) - 1), label="offset")
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != original[offset]), label="byte")
+    changed = original[:offset] + bytes([new]) + original[offset + 1 :]
+    try:
+        same = json.loads(changed) == json.loads(original)
+    except ValueError:
+        same = False
+    assume(not same)  # e.g. a space turned into a tab between tokens: the same document
+    p = tmp_path_factory.mktemp("m") / "manifest.json"
+    p.write_bytes(changed)
+    assert _verify_fails(tiny, p), f"manifest[{offset}] = {new:#04x} still verifies"
+
+
+def test_byte_changes_that_matter_most_fail_verify(tiny: Tiny, tmp_path: Path) -> None:
+    """The changes a random search could miss, made on purpose: the last base64
+    character of the signature (padding bits), the signature's alg, one digest nibble."""
+    doc = json.loads(tiny.manifest)
+    sig = doc["signatures"][0]["sig"]
+    variants = []
+    last = sig.rstrip("=")
+    for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/":
+        if c != last[-1]:
+            variants.append(tiny.manifest.replace(sig.encode(), (last[:-1] + c + sig[len(last):]).encode()))
+    variants.append(tiny.manifest.replace(b'"ed25519"', b'"ecdsa-p256-sha256"'))
+    entry = doc["signed"]["files"]["vocab.txt"]["sha256"]
+    variants.append(tiny.manifest.replace(entry.encode(), (entry[:-1] + ("0" if entry[-1] != "0" else "1")).encode()))
+    for i, v in enumerate(variants):
+        assert v != tiny.manifest
+        p = tmp_path / f"v{i}.json"
+        p.write_bytes(v)
+        assert _verify_fails(tiny, p), f"variant {i} still verifies"
