@@ -85,6 +85,7 @@ _c("incomplete-download", "The cache holds an unfinished download (*.incomplete 
 _c("usage", "The command line is wrong (unknown option value, conflicting options) (exit 2).", group="run")
 _c("input-invalid", "An input file is unusable: over a size cap, or not of the expected kind (exit 2).", group="run")
 _c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run")
+_c("write-failed", "The manifest could not be written (no such directory, no space, no permission); nothing partial is left (exit 2).", group="run")
 _c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run")
 
 
