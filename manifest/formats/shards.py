@@ -25,7 +25,7 @@ INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json"
 _SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})(?P<ext>\.[A-Za-z0-9_.]+)$")
 
 
-class IndexError_(ValueError):  # noqa: N801 - the builtin name is taken
+class IndexError_(ValueError):
     """The index file itself is malformed."""
 
 
@@ -133,7 +133,8 @@ def check_index(
         total += h.data_len
         for name in h.tensors:
             if name in owner:
-                tensor_problems.append(Problem(f"tensor {name!r} is in two shards: {owner[name]} and {s}", p, expected=owner[name], actual=s))
+                tensor_problems.append(Problem(f"tensor {name!r} is in two shards: {owner[name]} and {s}", p,
+                                               expected=owner[name], actual=s))
                 continue
             owner[name] = s
             mapped = index.weight_map.get(name)
@@ -141,7 +142,8 @@ def check_index(
                 where = "an unlisted shard" if s in unlisted else "its shard"
                 tensor_problems.append(Problem(f"tensor {name!r} of {where} {s} is not in weight_map (loaders would drop it)", p, actual=s))
             elif mapped != s:
-                tensor_problems.append(Problem(f"weight_map puts tensor {name!r} in {mapped}, but it is in {s}", p, expected=mapped, actual=s))
+                tensor_problems.append(Problem(f"weight_map puts tensor {name!r} in {mapped}, but it is in {s}", p,
+                                               expected=mapped, actual=s))
     for name, s in index.weight_map.items():
         if s in files and header_of(s) is not None and name not in owner:
             tensor_problems.append(Problem(f"weight_map lists tensor {name!r} in {s}, but no shard holds it", p, expected=s))
