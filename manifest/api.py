@@ -56,11 +56,11 @@ def _cache(opts: Options, key: tuple[str, ...]) -> Any:
     return StatCache.open(key)
 
 
-def _identity(m: Manifest) -> str:
+def _identity(m: Manifest, signed: bytes | None = None) -> str:
     """What a verify stat cache is keyed by, besides the directory: the signed bytes' digest."""
     from .statcache import manifest_identity
 
-    return manifest_identity(m.signed_bytes())
+    return manifest_identity(signed if signed is not None else m.signed_bytes())
 
 
 def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -273,7 +273,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     elif not algorithms:
         report.mark_not_checked("digests", "the manifest records no usable digest")
     else:
-        _verify_digests(root, art, m, sized, algorithms, opts, report)
+        _verify_digests(root, art, m, sized, algorithms, opts, report, signed=signed)
     if m.algorithms and not m.cryptographic and "digests" in report.checked:
         report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
     # 6. Load tier.
@@ -288,13 +288,26 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         report.mark_not_checked("load", "no --load requested: the model was not instantiated")
 
 
-def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], algorithms: list[str], opts: Options, report: Report) -> None:
+def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], algorithms: list[str], opts: Options, report: Report,
+                    signed: bytes | None = None) -> None:
     infos = [art.files[p] for p in sized]
+    # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
+    known = sorted(i.path for i in infos if all(a in opts.known_digests.get(i.path, {}) for a in algorithms))
+    for p in known:
+        for a in algorithms:
+            got, want = opts.known_digests[p][a], m.files[p].digests[a]
+            if got != want:
+                msg = f"{a} is {got[:16]}... (staged Git LFS pointer), manifest says {want[:16]}..."
+                _emit(report, [Finding.of("digest-mismatch", msg, path=p, expected=want, actual=got)], opts)
+                break
+    if known:
+        report.stats["files_from_known_digests"] = len(known)
+        infos = [i for i in infos if i.path not in set(known)]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     cached: list[str] = []
     hashed_bytes = 0
     try:
-        cache = _cache(opts, ("verify", str(root.resolve()), _identity(m))) if opts.use_cache else None
+        cache = _cache(opts, ("verify", str(root.resolve()), _identity(m, signed))) if opts.use_cache else None
         for info, res, from_cache in hash_files(art, infos, algorithms, workers=opts.workers, cache=cache, on_bytes=bar.update):
             if isinstance(res, FileChanged):
                 _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)

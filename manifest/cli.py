@@ -57,6 +57,13 @@ def parse_size(text: str) -> int:
 
 def _emit_report(report: Any, fmt: Format) -> None:
     click.echo(render(report, fmt), nl=False)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt is Format.GITHUB and summary:  # in GitHub Actions the annotations come with a job summary
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(render(report, Format.MARKDOWN))
+        except OSError as e:
+            click.echo(f"warning: cannot write the job summary to {summary}: {e.strerror}", err=True)
     sys.exit(report.exit_status)
 
 
@@ -208,6 +215,41 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
     priv, pub = Path(prefix + ".pem"), Path(prefix + ".pub.pem")
     write_keypair(generate(kind), priv, pub, passphrase)
     click.echo(f"wrote {priv} (private, keep secret) and {pub} (public, give to verifiers)", err=True)
+
+
+@main.command()
+@click.argument("directory", metavar="[DIR]", default=".", required=False)
+@click.option("--oms", "oms_path", required=True, type=click.Path(dir_okay=False), help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="ECDSA P-256 private key (PEM) to sign the bundle with.")
+@click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to export (default DIR/manifest.json).")
+@click.option("--name", help="The bundle's subject name (default: the manifest's model id, else the directory name).")
+@_one_line_errors
+def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None) -> None:
+    """Export DIR's manifest as a signed OMS bundle (verifiable with `model_signing verify key`)."""
+    from .oms import export_oms  # noqa: PLC0415
+
+    done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name)
+    left = f"; outside the OMS signing scope (git files): {', '.join(done.left_out)}" if done.left_out else ""
+    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {done.files} files, signed with ECDSA P-256{left}", err=True)
+
+
+@main.command()
+@click.argument("directories", metavar="[DIR]...", nargs=-1)
+@click.option("--full", is_flag=True, help="Rehash every file (no stat cache, no Git LFS pointer shortcut): the pre-push stage.")
+@click.option("--refresh-key", metavar="PATH", help="Private key path to show in the refresh command (never read).")
+@click.option("--manifest-name", default="manifest.json", show_default=True, help="File name of the manifests to check.")
+@_one_line_errors
+def hook(directories: tuple[str, ...], full: bool, refresh_key: str | None, manifest_name: str) -> None:
+    """pre-commit hook: fail when a committed manifest no longer matches its files.
+
+    Checks each DIR (default: every tracked manifest.json in the repository).
+    """
+    from .precommit import run_hook  # noqa: PLC0415
+
+    status, lines = run_hook(list(directories), full=full, refresh_key=refresh_key, manifest_name=manifest_name)
+    for line in lines:
+        click.echo(line)
+    sys.exit(status)
 
 
 @main.command()

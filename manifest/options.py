@@ -18,6 +18,7 @@ class Options:
     # hashing
     algorithms: list[str] | None = None  # create: digests to record; verify: subset to check
     use_cache: bool = True
+    known_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # verify: path -> {algorithm: hex} known without reading (Git LFS oid)
     workers: int | None = None
     progress: bool = False
     # weights

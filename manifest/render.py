@@ -14,6 +14,8 @@ from .report import Report
 class Format(str, Enum):
     TEXT = "text"
     JSON = "json"
+    GITHUB = "github"  # GitHub Actions workflow commands: one ::error file=...:: annotation per finding
+    MARKDOWN = "markdown"  # a summary for $GITHUB_STEP_SUMMARY (or any Markdown page)
 
 
 def render_text(report: Report) -> str:
@@ -47,9 +49,75 @@ def render_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_prop(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _finding_file(report: Report, path: str | None) -> str | None:
+    """The annotated file, relative to the workspace: the artifact directory joined
+    with the finding's path (a cache target ``ORG/NAME`` is no directory: path only)."""
+    if not path:
+        return None
+    import os  # noqa: PLC0415
+
+    base = report.artifact
+    if base and os.path.isdir(base):
+        return os.path.normpath(os.path.join(base, path)).replace(os.sep, "/")
+    return path
+
+
+def render_github(report: Report) -> str:
+    """One workflow command per finding (``::error``/``::warning``/``::notice``), then
+    the text summary. GitHub turns the commands into annotations on the files."""
+    level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+    lines = []
+    for f in report.findings:
+        props = [f"title={_gh_prop(f'manifest {report.command}: {f.code}')}"]
+        file = _finding_file(report, f.path)
+        if file:
+            props.insert(0, f"file={_gh_prop(file)}")
+        msg = " ".join(f.message.split()) + (f" (fix: {f.hint})" if f.hint else "")
+        lines.append(f"::{level[f.severity]} {','.join(props)}::{_gh_data(msg)}")
+    return "\n".join(lines) + ("\n" if lines else "") + render_text(report)
+
+
+def _md_cell(text: object) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|").replace("`", "'")
+
+
+def render_markdown(report: Report) -> str:
+    """A job summary: verdict, findings table, what was and was not checked."""
+    n_err = len(report.errors)
+    mark = "✅" if report.ok else "❌"
+    verdict = ("verified" if report.command == "verify" else "no problems found") if report.ok else f"FAILED ({n_err} error(s))"
+    out = [f"### {mark} manifest {report.command} `{_md_cell(report.artifact)}`: {verdict}", ""]
+    if report.manifest:
+        out += [f"Manifest: `{_md_cell(report.manifest)}`", ""]
+    if report.findings:
+        out += ["| severity | code | file | finding |", "| --- | --- | --- | --- |"]
+        for f in report.findings:
+            path = f"`{_md_cell(f.path)}`" if f.path else ""
+            msg = _md_cell(f.message) + (f" (fix: {_md_cell(f.hint)})" if f.hint else "")
+            out.append(f"| {f.severity.value} | `{f.code}` | {path} | {msg} |")
+        out.append("")
+    if report.checked:
+        out += ["**Checked:** " + ", ".join(report.checked), ""]
+    if report.not_checked:
+        out.append("**Not checked:**")
+        out += [f"- {_md_cell(k)}: {_md_cell(v)}" for k, v in report.not_checked.items()]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 FORMATTERS: dict[Format, Callable[[Report], str]] = {
     Format.TEXT: render_text,
     Format.JSON: render_json,
+    Format.GITHUB: render_github,
+    Format.MARKDOWN: render_markdown,
 }
 
 

@@ -1,0 +1,512 @@
+"""OpenSSF Model Signing (OMS) v1.0 interop: export a manifest as an OMS bundle, and
+verify a directory against an OMS bundle (for example one made by ``model_signing``).
+
+An OMS bundle is a Sigstore bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``)
+holding a DSSE envelope around an in-toto Statement v1 whose predicateType is
+``https://model_signing/signature/v1.0``::
+
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": MODEL, "digest": {"sha256": ROOT}}],
+                 "predicateType": "https://model_signing/signature/v1.0",
+                 "predicate": {"serialization": {"method": "files", "hash_type": "sha256",
+                                                 "allow_symlinks": false, "ignore_paths": [...]},
+                               "resources": [{"name": PATH, "algorithm": "sha256", "digest": HEX}, ...]}}
+
+``ROOT`` is the SHA-256 of the resources' raw digests concatenated in listed order
+(sorted by path components). The DSSE signature is ECDSA over
+``PAE("application/vnd.in-toto+json", payload)``; for the key method the bundle names
+the key by ``verificationMaterial.publicKey.hint`` = SHA-256 (hex) of the public key's
+PEM SubjectPublicKeyInfo. This module does all of it with ``cryptography`` alone: the
+``model_signing`` package is only needed by the tests that prove interoperability.
+
+Differences from a native manifest, by design of OMS: no file sizes (digests decide),
+no model id or revision (the subject name is informational), one digest algorithm,
+and git files (``.git``, ``.gitattributes``, ``.github``, ``.gitignore``) are always
+outside the signing scope, as ``model_signing`` hashes without them by default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, ManifestInvalid, UsageError
+from .findings import Finding
+from .jsonio import JSONError, loads_strict
+from .options import Options
+from .paths import path_problem
+from .report import Report
+
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # model_signing's default exclusions
+HASH_TYPES = ("sha256", "blake3")  # OMS hash types this tool can compute (blake2b is not offered)
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+_HEX = re.compile(r"^[0-9a-f]+$")
+_DIGEST_LEN = {"sha256": 64, "blake3": 64}
+
+
+class OmsUnsupported(ManifestInvalid):
+    """A well-formed bundle this tool cannot use (another predicate, shards, blake2b, certificates)."""
+
+    code = "manifest-unsupported"
+
+
+def pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
+    """DSSE v1 pre-authentication encoding (what the signature covers)."""
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(payload), payload)
+
+
+def key_hint(public_key: Any) -> str:
+    """``model_signing``'s key identifier: SHA-256 of the PEM SubjectPublicKeyInfo."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(pem).hexdigest()
+
+
+def root_digest(resources: list[dict[str, str]]) -> str:
+    """The subject digest: SHA-256 over the resources' raw digests, in listed order."""
+    h = hashlib.sha256()
+    for r in resources:
+        h.update(bytes.fromhex(r["digest"]))
+    return h.hexdigest()
+
+
+def _path_key(path: str) -> tuple[str, ...]:
+    """``model_signing`` sorts resources as ``PurePosixPath`` objects: by components."""
+    return tuple(path.split("/"))
+
+
+def is_ignored(rel: str, ignore_paths: list[str] | tuple[str, ...]) -> bool:
+    """OMS semantics: a path, or anything beneath a directory path, relative to the model root."""
+    return any(rel == p or rel.startswith(p + "/") for p in ignore_paths)
+
+
+# --------------------------------------------------------------------------- export
+def _ec_key(key: Any) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .signing import load_private_key
+
+    if isinstance(key, (str, os.PathLike)):
+        key = load_private_key(key)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise UsageError("OMS key signing needs an ECDSA P-256 key (make one with: manifest keygen --type ecdsa-p256)")
+    return key
+
+
+def build_statement(m: Any, *, name: str, extra_ignore: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The in-toto Statement for manifest ``m``, and the files left out (git files)."""
+    algorithm = next((a for a in HASH_TYPES if a in m.algorithms), None)
+    if algorithm is None:
+        raise UsageError(f"OMS needs sha256 or blake3 digests; the manifest records only {', '.join(m.algorithms)}")
+    ignore = {r.rstrip("/") for r in m.ignore if r.rstrip("/")} | set(GIT_PATHS) | set(extra_ignore or ())
+    kept = sorted((p for p in m.files if not is_ignored(p, GIT_PATHS)), key=_path_key)
+    dropped = sorted(p for p in m.files if is_ignored(p, GIT_PATHS))
+    resources = [{"name": p, "algorithm": algorithm, "digest": m.files[p].digests[algorithm]} for p in kept]
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": name, "digest": {"sha256": root_digest(resources)}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "serialization": {"method": "files", "hash_type": algorithm, "allow_symlinks": False, "ignore_paths": sorted(ignore)},
+            "resources": resources,
+        },
+    }
+    return statement, dropped
+
+
+def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
+    """Wrap ``statement`` in a DSSE envelope signed by ``key`` (ECDSA P-256), inside a Sigstore bundle."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = _ec_key(key)
+    payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
+    sig = key.sign(pae(payload), ec.ECDSA(hashes.SHA256()))
+    return {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": key_hint(key.public_key())}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": PAYLOAD_TYPE,
+            "signatures": [{"sig": base64.b64encode(sig).decode("ascii"), "keyid": ""}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`export_oms` wrote."""
+
+    path: Path
+    files: int
+    left_out: list[str]  # manifest files outside the OMS signing scope (git files)
+    bundle: dict[str, Any]
+
+
+def export_oms(
+    manifest_or_dir: Any,
+    key: Any,
+    out: str | os.PathLike[str],
+    *,
+    directory: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> Exported:
+    """Turn a manifest into a signed OMS v1.0 bundle at ``out``.
+
+    ``manifest_or_dir``: a :class:`~manifest.document.Manifest`, a manifest file, or a
+    model directory holding ``manifest.json``. ``key``: an ECDSA P-256 private key (or
+    its PEM path). The bundle's own path is put outside the signing scope when it lies
+    in the model directory. Translation only: run ``manifest verify`` first to know the
+    manifest matches the files."""
+    from .api import load_manifest
+    from .document import Manifest
+    from .fsutil import write_atomic
+    from .inventory import DEFAULT_MANIFEST_NAME
+
+    signing_key = _ec_key(key)
+    if isinstance(manifest_or_dir, Manifest):
+        m, root = manifest_or_dir, Path(directory) if directory is not None else None
+    else:
+        src = Path(manifest_or_dir)
+        mpath = src / DEFAULT_MANIFEST_NAME if src.is_dir() else src
+        m = load_manifest(mpath)
+        root = Path(directory) if directory is not None else (src if src.is_dir() else src.parent)
+    out_path = Path(out)
+    extra: list[str] = []
+    if root is not None:
+        try:
+            extra.append(out_path.resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            pass
+    subject = name or m.model_id or (root.resolve().name if root is not None else "model")
+    statement, dropped = build_statement(m, name=subject, extra_ignore=extra)
+    bundle = sign_statement(statement, signing_key)
+    write_atomic(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
+    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle)
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class Bundle:
+    """A structurally valid OMS bundle (nothing about it is trusted yet)."""
+
+    material: str  # "publicKey", "x509CertificateChain" or "certificate"
+    hint: str | None
+    payload: bytes  # the DSSE payload, raw (what the signature covers, through PAE)
+    payload_type: str
+    signatures: list[bytes]
+    statement: dict[str, Any]
+    subject_name: str
+    subject_digest: str
+    hash_type: str
+    ignore_paths: list[str]
+    resources: dict[str, str]  # path -> hex digest
+    unsafe: list[Finding]  # resources refused for their path (never opened)
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise ManifestInvalid(f"OMS bundle: {what}")
+
+
+def _b64(value: Any, what: str) -> bytes:
+    _need(isinstance(value, str) and len(value) > 0, f"{what} must be a non-empty base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ManifestInvalid(f"OMS bundle: {what} is not valid base64") from None
+
+
+def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read and structurally check an OMS bundle. Raises :class:`ManifestInvalid`
+    (exit 2, one line) for anything malformed and :class:`OmsUnsupported` for a
+    well-formed bundle this tool cannot use."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BUNDLE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"OMS bundle {path} not found", code="manifest-invalid") from None
+    except IsADirectoryError:
+        raise InputError(f"OMS bundle {path} is a directory", code="manifest-invalid") from None
+    except OSError as e:
+        raise InputError(f"cannot read OMS bundle {path}: {e.strerror}", code="unreadable") from None
+    _need(len(data) <= MAX_BUNDLE_BYTES, f"over the {MAX_BUNDLE_BYTES}-byte cap")
+    _need(len(data) > 0, "the file is empty")
+    try:
+        doc = loads_strict(data)
+    except JSONError as e:
+        raise ManifestInvalid(f"OMS bundle: not valid JSON: {e}") from None
+    _need(isinstance(doc, dict), "not a JSON object")
+    _need(
+        isinstance(doc.get("mediaType"), str) and doc["mediaType"].startswith("application/vnd.dev.sigstore.bundle"),
+        "mediaType is not a Sigstore bundle media type",
+    )
+    vm = doc.get("verificationMaterial")
+    _need(isinstance(vm, dict), "no verificationMaterial")
+    env = doc.get("dsseEnvelope")
+    _need(isinstance(env, dict), "no dsseEnvelope (message-signature bundles are not OMS)")
+    # verification material: exactly one way to name the signer
+    tlog = vm.get("tlogEntries", [])
+    _need(isinstance(tlog, list), "verificationMaterial.tlogEntries must be a list")
+    hint = None
+    if "publicKey" in vm:
+        pk = vm["publicKey"]
+        _need(
+            isinstance(pk, dict) and (isinstance(pk.get("hint"), str) or isinstance(pk.get("rawBytes"), str)),
+            "verificationMaterial.publicKey needs a hint or rawBytes",
+        )
+        material, hint = "publicKey", pk.get("hint") if isinstance(pk.get("hint"), str) else None
+    elif "x509CertificateChain" in vm:
+        chain = vm["x509CertificateChain"]
+        certs = chain.get("certificates") if isinstance(chain, dict) else None
+        _need(isinstance(certs, list) and len(certs) > 0, "x509CertificateChain.certificates must be a non-empty list")
+        for c in certs:
+            _b64(c.get("rawBytes") if isinstance(c, dict) else None, "a certificate's rawBytes")
+        material = "x509CertificateChain"
+    elif "certificate" in vm:
+        cert = vm["certificate"]
+        _b64(cert.get("rawBytes") if isinstance(cert, dict) else None, "certificate.rawBytes")
+        _need(len(tlog) > 0, "a Sigstore (certificate) bundle needs at least one tlogEntries entry")
+        material = "certificate"
+    else:
+        raise ManifestInvalid("OMS bundle: verificationMaterial has no publicKey, x509CertificateChain or certificate")
+    # the DSSE envelope
+    _need(
+        set(env) <= {"payload", "payloadType", "signatures"},
+        f"dsseEnvelope has unknown keys {sorted(set(env) - {'payload', 'payloadType', 'signatures'})}",
+    )
+    payload = _b64(env.get("payload"), "dsseEnvelope.payload")
+    _need(env.get("payloadType") == PAYLOAD_TYPE, f"dsseEnvelope.payloadType must be {PAYLOAD_TYPE}")
+    sigs = env.get("signatures")
+    _need(isinstance(sigs, list) and len(sigs) > 0, "dsseEnvelope.signatures must be a non-empty list")
+    raw_sigs = []
+    for s in sigs:
+        _need(
+            isinstance(s, dict) and set(s) <= {"sig", "keyid"} and (s.get("keyid") is None or isinstance(s.get("keyid"), str)),
+            "each DSSE signature is {sig, keyid?}",
+        )
+        raw_sigs.append(_b64(s.get("sig"), "a DSSE signature"))
+    # the in-toto Statement
+    try:
+        st = loads_strict(payload)
+    except JSONError as e:
+        raise ManifestInvalid(f"OMS bundle: the DSSE payload is not valid JSON: {e}") from None
+    _need(isinstance(st, dict), "the DSSE payload is not a JSON object")
+    _need(st.get("_type") == STATEMENT_TYPE, f"the payload is not an in-toto Statement v1 (_type {st.get('_type')!r})")
+    if st.get("predicateType") != PREDICATE_TYPE:
+        raise OmsUnsupported(f"OMS bundle: predicateType {str(st.get('predicateType'))[:100]!r} is not {PREDICATE_TYPE}")
+    subj = st.get("subject")
+    _need(isinstance(subj, list) and len(subj) == 1 and isinstance(subj[0], dict), "the Statement must have exactly one subject")
+    sname, sdig = subj[0].get("name"), subj[0].get("digest")
+    _need(isinstance(sname, str) and len(sname) > 0, "the subject needs a name")
+    _need(
+        isinstance(sdig, dict) and isinstance(sdig.get("sha256"), str) and bool(_HEX.match(sdig["sha256"])),
+        "the subject needs a sha256 digest",
+    )
+    pred = st.get("predicate")
+    _need(isinstance(pred, dict), "the Statement has no predicate")
+    ser = pred.get("serialization")
+    _need(isinstance(ser, dict), "the predicate has no serialization")
+    if ser.get("method") != "files":
+        raise OmsUnsupported(f"OMS bundle: serialization method {str(ser.get('method'))[:40]!r} is not supported (only 'files')")
+    hash_type = ser.get("hash_type")
+    if hash_type not in HASH_TYPES:
+        raise OmsUnsupported(f"OMS bundle: hash_type {str(hash_type)[:40]!r} is not supported (sha256 or blake3)")
+    _need(isinstance(ser.get("allow_symlinks"), bool), "serialization.allow_symlinks must be a boolean")
+    ignore = ser.get("ignore_paths", [])
+    _need(isinstance(ignore, list) and all(isinstance(i, str) and i for i in ignore), "serialization.ignore_paths must be a list of paths")
+    res = pred.get("resources")
+    _need(isinstance(res, list), "the predicate has no resources list")
+    resources: dict[str, str] = {}
+    unsafe: list[Finding] = []
+    for r in res:
+        _need(
+            isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("digest"), str),
+            "each resource needs a name and a digest",
+        )
+        _need(
+            r.get("algorithm") == hash_type,
+            f"resource {r['name'][:100]!r} uses {str(r.get('algorithm'))[:20]!r}, not the bundle's {hash_type}",
+        )
+        _need(
+            len(r["digest"]) == _DIGEST_LEN[hash_type] and bool(_HEX.match(r["digest"])),
+            f"resource {r['name'][:100]!r}: digest is not {hash_type} hex",
+        )
+        _need(r["name"] not in resources, f"resource {r['name'][:100]!r} is listed twice")
+        why = path_problem(r["name"])
+        if why is not None:
+            shown = r["name"].encode("unicode_escape").decode("ascii")[:200]
+            unsafe.append(Finding.of("unsafe-path", f"OMS resource refused: {why}; never opened", path=shown))
+        resources[r["name"]] = r["digest"]
+    if root_digest(res) != sdig["sha256"]:
+        raise ManifestInvalid("OMS bundle: the subject digest does not match the resources (the statement is inconsistent)")
+    return Bundle(
+        material,
+        hint,
+        payload,
+        env["payloadType"],
+        raw_sigs,
+        st,
+        sname,
+        sdig["sha256"],
+        hash_type,
+        [i.strip("/") for i in ignore],
+        {k: v for k, v in resources.items() if path_problem(k) is None},
+        unsafe,
+    )
+
+
+# --------------------------------------------------------------------------- verify
+def check_bundle_signature(b: Bundle, keys: list[Any]) -> list[Finding]:
+    """At least one given ECDSA key must be the bundle's signer and verify the DSSE signature."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    candidates = [k for k in keys if isinstance(k, ec.EllipticCurvePublicKey)]
+    if not candidates:
+        raise UsageError("OMS bundles are signed with ECDSA keys: pass the signer's ECDSA P-256 public key with --key")
+    matching = [k for k in candidates if b.hint is None or key_hint(k) == b.hint]
+    if not matching:
+        return [
+            Finding.of(
+                "untrusted-key",
+                f"the bundle was signed by key {b.hint[:16] if b.hint else '?'}..., none of the keys given with --key",
+                actual=b.hint,
+            )
+        ]
+    signed = pae(b.payload, b.payload_type)
+    for k in matching:
+        for sig in b.signatures:
+            try:
+                k.verify(sig, signed, ec.ECDSA(hashes.SHA256()))
+                return []
+            except InvalidSignature:
+                continue
+    return [Finding.of("signature-invalid", "the DSSE signature does not verify with the given key: the bundle was changed after signing")]
+
+
+def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike[str], *, options: Options | None = None) -> Report:
+    """Verify ``directory`` (or ``ORG/NAME[@REV]`` in the Hugging Face cache) against an
+    OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
+    mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
+    for a malformed or unsupported bundle (exit 2)."""
+    from .api import _cache, _discover, _emit, _Stop, resolve_target
+    from .digest import FileChanged, hash_files
+    from .sections import all_sections
+
+    opts = options or Options()
+    b = read_bundle(bundle_path)
+    root, settings = resolve_target(directory)
+    report = Report("verify", str(directory), str(bundle_path))
+    report.facts["oms"] = {"subject": b.subject_name, "root_digest": b.subject_digest, "hash_type": b.hash_type, "files": len(b.resources)}
+    t0 = time.perf_counter()
+    try:
+        _emit(report, b.unsafe, opts)
+        # 1. Trust.
+        if b.material != "publicKey":
+            if opts.keys:
+                raise OmsUnsupported(
+                    f"OMS bundle is signed with a {b.material}; verify it with `model_signing verify "
+                    f"{'sigstore' if b.material == 'certificate' else 'certificate'}` (this tool checks key-signed bundles)"
+                )
+            report.mark_not_checked("signature", f"the bundle is signed with a {b.material}, which this tool does not verify")
+        elif opts.keys:
+            _emit(report, check_bundle_signature(b, opts.keys), opts)
+            report.mark_checked("signature")
+        else:
+            report.mark_not_checked(
+                "signature", "no --key given: the bundle's authenticity is not established, only the files' agreement with it"
+            )
+        if opts.expect_model is not None:
+            if b.subject_name != opts.expect_model:
+                _emit(
+                    report,
+                    [
+                        Finding.of(
+                            "model-mismatch",
+                            f"the bundle's subject is {b.subject_name!r}, expected {opts.expect_model}",
+                            expected=opts.expect_model,
+                            actual=b.subject_name,
+                        )
+                    ],
+                    opts,
+                )
+            report.mark_checked("model-id")
+        if opts.expect_revision is not None:
+            report.mark_not_checked("revision", "an OMS bundle records no revision")
+        # 2. File set, with OMS ignore rules (plus model_signing's defaults and the bundle itself).
+        ignore = [*b.ignore_paths, *GIT_PATHS]
+        try:
+            ignore.append(Path(bundle_path).resolve().relative_to(root.resolve()).as_posix())
+        except (ValueError, OSError):
+            pass
+        art = _discover(root, settings, [".git/"])
+        art.files = {p: i for p, i in art.files.items() if not is_ignored(p, ignore)}
+        _emit(report, [f for f in art.problems if not (f.path and is_ignored(f.path, ignore))], opts)
+        missing = [p for p in b.resources if p not in art.files]
+        extra = [p for p in art.files if p not in b.resources]
+        _emit(report, (Finding.of("missing-file", "listed in the OMS bundle but not in the directory", path=p) for p in missing), opts)
+        _emit(report, (Finding.of("extra-file", "in the directory but not in the OMS bundle", path=p) for p in extra), opts)
+        report.mark_checked("file-set")
+        report.mark_not_checked("sizes", "an OMS bundle records no sizes; the digests decide")
+        # 3. Cheap format checks (headers, side files), as verify runs them.
+        for s in all_sections():
+            _emit(report, s.diagnose(art, opts, report), opts)
+        # 4. Digests.
+        todo = [art.files[p] for p in b.resources if p in art.files]
+        if report.errors and not opts.exhaustive:
+            report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
+        else:
+            cache = _cache(opts, ("verify", str(root.resolve())))
+            hashed = 0
+            for info, res, from_cache in hash_files(art, todo, [b.hash_type], workers=opts.workers, cache=cache):
+                if isinstance(res, FileChanged):
+                    _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)
+                elif isinstance(res, Exception):
+                    _emit(report, [Finding.of("unreadable", f"cannot read: {getattr(res, 'strerror', None) or res}", path=info.path)], opts)
+                else:
+                    hashed += 0 if from_cache else info.size
+                    want = b.resources[info.path]
+                    if res[b.hash_type] != want:
+                        _emit(
+                            report,
+                            [
+                                Finding.of(
+                                    "digest-mismatch",
+                                    f"{b.hash_type} is {res[b.hash_type][:16]}..., the OMS bundle says {want[:16]}...",
+                                    path=info.path,
+                                    expected=want,
+                                    actual=res[b.hash_type],
+                                )
+                            ],
+                            opts,
+                        )
+            report.mark_checked("digests")
+            report.stats.update({"files_hashed": len(todo), "bytes_hashed": hashed, "algorithms": [b.hash_type]})
+        if opts.load and not report.errors:
+            from .load import run_load
+
+            _emit(report, run_load(art, opts, report), opts)
+        elif not opts.load:
+            report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+    except _Stop:
+        pass
+    report.stats["seconds"] = round(time.perf_counter() - t0, 4)
+    return report
+
+
+__all__ = ["Bundle", "Exported", "export_oms", "key_hint", "pae", "read_bundle", "root_digest", "verify_oms"]

@@ -1,0 +1,225 @@
+"""OpenSSF Model Signing (OMS v1.0) interop, both directions, with the REAL ``model_signing``
+package (1.1.1) and the OMS conformance schemas and vectors (tests/assets/oms-v1.0, Apache-2.0)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "oms-v1.0"
+SCHEMAS = ASSETS / "schemas" / "v1.0"
+VECTORS = ASSETS / "test-vectors" / "v1.0"
+
+pytest.importorskip("model_signing", reason="the interop tests need model-signing==1.1.1 (test extra)")
+
+
+def model_signing(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The real model_signing CLI."""
+    return subprocess.run([sys.executable, "-m", "model_signing", *map(str, args)], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def validators():  # type: ignore[no-untyped-def]
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    schemas = {p.stem.split(".")[0]: json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")}
+    registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in schemas.values()])
+    return {k: Draft202012Validator(s, registry=registry) for k, s in schemas.items()}
+
+
+def ms_sign(model: Path, priv: Path, sig: Path) -> None:
+    """``model_signing sign key`` in-process (the CLI's own steps: its signature file is outside the scope)."""
+    import model_signing
+
+    ignored = [sig.resolve().relative_to(model.resolve())] if sig.resolve().is_relative_to(model.resolve()) else []
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).set_hashing_config(
+        model_signing.hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
+    ).sign(model, sig)
+
+
+def ms_verify(model: Path, sig: Path, pub: Path) -> str | None:
+    """``model_signing verify key`` in-process: None when it verifies, else its error."""
+    import model_signing
+
+    ignored = [sig.resolve().relative_to(model.resolve())] if sig.resolve().is_relative_to(model.resolve()) else []
+    try:
+        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).set_hashing_config(
+            model_signing.hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
+        ).verify(model, sig)
+    except Exception as e:  # model_signing raises ValueError and cryptography's InvalidSignature
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> dict[str, Path]:
+    """One real checkpoint with a manifest, our OMS export and a model_signing signature (read-only use)."""
+    import shutil
+
+    from manifest.api import create
+    from manifest.oms import export_oms
+    from manifest.options import Options
+    from manifest.signing import generate, write_keypair
+
+    base = tmp_path_factory.mktemp("oms")
+    model = base / "model"
+    shutil.copytree(minilm_src, model, ignore=shutil.ignore_patterns("__pycache__"))
+    priv, pub = base / "ec.pem", base / "ec.pub.pem"
+    write_keypair(generate("ecdsa-p256"), priv, pub)
+    write_keypair(generate("ecdsa-p256"), base / "other.pem", base / "other.pub.pem")
+    create(model, model_id="sentence-transformers/all-MiniLM-L6-v2", options=Options(use_cache=False))
+    export_oms(model, priv, base / "ours.sig")
+    ms_sign(model, priv, base / "theirs.sig")
+    return {"model": model, "priv": priv, "pub": pub, "other": base / "other.pub.pem", "ours": base / "ours.sig", "theirs": base / "theirs.sig"}
+
+
+@pytest.fixture
+def damaged(signed: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the signed model that a test may damage."""
+    import shutil
+
+    dst = tmp_path / "model"
+    shutil.copytree(signed["model"], dst)
+    return dst
+
+
+def _payload(bundle_path: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads(base64.b64decode(json.loads(bundle_path.read_text())["dsseEnvelope"]["payload"]))
+
+
+def _codes(run) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    return [(f["code"], f.get("path")) for f in json.loads(run.out)["findings"]]
+
+
+def test_exported_manifest_passes_real_model_signing_and_the_schemas(cli, signed, validators, tmp_path: Path) -> None:
+    model, sig = signed["model"], tmp_path / "model.sig"
+    r = cli("export", model, "--oms", sig, "--key", signed["priv"])
+    assert r.code == 0, r.err
+    assert ".gitattributes" in r.err  # said to be left out of the OMS scope
+    bundle = json.loads(sig.read_text())
+    validators["bundle"].validate(bundle)
+    st = _payload(sig)
+    validators["statement"].validate(st)
+    assert st["predicateType"] == "https://model_signing/signature/v1.0"
+    assert st["subject"][0]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    names = [x["name"] for x in st["predicate"]["resources"]]
+    assert "model.safetensors" in names and "1_Pooling/config.json" in names and ".gitattributes" not in names
+    assert {"manifest.json", ".gitattributes", ".git"} <= set(st["predicate"]["serialization"]["ignore_paths"])
+    digest = {x["name"]: x["digest"] for x in st["predicate"]["resources"]}
+    m = json.loads((model / "manifest.json").read_text())["signed"]["files"]
+    assert digest["model.safetensors"] == m["model.safetensors"]["sha256"]
+    # the real verifier's CLI accepts it
+    v = model_signing("verify", "key", model, "--signature", sig, "--public_key", signed["pub"])
+    assert v.returncode == 0 and "Verification succeeded" in v.stdout, v.stdout + v.stderr
+    # and so do we
+    r = cli("verify", model, "--oms", sig, "--key", signed["pub"], "-q")
+    assert r.code == 0, r.out + r.err
+
+
+def test_model_signing_signature_passes_manifest_verify(cli, signed, validators, tmp_path: Path) -> None:
+    model, sig = signed["model"], tmp_path / "model.sig"
+    s = model_signing("sign", "key", model, "--private_key", signed["priv"], "--signature", sig)
+    assert s.returncode == 0, s.stdout + s.stderr
+    validators["bundle"].validate(json.loads(sig.read_text()))
+    r = cli("verify", model, "--oms", sig, "--key", signed["pub"], "--json", "-q")
+    assert r.code == 0, r.out + r.err
+    rep = json.loads(r.out)
+    assert "signature" in rep["checked"] and "digests" in rep["checked"]
+    assert rep["facts"]["oms"]["files"] == len(_payload(sig)["predicate"]["resources"])
+
+
+def test_signature_inside_the_model_directory_is_outside_the_scope(cli, signed, damaged: Path) -> None:
+    inside = damaged / "model.sig"
+    ms_sign(damaged, signed["priv"], inside)
+    assert cli("verify", damaged, "--oms", inside, "--key", signed["pub"], "-q").code == 0
+    assert cli("export", damaged, "--oms", inside, "--key", signed["priv"]).code == 0
+    assert ms_verify(damaged, inside, signed["pub"]) is None
+
+
+def test_tampered_file_fails_in_both_tools(cli, signed, damaged: Path) -> None:
+    with open(damaged / "model.safetensors", "r+b") as f:
+        f.seek(40_000_000)
+        f.write(b"\x7f\x7f\x7f\x7f")
+    for bundle in (signed["ours"], signed["theirs"]):
+        err = ms_verify(damaged, bundle, signed["pub"])
+        assert err is not None and "model.safetensors" in err
+        r = cli("verify", damaged, "--oms", bundle, "--key", signed["pub"], "--json", "-q", "--no-cache")
+        assert r.code == 1 and ("digest-mismatch", "model.safetensors") in _codes(r)
+
+
+def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_path: Path) -> None:
+    """An attacker rewrites a digest (and the subject digest, to stay consistent) without the key."""
+    pub = signed["pub"]
+    bundle = json.loads(signed["ours"].read_text())
+    st = _payload(signed["ours"])
+    (damaged / "vocab.txt").write_text("[PAD]\nevil\n")
+    new = hashlib.sha256((damaged / "vocab.txt").read_bytes()).hexdigest()
+    for res in st["predicate"]["resources"]:
+        if res["name"] == "vocab.txt":
+            res["digest"] = new
+    st["subject"][0]["digest"]["sha256"] = hashlib.sha256(b"".join(bytes.fromhex(x["digest"]) for x in st["predicate"]["resources"])).hexdigest()
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
+    bad = tmp_path / "bad.sig"
+    bad.write_text(json.dumps(bundle))
+    assert ms_verify(damaged, bad, pub) is not None
+    r = cli("verify", damaged, "--oms", bad, "--key", pub, "--json", "-q")
+    assert r.code == 1 and ("signature-invalid", None) in _codes(r)
+    # without the key the files agree with the (forged) bundle: authenticity is reported as not checked
+    r = cli("verify", damaged, "--oms", bad, "--json", "-q")
+    assert r.code == 0 and any(n["check"] == "signature" for n in json.loads(r.out)["not_checked"])
+    # a flipped signature byte
+    bundle = json.loads(signed["ours"].read_text())
+    raw = bytearray(base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"]))
+    raw[-1] ^= 1
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
+    bad.write_text(json.dumps(bundle))
+    assert ms_verify(signed["model"], bad, pub) is not None
+    r = cli("verify", signed["model"], "--oms", bad, "--key", pub, "--json", "-q")
+    assert r.code == 1 and ("signature-invalid", None) in _codes(r)
+
+
+def test_wrong_key_is_untrusted_in_both_tools(cli, signed) -> None:
+    for bundle in (signed["ours"], signed["theirs"]):
+        assert ms_verify(signed["model"], bundle, signed["other"]) is not None
+        r = cli("verify", signed["model"], "--oms", bundle, "--key", signed["other"], "--json", "-q")
+        assert r.code == 1 and ("untrusted-key", None) in _codes(r)
+
+
+def test_export_refuses_an_ed25519_key(cli, signed, keypair, tmp_path: Path) -> None:
+    priv, _ = keypair
+    r = cli("export", signed["model"], "--oms", tmp_path / "x.sig", "--key", priv)
+    assert r.code == 2 and r.err.count("\n") == 1 and "ECDSA P-256" in r.err
+    assert not (tmp_path / "x.sig").exists()
+
+
+@pytest.mark.parametrize("vector", sorted(p.relative_to(VECTORS).as_posix() for p in VECTORS.glob("invalid*/*.json")))
+def test_invalid_conformance_vectors_are_refused_cleanly(cli, vector: str, signed, tmp_path: Path) -> None:
+    pub = signed["pub"]
+    for args in (["--key", str(pub)], []):
+        r = cli("verify", tmp_path, "--oms", VECTORS / vector, *args)
+        assert r.code == 2, (vector, r.out, r.err)
+        assert r.err.count("\n") == 1 and r.err.startswith("error[manifest-") and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("vector", sorted(p.name for p in (VECTORS / "valid").glob("*.json")))
+def test_valid_conformance_vectors_parse_and_match_the_schema(cli, vector: str, validators, signed, tmp_path: Path) -> None:
+    from manifest.oms import read_bundle
+
+    path = VECTORS / "valid" / vector
+    validators["bundle"].validate(json.loads(path.read_text()))
+    b = read_bundle(path)
+    assert set(b.resources) == {"signme-1", "signme-2"}
+    # no such files here: a clean verdict, not a crash
+    r = cli("verify", tmp_path, "--oms", path, "--json")
+    assert r.code == 1 and ("missing-file", "signme-1") in _codes(r)
+    # with a key: the key bundle names another signer, certificate bundles are not ours to check
+    r = cli("verify", tmp_path, "--oms", path, "--key", signed["pub"])
+    assert r.code == (1 if vector.startswith("key") else 2), r.out + r.err
