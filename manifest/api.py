@@ -165,6 +165,19 @@ def create(
 
 
 # --------------------------------------------------------------------------- verify
+def _refuse_link_out(mpath: Path, root: Path, settings: dict[str, Any]) -> None:
+    """The default DIR/manifest.json comes with the untrusted directory: a symlink from it
+    to a file outside (e.g. a secret) is not read. Links into the HF cache's blobs/ are fine."""
+    if not mpath.is_symlink():
+        return
+    real = os.path.realpath(mpath)
+    bases = [os.path.realpath(root)]
+    if settings.get("follow_links_into") is not None:
+        bases.append(os.path.realpath(settings["follow_links_into"]))
+    if not any(real.startswith(b.rstrip(os.sep) + os.sep) for b in bases):
+        raise InputError(f"{mpath} is a symlink out of the directory; it was not read (pass a manifest with -m)", code="unsafe-path")
+
+
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     try:
         data = read_regular(path, MAX_MANIFEST_BYTES)
@@ -196,6 +209,8 @@ def verify(
         m, mpath = manifest, None
     else:
         mpath = Path(manifest) if manifest is not None else root / DEFAULT_MANIFEST_NAME
+        if manifest is None:
+            _refuse_link_out(mpath, root, settings)
         m = load_manifest(mpath)
     report = Report("verify", str(path), str(mpath) if mpath else None)
     t0 = time.perf_counter()
