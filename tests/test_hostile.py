@@ -373,6 +373,22 @@ def case_manifest_missing(ctx: Ctx) -> Call:
     return ctx.verify(ctx.tmp / "absent.json")
 
 
+@case(2, "unsafe-path", "manifest")
+def case_default_manifest_is_a_symlink_out(ctx: Ctx) -> Call:
+    d = ctx.clone()
+    secret = ctx.tmp / "secret.json"
+    secret.write_text('{"token": "do-not-read"}')
+    (d / "manifest.json").unlink()
+    os.symlink(secret, d / "manifest.json")
+    return Call(["verify", str(d), "--json", "-q"], check=lambda r: _assert_not_in("do-not-read", r.out + r.err))
+
+
+@case(2, "unreadable", "manifest")
+def case_target_is_a_fifo(ctx: Ctx) -> Call:
+    os.mkfifo(ctx.tmp / "target")
+    return Call(["verify", str(ctx.tmp / "target"), "-m", str(ctx.base.dir / "manifest.json"), "--json", "-q"], timeout=20)
+
+
 # =========================================================================== trust
 @case(1, "signature-invalid", "trust")
 def case_signature_over_other_bytes(ctx: Ctx) -> Call:
@@ -811,6 +827,12 @@ def _measured_wait4(ctx: Ctx, args: list[str], limit_mib: int, timeout: float = 
     return Run(p.returncode, out_f.read_text(), err_f.read_text())
 
 
+@case(2, "write-failed", "data")
+def case_create_into_missing_directory(ctx: Ctx) -> Call:
+    out = ctx.tmp / "no-such-dir" / "manifest.json"
+    return Call(["create", str(ctx.clone()), "-q", "--no-cache", "-o", str(out)], check=lambda r: _assert_absent(ctx.tmp / "no-such-dir"))
+
+
 # --- interrupted create: never a partial manifest, never a stray temporary file
 def _interrupted_create(sig: int, with_old: bool) -> Callable[[Ctx], Call]:
     def build(ctx: Ctx) -> Call:
@@ -870,6 +892,10 @@ for _name, (_sig, _old, _exit, _code) in {
 # =========================================================================== assertions
 def _assert_in(needle: str, text: str) -> None:
     assert needle in text, text
+
+
+def _assert_not_in(needle: str, text: str) -> None:
+    assert needle not in text, text
 
 
 def _assert_eq(a: Any, b: Any) -> None:
