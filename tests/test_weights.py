@@ -4,6 +4,7 @@ shard indexes, LFS pointers, pickle imports and memory, through the API and the 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -16,12 +17,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from safetensors_corpus import HTML_PAGE, LFS_OID, LFS_POINTER
 
 from manifest import api
 from manifest.findings import Severity, code_info
+from manifest.formats.lfs import LfsPointer, parse_pointer
+from manifest.formats.pickle_scan import PickleScanError, scan_file
 from manifest.inventory import discover
 from manifest.options import Options
 from manifest.report import Report
@@ -335,6 +340,58 @@ def test_malicious_pickle_is_an_error_naming_the_import(minilm: Path, cli: Any) 
     assert code == 1
     f = next(f for f in doc["findings"] if f["code"] == "pickle-file")
     assert f["severity"] == "error" and f"{os.system.__module__}.system" in f["message"]
+
+
+@pytest.fixture(scope="module")
+def pickles() -> list[bytes]:
+    """Real pickle-based weight files: a torch zip, a legacy torch file, plain pickles of protocols 0-5."""
+    torch = pytest.importorskip("torch")
+    out = []
+    for new_zip in (True, False):
+        buf = io.BytesIO()
+        torch.save({"w": torch.zeros(3), "b": torch.ones(2, dtype=torch.bfloat16)}, buf, _use_new_zipfile_serialization=new_zip)
+        out.append(buf.getvalue())
+    out += [pickle.dumps({"a": [1, 2.0, "x"], "evil": _Evil()}, protocol=p) for p in range(6)]
+    return out
+
+
+def test_scanner_sees_every_format(pickles: list[bytes]) -> None:
+    scans = [scan_file(io.BytesIO(b), len(b)) for b in pickles]
+    assert [s.kind for s in scans[:2]] == ["torch-zip", "pickle"]
+    for s in scans[:2]:
+        assert "torch._utils._rebuild_tensor_v2" in s.imports and s.dangerous == ()
+    for s in scans[2:]:
+        assert s.dangerous == (f"{os.system.__module__}.system",), s.imports
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_scanner_on_damaged_pickles_gives_a_scan_or_a_clean_error(pickles: list[bytes], data: st.DataObject) -> None:
+    blob = bytearray(data.draw(st.sampled_from(pickles)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        scan = scan_file(io.BytesIO(bytes(blob)), len(blob))
+    except PickleScanError as e:
+        assert str(e)
+    else:
+        assert all(isinstance(i, str) for i in scan.imports)
+
+
+def test_lfs_pointer_parsing() -> None:
+    p = parse_pointer(LFS_POINTER)
+    assert p is not None and p.oid == f"sha256:{LFS_OID}" and p.size == 90868376
+    crlf = parse_pointer(LFS_POINTER.replace(b"\n", b"\r\n"))
+    assert crlf is not None and crlf.size == 90868376
+    assert parse_pointer(b"version https://git-lfs.github.com/spec/v1\n") == LfsPointer("https://git-lfs.github.com/spec/v1", "", None)
+    assert parse_pointer(b"hello world\n") is None
+    assert parse_pointer(LFS_POINTER + b"x" * 1024) is None  # pointers are under 1 KiB
+
+
+def test_damaged_torch_zip_is_flagged(minilm: Path, pickles: list[bytes]) -> None:
+    (minilm / "pytorch_model.bin").write_bytes(pickles[0][: len(pickles[0]) // 2])
+    f = only(api.check(minilm), "pickle-file")
+    assert "cannot be scanned" in f.message
 
 
 def test_non_pickle_bin_is_not_flagged(minilm: Path) -> None:

@@ -73,7 +73,13 @@ _MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
 
 
 class PickleScanError(ValueError):
-    """The file is neither a readable zip checkpoint nor a pickle."""
+    """The file cannot be scanned. ``not_pickle`` is True when it is neither a zip
+    checkpoint nor a pickle at all (e.g. a raw OpenVINO/ONNX ``.bin``), False when it is
+    one but damaged."""
+
+    def __init__(self, message: str, *, not_pickle: bool = False):
+        super().__init__(message)
+        self.not_pickle = not_pickle
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ def scan_file(fp: BinaryIO, size: int) -> PickleScan:
     if magic == b"PK\x03\x04":
         return _scan_zip(fp)
     if not _is_pickle_start(magic):
-        raise PickleScanError("neither a zip checkpoint nor a pickle")
+        raise PickleScanError("neither a zip checkpoint nor a pickle", not_pickle=True)
     imports: list[str] = []
     complete = True
     budget = MAX_SCAN_BYTES
@@ -205,8 +211,8 @@ def scan_file(fp: BinaryIO, size: int) -> PickleScan:
 def _scan_zip(fp: BinaryIO) -> PickleScan:
     try:
         zf = zipfile.ZipFile(fp)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise PickleScanError(f"damaged zip archive: {e}") from None
+    except Exception as e:  # zipfile raises many types on damaged input (BadZipFile, OverflowError, ...)
+        raise PickleScanError(f"damaged zip archive: {type(e).__name__}: {e}") from None
     imports: list[str] = []
     members: list[str] = []
     complete = True
@@ -222,12 +228,12 @@ def _scan_zip(fp: BinaryIO) -> PickleScan:
             try:
                 with zf.open(zi) as m:
                     data = m.read(budget + 1)  # a member is the pickle alone, bounded above
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as e:
-                raise PickleScanError(f"damaged zip member {zi.filename}: {e}") from None
+            except Exception as e:  # BadZipFile, NotImplementedError (version), RuntimeError (encrypted), zlib.error, ...
+                raise PickleScanError(f"damaged zip member {zi.filename}: {type(e).__name__}: {e}") from None
             budget -= len(data)
             found, ok, _ = scan_stream(io.BytesIO(data))
             imports.extend(found)
             complete = complete and ok
     if not members:
-        raise PickleScanError("zip archive holds no pickle (*.pkl) member")
+        raise PickleScanError("zip archive holds no pickle (*.pkl) member", not_pickle=True)
     return PickleScan("torch-zip", tuple(sorted(set(imports))), tuple(members), complete)

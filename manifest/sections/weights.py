@@ -208,8 +208,12 @@ def _pickle_findings(art: Artifact) -> Iterator[Finding]:
         try:
             with art.open(rel) as f:
                 scan = scan_file(f, art.files[rel].size)
-        except PickleScanError:
-            continue  # not a pickle at all (e.g. OpenVINO/ONNX raw .bin): nothing would be unpickled
+        except PickleScanError as e:
+            if e.not_pickle:
+                continue  # not a pickle at all (e.g. OpenVINO/ONNX raw .bin): nothing would be unpickled
+            yield Finding.of("pickle-file", f"pickle-based weights that cannot be scanned ({e}); loading would fail or run unknown code",
+                             path=rel, hint="download the file again, or use a safetensors checkpoint")
+            continue
         except (OSError, InputError) as e:
             yield Finding.of("unreadable", f"cannot scan the pickle: {getattr(e, 'strerror', None) or e}", path=rel)
             continue
