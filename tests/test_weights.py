@@ -178,6 +178,7 @@ def test_create_refuses_to_fingerprint_a_broken_weight_file(minilm: Path, cli: A
 
 # ----------------------------------------------------------------------------- check
 def test_lfs_pointer_in_place_of_weights(minilm: Path, cli: Any) -> None:
+    api.create(minilm)
     (minilm / MODEL).write_bytes(LFS_POINTER)
     code, doc = run_json(cli, "check", str(minilm))
     assert code == 1
@@ -185,6 +186,9 @@ def test_lfs_pointer_in_place_of_weights(minilm: Path, cli: Any) -> None:
     assert [f["code"] for f in ours] == ["lfs-pointer"]  # named once, not also as a bad header
     assert ours[0]["expected"] == {"oid": f"sha256:{LFS_OID}", "size": 90868376}
     assert LFS_OID in ours[0]["message"]
+    code, doc = run_json(cli, "verify", str(minilm))
+    assert code == 1 and {"lfs-pointer", "size-mismatch"} <= set(json_codes(doc))
+    assert "digests" in {n["check"] for n in doc["not_checked"]}  # rejected without hashing
 
 
 def test_lfs_pointer_is_found_in_any_file(minilm: Path) -> None:
