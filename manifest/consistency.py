@@ -246,10 +246,13 @@ def check_casing(tok: Tokenizer) -> list[Finding]:
     alpha = upper = 0
     special = set(tok.special)
     for t in tok.tokens[:tok.base_size]:
-        if t is None or t in special or _BRACKETED.match(t) or not any(c.isalpha() for c in t):
+        if t is None:
             continue
+        low = t.lower()
+        if low == t.upper() or t in special or (t[0] in "[<" and _BRACKETED.match(t)):
+            continue  # no cased letter, or a marker like [unused0] / <s>
         alpha += 1
-        if t != t.lower():
+        if t != low:
             upper += 1
     if alpha < 500:
         return []

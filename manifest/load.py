@@ -94,13 +94,6 @@ def _findings(res: dict[str, Any], mode: str, report: Report, check: str) -> Ite
         report.facts[check] = res["facts"]
     for k, v in (res.get("stats") or {}).items():
         report.stats[f"{check}_{k}"] = v
-    if not res.get("ok"):
-        stage = res.get("stage", "load")
-        err = " ".join(str(res.get("error", "unknown error")).split())[:600]
-        hint = res.get("hint") or _hint_for(err)
-        yield Finding.of("load-failed", f"{mode} load failed ({stage}): {err}", path="config.json", hint=hint)
-        report.mark_checked(check)
-        return
     missing, unexpected, mismatched = res.get("missing", []), res.get("unexpected", []), res.get("mismatched", [])
     arch = (res.get("facts") or {}).get("class", "the model")
     if missing:
@@ -118,10 +111,18 @@ def _findings(res: dict[str, Any], mode: str, report: Report, check: str) -> Ite
         yield Finding.of("load-mismatch", f"{len(unexpected)} tensor(s) in the weights are not used by {arch}: {_names(unexpected)}",
                          path="config.json", actual=unexpected[:50], severity=Severity.WARNING,
                          hint="harmless if they belong to another head; otherwise config.architectures names the wrong class")
+    if not res.get("ok"):
+        stage = res.get("stage", "load")
+        err = " ".join(str(res.get("error", "unknown error")).split())[:600]
+        hint = res.get("hint") or (_MISMATCH_HINT if mismatched or missing else _hint_for(err))
+        yield Finding.of("load-failed", f"{mode} load failed ({stage}): {err}", path="config.json", hint=hint)
     if res.get("nonfinite"):
         yield Finding.of("load-failed", f"the forward pass produced non-finite values ({res['nonfinite']})", path="config.json",
                          hint="the weights are corrupted or were saved in a dtype that overflowed: restore the original weights")
     report.mark_checked(check)
+
+
+_MISMATCH_HINT = "config.json does not describe these weights (see the load-mismatch finding): restore the config they were saved with"
 
 
 def _hint_for(err: str) -> str:
@@ -318,17 +319,23 @@ def full(root: str, trust: bool) -> dict[str, Any]:
 
 def _child() -> int:
     req = json.loads(sys.stdin.read())
-    root, trust = req["root"], bool(req.get("trust_remote_code"))
+    root, trust, tensors = req["root"], bool(req.get("trust_remote_code")), req.get("tensors") or {}
+    pre: dict[str, Any] = {}
     try:
         if req["mode"] == "structural":
-            res = structural(root, trust, req.get("tensors") or {})
+            res = structural(root, trust, tensors)
         else:
+            if tensors:  # the meta-device comparison first: it names what a failing from_pretrained only hints at
+                pre = structural(root, trust, tensors)
             res = full(root, trust)
     except _Refused as e:
         res = {"ok": False, "stage": "remote code" if "custom code" in str(e) else "model class", "error": str(e),
                "hint": TRUST_HINT if "custom code" in str(e) else None}
     except Exception as e:
         res = {"ok": False, "stage": "load", "error": f"{type(e).__name__}: {e}"}
+        for k in ("missing", "unexpected", "mismatched", "facts"):
+            if pre.get(k):
+                res[k] = pre[k]
     sys.stdout.write("\n" + MARK + json.dumps(res, default=str) + "\n")
     sys.stdout.flush()
     return 0

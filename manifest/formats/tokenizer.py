@@ -220,13 +220,17 @@ def _assemble(source: str, model: str, base: dict[str, int] | list[str], added: 
     if isinstance(base, list):
         table: dict[int, str] = dict(enumerate(base))
     else:
-        table = {}
-        for tok, i in base.items():
-            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
-                raise TokenizerError(f"token {tok!r} has id {i!r}, not a non-negative integer", path)
-            if i in table:
-                raise TokenizerError(f"id {i} is given to both {table[i]!r} and {tok!r}", path)
-            table[i] = tok
+        ids = list(base.values())
+        if not all(type(i) is int and i >= 0 for i in ids):
+            tok, i = next((t, i) for t, i in base.items() if type(i) is not int or i < 0)
+            raise TokenizerError(f"token {tok!r} has id {i!r}, not a non-negative integer", path)
+        table = dict(zip(ids, base.keys(), strict=True))
+        if len(table) != len(base):
+            seen: dict[int, str] = {}
+            for tok, i in base.items():
+                if i in seen:
+                    raise TokenizerError(f"id {i} is given to both {seen[i]!r} and {tok!r}", path)
+                seen[i] = tok
     base_size = max(table, default=-1) + 1
     specials: dict[str, int] = {}
     extra: list[tuple[int, str, bool]] = []
@@ -241,16 +245,14 @@ def _assemble(source: str, model: str, base: dict[str, int] | list[str], added: 
     n = max(table, default=-1) + 1
     if n > 50_000_000:
         raise TokenizerError(f"token id {n - 1} is implausibly large", path)
-    tokens = tuple(table.get(i) for i in range(n))
-    index: dict[str, int] = {}
-    for i, tok in enumerate(tokens):
-        if tok is not None:
-            index.setdefault(tok, i)
+    tokens = tuple(table[i] for i in range(n)) if len(table) == n else tuple(table.get(i) for i in range(n))
+    result = Tokenizer(source=source, model=model, tokens=tokens, base_size=base_size, added=tuple(sorted(extra)),
+                       special=specials, roles=roles, **kw)
+    index = result.index
     for tok in _role_tokens(roles):
         if tok in index:
             specials.setdefault(tok, index[tok])
-    return Tokenizer(source=source, model=model, tokens=tokens, base_size=base_size, added=tuple(sorted(extra)),
-                     special=specials, roles=roles, **kw)
+    return result
 
 
 def _bool(v: Any) -> bool | None:

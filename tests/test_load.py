@@ -1,0 +1,98 @@
+"""The opt-in load tier on real checkpoints: the structural load (meta device vs the
+safetensors headers) and the full load (from_pretrained + one forward pass).
+
+Each load runs torch in a child process; the children for the whole module are started
+together once (module fixture), and the tests below read their reports."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import copy_checkpoint
+
+from manifest import api
+from manifest.report import Report
+
+pytestmark = pytest.mark.load
+
+
+def _edit(path: Path, **kw: object) -> None:
+    doc = json.loads(path.read_text())
+    doc.update(kw)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+@pytest.fixture(scope="module")
+def loads(tokcls_build: Path, minilm_src: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
+    base = tmp_path_factory.mktemp("loads")
+    clean = tokcls_build / "clean"
+    wrong = copy_checkpoint(clean, base / "wrong")
+    _edit(wrong / "config.json", intermediate_size=1024)  # no cheap check can see this: only the load does
+    jobs = {
+        "structural-minilm": (minilm_src, "structural"),
+        "full-clean": (clean, "full"),
+        "full-wrong": (wrong, "full"),  # the full tier compares on the meta device first, then loads
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {k: pool.submit(api.check, d, load=mode) for k, (d, mode) in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def test_structural_load_of_a_base_model_passes(loads):
+    """MiniLM (BertModel, saved by transformers 4.8 with the position_ids buffer) loads structurally."""
+    rep = loads["structural-minilm"]
+    assert rep.ok and not rep.findings, [f.one_line() for f in rep.findings]
+    assert "load:structural" in rep.checked
+    facts = rep.facts["load:structural"]
+    assert facts["class"] == "BertModel" and facts["expected_tensors"] == 103 and facts["weights_tensors"] == 104
+
+
+def test_load_finds_shapes_the_config_does_not_describe(loads):
+    rep = loads["full-wrong"]
+    found = [f for f in rep.errors if f.code == "load-mismatch"]
+    assert len(found) == 1 and found[0].hint
+    assert found[0].message.startswith("18 tensor(s) have another shape than BertForTokenClassification builds from config.json")
+    shapes = {m["name"]: (m["expected"], m["actual"]) for m in found[0].actual}
+    assert shapes["bert.encoder.layer.0.intermediate.dense.weight"] == ([1024, 384], [1536, 384])
+    assert shapes["bert.encoder.layer.5.output.dense.weight"] == ([384, 1024], [384, 1536])
+    failed = [f for f in rep.errors if f.code == "load-failed"]
+    assert len(failed) == 1 and failed[0].message.startswith("full load failed (load): RuntimeError")
+    assert "restore the config" in failed[0].hint
+
+
+def test_full_load_passes_and_reports_time_and_memory(loads):
+    rep = loads["full-clean"]
+    assert rep.ok and not rep.findings, [f.one_line() for f in rep.findings]
+    assert "load:full" in rep.checked
+    facts = rep.facts["load:full"]
+    assert facts["class"] == "BertForTokenClassification"
+    assert facts["output_shape"] == [1, facts["tokens"], 5] and facts["tokens"] == 12
+    assert rep.stats["load:full_peak_rss_bytes"] > 100 * 2**20  # a real model was in memory
+    assert rep.stats["load:full_forward_seconds"] > 0 and rep.stats["load:full_model_seconds"] > 0
+
+
+def test_remote_code_never_runs_without_trust(minilm, tmp_path, cli):
+    marker = tmp_path / "ran"
+    (minilm / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nraise SystemExit(3)\n")
+    _edit(minilm / "config.json", architectures=["EvilModel"], auto_map={"AutoModel": "modeling_evil.EvilModel"})
+    for mode in ("structural", "full"):
+        r = cli("check", minilm, "--load", mode, "--json")
+        assert r.code == 1, r.err
+        rep = json.loads(r.out)
+        codes = {f["code"]: f for f in rep["findings"]}
+        assert codes["remote-code"]["severity"] == "warning"
+        assert "custom code" in codes["load-failed"]["message"] and "--trust-remote-code" in codes["load-failed"]["hint"]
+    assert not marker.exists()
+
+
+def test_verify_with_structural_load_of_the_fine_tuned_model(tokcls, cli):
+    assert cli("create", tokcls, "-q").code == 0
+    r = cli("verify", tokcls, "--load", "structural", "--json")
+    assert r.code == 0, r.out + r.err
+    rep = json.loads(r.out)
+    assert "load:structural" in rep["checked"] and rep["findings"] == []
+    assert rep["facts"]["load:structural"]["class"] == "BertForTokenClassification"
+    assert rep["facts"]["load:structural"]["expected_tensors"] == rep["facts"]["load:structural"]["weights_tensors"] == 103
