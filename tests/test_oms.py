@@ -22,7 +22,7 @@ pytest.importorskip("model_signing", reason="the interop tests need model-signin
 def model_signing(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real model_signing CLI."""
     return subprocess.run([sys.executable, "-m", "model_signing", *map(str, args)], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> dict[s
     create(model, model_id="sentence-transformers/all-MiniLM-L6-v2", options=Options(use_cache=False))
     export_oms(model, priv, base / "ours.sig")
     ms_sign(model, priv, base / "theirs.sig")
-    return {"model": model, "priv": priv, "pub": pub, "other": base / "other.pub.pem", "ours": base / "ours.sig", "theirs": base / "theirs.sig"}
+    return {"model": model, "priv": priv, "pub": pub, "other": base / "other.pub.pem",
+            "ours": base / "ours.sig", "theirs": base / "theirs.sig"}
 
 
 @pytest.fixture
@@ -165,7 +166,8 @@ def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_pat
     for res in st["predicate"]["resources"]:
         if res["name"] == "vocab.txt":
             res["digest"] = new
-    st["subject"][0]["digest"]["sha256"] = hashlib.sha256(b"".join(bytes.fromhex(x["digest"]) for x in st["predicate"]["resources"])).hexdigest()
+    raw_digests = b"".join(bytes.fromhex(x["digest"]) for x in st["predicate"]["resources"])
+    st["subject"][0]["digest"]["sha256"] = hashlib.sha256(raw_digests).hexdigest()
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
     bad = tmp_path / "bad.sig"
     bad.write_text(json.dumps(bundle))
