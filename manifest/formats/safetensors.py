@@ -23,6 +23,7 @@ pickle checkpoint) is recognised from its first bytes and named in the error.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -329,7 +330,7 @@ def _tensor(name: str, t: Any) -> TensorInfo:
 
 
 def build(
-    tensors: dict[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None, *, order: list[str] | None = None
+    tensors: Mapping[str, tuple[str, tuple[int, ...]]], metadata: dict[str, str] | None = None, *, order: list[str] | None = None
 ) -> bytes:
     """The header part (8-byte length + JSON, space-padded to 8) of a valid file with
     these tensors laid out contiguously; the data (zeros) is not included. For tests

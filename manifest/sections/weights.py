@@ -308,7 +308,7 @@ def _describe(t: dict[str, Any]) -> str:
 
 def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, TensorInfo]) -> list[Finding]:
     """``tensor-mismatch`` findings between a recorded tensor table and a live header."""
-    now = {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in live.items()}
+    now: dict[str, dict[str, Any]] = {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in live.items()}
     out: list[Finding] = []
     removed = [n for n in recorded if n not in now]
     added = [n for n in now if n not in recorded]
