@@ -234,3 +234,23 @@ def test_directory_targets_never_import_huggingface_hub(cli, minilm: Path) -> No
 
     out = subprocess.run([sys.executable, "-c", code, str(minilm)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_release_loop_manifest_uploaded_with_the_model(cli, tmp_path: Path, minilm: Path, keypair) -> None:
+    """create + sign in the model directory, `hf upload` (the manifest becomes a blob like
+    any file), download, then verify the cached snapshot with its own manifest."""
+    priv, pub = keypair
+    r = cli("create", minilm, "--key", priv, "--model-id", REPO, "--revision", "v1", "-q")
+    assert r.code == 0, r.err
+    cache = build_cache(minilm, tmp_path / "hf")
+    assert (cache.snapshot / "manifest.json").is_symlink()
+    r = cli("verify", REPO, "--key", pub, "--expect-model", REPO, "--expect-revision", "v1", "--json", "-q", env=cache.env)
+    assert r.code == 0, r.out + r.err
+    rep = json.loads(r.out)
+    assert rep["manifest"].endswith("manifest.json") and "digests" in rep["checked"] and "hub-record" in rep["checked"]
+    # a replayed manifest of another model is refused
+    r = cli("verify", REPO, "--key", pub, "--expect-model", "evil/model", "-q", env=cache.env)
+    assert r.code == 1 and "model-mismatch" in r.out
+    # and nothing is ever written into the cache
+    r = cli("create", REPO, "-q", env=cache.env)
+    assert r.code == 2 and "-o FILE" in r.err and r.err.count("\n") == 1
