@@ -214,7 +214,7 @@ def check_directory(
         res.lines.append(
             f"{shown}: {len(broken)} file(s) are damaged or unsafe; fix them first (refreshing the manifest would record the damage)"
         )
-    if stale:
+    if stale and not broken:
         res.lines.append(f"refresh the manifest with:  {refresh_command(shown, m, manifest_name, refresh_key)}")
         res.lines.append(f"then stage it:              git add {shlex.quote(os.path.join(shown, manifest_name))}")
     return res

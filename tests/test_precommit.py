@@ -157,3 +157,15 @@ def test_language_python_hook_installs_and_runs(repo: Path, tmp_path: Path) -> N
     git(repo, "add", "vocab.txt")
     r = try_repo(repo, "manifest-verify", home=tmp_path / "pc")
     assert r.returncode == 1 and "refresh the manifest with:" in r.stdout, r.stdout + r.stderr
+
+
+def test_damaged_file_is_not_offered_a_refresh(repo: Path) -> None:
+    """A truncated weight file is damage, not a change: refreshing would record it."""
+    from manifest.precommit import check_directory
+
+    with open(repo / "model.safetensors", "r+b") as f:
+        f.truncate(50_000_000)
+    res = check_directory(repo, shown=".")
+    assert not res.ok
+    text = "\n".join(res.lines)
+    assert "model.safetensors" in text and "fix them first" in text and "refresh the manifest with" not in text
