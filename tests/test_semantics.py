@@ -158,6 +158,11 @@ def test_clean_checkpoints_pass_check_and_verify(tokcls, minilm_src, cli):
     assert m["config"]["num_labels"] == 5 and m["config"]["architectures"] == ["BertForTokenClassification"]
     assert {"requirement": "transformers>=5.24", "source": "config.json transformers_version 5.24.0"} in m["requirements"]["requires"]
     assert m["requirements"]["environment"]["torch"].startswith("2.13.0")
+    jsonschema = pytest.importorskip("jsonschema")
+    for section in ("tokenizer", "config", "requirements"):
+        schema = json.loads((Path(__file__).resolve().parent.parent / "schemas" / f"section-{section}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.Draft202012Validator(schema).validate(m[section])
     r = cli("verify", tokcls)
     assert r.code == 0, r.out + r.err
     assert "tokenizer fingerprint" in r.out and "config facts" in r.out
