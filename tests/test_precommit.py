@@ -120,12 +120,6 @@ def test_corrupted_file_fails_and_is_named(repo: Path, tmp_path: Path) -> None:
     assert "Failed" in r.stdout
     assert "error[digest-mismatch]: model.safetensors" in r.stdout
     assert "(changed: model.safetensors)" in r.stdout
-    # unstaged damage is not what the commit holds: pre-commit stashes it and the hook passes
-    git(repo, "reset", "-q", "HEAD", "--", "model.safetensors")
-    git(repo, "checkout", "--", "model.safetensors")
-    (repo / "vocab.txt").write_text("[PAD]\n")
-    r = try_repo(repo, "manifest-verify-system", home=tmp_path / "pc")
-    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_stale_manifest_fails_with_the_refresh_command(repo: Path, tmp_path: Path) -> None:
