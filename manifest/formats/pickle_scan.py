@@ -57,8 +57,11 @@ SAFE_GLOBALS: frozenset[str] = frozenset({
     "builtins.complex",
     "builtins.bytearray",
 })
-_SAFE_PREFIXES = ("torch.", "numpy.dtypes.")
-_SAFE_TORCH_SUFFIXES = ("Storage", "dtype")  # torch.FloatStorage, torch.bfloat16 ...
+_TORCH_DTYPES = frozenset({
+    "float16", "bfloat16", "float32", "float64", "half", "float", "double", "complex64", "complex128", "bool",
+    "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2",
+    "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2", "qint8", "quint8", "qint32",
+})
 #: Modules whose import on load means code execution, outright.
 DANGEROUS_MODULES = frozenset({
     "os", "posix", "nt", "subprocess", "sys", "socket", "shutil", "runpy", "pty", "webbrowser",
@@ -101,11 +104,11 @@ class PickleScan:
 
 
 def is_safe_global(name: str) -> bool:
-    if name in SAFE_GLOBALS:
+    """True for what a plain PyTorch/NumPy state dict needs (rebuild helpers, storages, dtypes)."""
+    if name in SAFE_GLOBALS or name.startswith("numpy.dtypes."):
         return True
-    if name.startswith("torch.") and name.rsplit(".", 1)[-1].endswith(_SAFE_TORCH_SUFFIXES) and name.count(".") == 1:
-        return True
-    return name.startswith(_SAFE_PREFIXES) and name.startswith("numpy.dtypes.")
+    module, _, attr = name.rpartition(".")
+    return module == "torch" and (attr.endswith("Storage") or attr in _TORCH_DTYPES)
 
 
 def is_dangerous_global(name: str) -> bool:
