@@ -15,6 +15,7 @@ Weights are known from safetensors headers only (names, shapes), never their dat
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -81,7 +82,7 @@ def check_labels(cfg: ConfigFacts) -> list[Finding]:
         out.append(_f(lm, f"id2label key {bad_keys[0]!r} is not an integer",
                       'id2label maps class ids to names: its keys must be "0", "1", ... n-1', actual=bad_keys[:10]))
         return out
-    labels = {int(k): v for k, v in cfg.id2label.items()}
+    labels = {int(k): v if isinstance(v, str) else json.dumps(v) for k, v in cfg.id2label.items()}
     n = len(labels)
     if sorted(labels) != list(range(n)):
         ids = sorted(labels)

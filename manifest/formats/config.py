@@ -82,7 +82,8 @@ class ConfigFacts:
 
 
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    """A plausible size: a non-negative integer that JSON canonicalization can carry."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53 else None
 
 
 def _sub(raw: dict[str, Any], key: str) -> Any:
@@ -169,3 +170,16 @@ def remote_code(art: Artifact) -> dict[str, Any]:
     if py:
         out["python_files"] = py
     return out
+
+
+def signable(section: dict[str, Any], path: str) -> dict[str, Any]:
+    """``section`` itself, once it is known to canonicalize (RFC 8785): a lone surrogate
+    or an integer beyond 2**53 in a side file must stop ``create`` with one clear line."""
+    from ..errors import InputError
+    from ..jsonio import canonical_bytes
+
+    try:
+        canonical_bytes(section)
+    except JSONError as e:
+        raise InputError(f"cannot be recorded in a manifest: {e}", code="side-file-invalid", path=path) from None
+    return section

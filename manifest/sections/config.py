@@ -16,7 +16,7 @@ from typing import Any
 from ..consistency import cross_check
 from ..errors import InputError
 from ..findings import Finding
-from ..formats.config import CONFIG, ConfigError, ConfigFacts, read_config, remote_code
+from ..formats.config import CONFIG, ConfigError, ConfigFacts, read_config, remote_code, signable
 from ..formats.tokenizer import Tokenizer
 from ..inventory import Artifact
 from ..options import Options
@@ -63,7 +63,7 @@ class ConfigSection:
         if rc.get("python_files"):
             facts["python_files"] = rc["python_files"]
         facts["remote_code"] = bool(rc)
-        return facts
+        return signable(facts, CONFIG)
 
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
         out: list[Finding] = []

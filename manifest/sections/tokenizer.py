@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..findings import Finding
+from ..formats.config import signable
 from ..formats.tokenizer import Tokenizer, TokenizerError, describe_changes, describe_pipeline, read_tokenizer, summary
 from ..inventory import Artifact
 from ..options import Options
@@ -54,7 +55,7 @@ class TokenizerSection:
             raise InputError(f"{tok}: fix or remove it before creating a manifest", code="side-file-invalid", path=tok.path)
         if isinstance(tok, InputError):
             raise tok
-        return summary(tok)
+        return signable(summary(tok), tok.source)
 
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
         tok = live_tokenizer(art)
