@@ -258,3 +258,51 @@ def test_check_and_verify_never_import_torch_or_transformers(tokcls, minilm):
                         "    print('EXIT', e.code, sorted(m for m in ('torch', 'transformers') if m in sys.modules))", str(tokcls)],
                        capture_output=True, text=True, timeout=120, check=False)
     assert "EXIT 0 []" in p.stdout, p.stdout + p.stderr
+
+
+ODD_CONFIGS = [
+    {"id2label": {"0": ["a"], "1": {"x": 1}}, "label2id": {"a": 0}},
+    {"id2label": {"x": "a"}},
+    {"id2label": [1, 2]},
+    {"id2label": {"0": "\ud800"}},
+    {"vocab_size": "30522"},
+    {"vocab_size": -5},
+    {"vocab_size": 10**30},
+    {"pad_token_id": [1, "x", None]},
+    {"architectures": "BertModel"},
+    {"auto_map": [1]},
+    {"transformers_version": "not.a.version"},
+    {"text_config": {"vocab_size": 1}},
+]
+ODD_TOKENIZERS = [
+    "[]",
+    '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [1]}}',
+    '{"model": {"type": "WordPiece", "vocab": {"a": 99999999999}}}',
+    '{"model": {"type": "Unigram", "vocab": [["a", "x"]]}}',
+    '{"model": {"type": "WordPiece", "vocab": {"a": 0, "b": 0}}}',
+    '{"model": {"type": "WordPiece", "vocab": {"a": 0}}, "added_tokens": {"a": 1}}',
+]
+
+
+@pytest.mark.parametrize("patch", ODD_CONFIGS, ids=lambda p: json.dumps(p)[:40])
+def test_odd_config_values_give_findings_or_one_line_errors(minilm, patch):
+    from manifest.errors import ManifestError
+
+    edit_json(minilm / "config.json", lambda c: c.update(patch))
+    rep = api.check(minilm)  # never raises for a bad side file
+    assert all(f.hint for f in rep.errors)
+    try:
+        api.create(minilm, write=False)
+    except ManifestError as e:
+        assert e.exit_status == 2 and e.code == "side-file-invalid" and "\n" not in e.one_line()
+
+
+@pytest.mark.parametrize("text", ODD_TOKENIZERS)
+def test_odd_tokenizer_files_are_side_file_invalid(minilm, text):
+    from manifest.errors import ManifestError
+
+    (minilm / "tokenizer.json").write_text(text)
+    assert [f.code for f in api.check(minilm).errors] == ["side-file-invalid"]
+    with pytest.raises(ManifestError) as e:
+        api.create(minilm, write=False)
+    assert e.value.code == "side-file-invalid" and e.value.path == "tokenizer.json"
