@@ -66,6 +66,13 @@ class Tokenizer:
     def size(self) -> int:
         return len(self.tokens)
 
+    def part_digest(self, part: str) -> str:
+        """SHA-256 of the JSON of ``tokens``, ``merges`` or ``scores`` (memoized)."""
+        cache = self.__dict__.setdefault("_digests", {})
+        if part not in cache:
+            cache[part] = _h(getattr(self, part))
+        return cache[part]
+
     @cached_property
     def index(self) -> dict[str, int]:
         """token -> its first id."""
@@ -88,14 +95,14 @@ def _f32(x: float) -> float:
 
 
 def canonical(t: Tokenizer) -> dict[str, Any]:
-    """The layout-independent content the fingerprint hashes."""
+    """The layout-independent content the fingerprint hashes (the large parts by digest)."""
     return {
         "model": t.model,
-        "tokens": list(t.tokens),
+        "tokens": t.part_digest("tokens"),
         "special": sorted([i, s] for s, i in t.special.items()),
         "roles": dict(sorted(t.roles.items())),
-        "merges": [list(m) for m in t.merges],
-        "scores": list(t.scores),
+        "merges": t.part_digest("merges"),
+        "scores": t.part_digest("scores"),
         "lowercase": t.lowercase,
         "normalize": dict(sorted(t.normalize.items())),
         "params": dict(sorted(t.params.items())),
@@ -131,9 +138,9 @@ def summary(t: Tokenizer) -> dict[str, Any]:
         "added_count": len(added),
     }
     if t.merges:
-        d["merges"] = {"count": len(t.merges), "digest": _h([list(m) for m in t.merges])}
+        d["merges"] = {"count": len(t.merges), "digest": t.part_digest("merges")}
     if t.scores:
-        d["scores"] = {"count": len(t.scores), "digest": _h(list(t.scores))}
+        d["scores"] = {"count": len(t.scores), "digest": t.part_digest("scores")}
     if t.pipeline:
         d["pipeline"] = dict(t.pipeline)
     return d
@@ -298,7 +305,7 @@ def _from_tokenizer_json(art: Artifact, rel: str, prefix: str) -> Tokenizer:
             merges = m.get("merges", [])
             if not isinstance(merges, list):
                 raise TokenizerError('BPE "merges" is not a list', rel)
-            kw["merges"] = tuple(_merge_pair(x, rel) for x in merges)
+            kw["merges"] = _merge_pairs(merges, rel)
             keys = ("continuing_subword_prefix", "end_of_word_suffix", "byte_fallback")
             params = {k: m.get(k) for k in keys if m.get(k) not in (None, False, "")}
     elif kind == "Unigram":
@@ -338,6 +345,20 @@ def _from_tokenizer_json(art: Artifact, rel: str, prefix: str) -> Tokenizer:
     pipeline = {k: _h(doc.get(k))[:16] for k in ("normalizer", "pre_tokenizer", "post_processor", "decoder")}
     return _assemble(rel, kind, base, added, roles=roles, path=rel, lowercase=lowercase, normalize=normalize, params=params,
                      pipeline=pipeline, **kw)
+
+
+def _merge_pairs(merges: list[Any], rel: str) -> tuple[tuple[str, str], ...]:
+    """All merges as pairs: the fast path for the usual all-lists or all-strings file."""
+    try:
+        if merges and type(merges[0]) is list:
+            pairs = tuple((a, b) for a, b in merges)
+        else:
+            pairs = tuple((a, b) for a, b in (x.split(" ") for x in merges))
+        if all(type(a) is str and type(b) is str for a, b in pairs):
+            return pairs
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return tuple(_merge_pair(x, rel) for x in merges)
 
 
 def _merge_pair(x: Any, rel: str) -> tuple[str, str]:
@@ -576,12 +597,12 @@ def describe_changes(recorded: dict[str, Any], live: Tokenizer) -> list[tuple[st
         out.append(("params", f"tokenizer model settings changed from {recorded.get('params')} to {live.params}"))
     r_merges = recorded.get("merges")
     if live.merges or r_merges:
-        live_m = {"count": len(live.merges), "digest": _h([list(m) for m in live.merges])} if live.merges else None
+        live_m = {"count": len(live.merges), "digest": live.part_digest("merges")} if live.merges else None
         if (r_merges or None) != live_m:
             out.append(("merges", f"BPE merges changed ({(r_merges or {}).get('count', 0)} -> {len(live.merges)} merges)"))
     r_scores = recorded.get("scores")
     if live.scores or r_scores:
-        live_s = {"count": len(live.scores), "digest": _h(list(live.scores))} if live.scores else None
+        live_s = {"count": len(live.scores), "digest": live.part_digest("scores")} if live.scores else None
         if (r_scores or None) != live_s:
             out.append(("scores", "Unigram piece scores changed"))
     if not out:
