@@ -42,7 +42,25 @@ def render_text(report: Report) -> str:
     cached = report.facts.get("trusted_from_cache")
     if cached:
         lines.append(f"  trusted from the stat cache (unchanged size, mtime, inode): {len(cached)} file(s)")
+    lines.extend(_load_lines(report))
     return "\n".join(lines) + "\n"
+
+
+def _load_lines(report: Report) -> list[str]:
+    """What the opt-in load tier measured (see docs/semantics.md)."""
+    out = []
+    s = report.facts.get("load:structural")
+    if s:
+        out.append(f"  load:structural: {s.get('class')} built on the meta device: {s.get('expected_tensors')} tensors expected, "
+                   f"{s.get('weights_tensors')} in the weights")
+    f = report.facts.get("load:full")
+    if f:
+        st = report.stats
+        mib = st.get("load:full_peak_rss_bytes", 0) / 2**20
+        fwd = f" forward pass {st['load:full_forward_seconds']} s ({f.get('tokens')} tokens -> {f.get('output_shape')})," \
+            if "load:full_forward_seconds" in st else ""
+        out.append(f"  load:full: {f.get('class')} loaded in {st.get('load:full_model_seconds')} s,{fwd} peak RSS {mib:.0f} MiB")
+    return out
 
 
 def render_json(report: Report) -> str:

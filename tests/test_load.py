@@ -72,6 +72,10 @@ def test_full_load_passes_and_reports_time_and_memory(loads):
     assert facts["output_shape"] == [1, facts["tokens"], 5] and facts["tokens"] == 12
     assert rep.stats["load:full_peak_rss_bytes"] > 100 * 2**20  # a real model was in memory
     assert rep.stats["load:full_forward_seconds"] > 0 and rep.stats["load:full_model_seconds"] > 0
+    from manifest.render import render_text
+
+    text = render_text(rep)
+    assert "  load:full: BertForTokenClassification loaded in " in text and "(12 tokens -> [1, 12, 5]), peak RSS " in text
 
 
 def test_remote_code_never_runs_without_trust(minilm, tmp_path, cli):
