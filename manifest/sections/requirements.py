@@ -52,7 +52,7 @@ def environment() -> dict[str, str | None]:
     return {p: installed_version(p) for p in PACKAGES}
 
 
-_KNOWN: dict[str, Any] = {}
+_KNOWN: dict[tuple[str, str | None], Any] = {}
 
 
 def transformers_dir() -> str | None:
