@@ -7,6 +7,7 @@ together once (module fixture), and the tests below read their reports."""
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,14 +32,39 @@ def loads(tokcls_build: Path, minilm_src: Path, tmp_path_factory: pytest.TempPat
     clean = tokcls_build / "clean"
     wrong = copy_checkpoint(clean, base / "wrong")
     _edit(wrong / "config.json", intermediate_size=1024)  # no cheap check can see this: only the load does
+    custom = copy_checkpoint(clean, base / "custom")  # a model class shipped as code with the checkpoint
+    (custom / "modeling_custom.py").write_text(CUSTOM_CODE)
+    _edit(custom / "config.json", model_type="custom-bert", architectures=["CustomTagger"],
+          auto_map={"AutoConfig": "modeling_custom.CustomConfig", "AutoModelForTokenClassification": "modeling_custom.CustomTagger"})
     jobs = {
-        "structural-minilm": (minilm_src, "structural"),
-        "full-clean": (clean, "full"),
-        "full-wrong": (wrong, "full"),  # the full tier compares on the meta device first, then loads
+        "structural-minilm": (minilm_src, "structural", False),
+        "full-clean": (clean, "full", False),
+        "full-wrong": (wrong, "full", False),  # the full tier compares on the meta device first, then loads
+        "structural-custom-trusted": (custom, "structural", True),
     }
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {k: pool.submit(api.check, d, load=mode) for k, (d, mode) in jobs.items()}
-        return {k: f.result() for k, f in futures.items()}
+    old = os.environ.get("HF_MODULES_CACHE")
+    os.environ["HF_MODULES_CACHE"] = str(base / "hf_modules")  # transformers copies trusted code here, not into ~/.cache
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {k: pool.submit(api.check, d, load=mode, trust_remote_code=trust) for k, (d, mode, trust) in jobs.items()}
+            return {k: f.result() for k, f in futures.items()}
+    finally:
+        if old is None:
+            os.environ.pop("HF_MODULES_CACHE", None)
+        else:
+            os.environ["HF_MODULES_CACHE"] = old
+
+
+CUSTOM_CODE = """from transformers import BertConfig, BertForTokenClassification
+
+
+class CustomConfig(BertConfig):
+    model_type = "custom-bert"
+
+
+class CustomTagger(BertForTokenClassification):
+    config_class = CustomConfig
+"""
 
 
 def test_structural_load_of_a_base_model_passes(loads):
@@ -76,6 +102,15 @@ def test_full_load_passes_and_reports_time_and_memory(loads):
 
     text = render_text(rep)
     assert "  load:full: BertForTokenClassification loaded in " in text and "(12 tokens -> [1, 12, 5]), peak RSS " in text
+
+
+def test_trusted_remote_code_loads_structurally(loads):
+    rep = loads["structural-custom-trusted"]
+    assert rep.ok, [f.one_line() for f in rep.findings]
+    assert [f.code for f in rep.findings] == ["remote-code"]  # still shown, as a warning
+    assert "(allowed by --trust-remote-code)" in rep.findings[0].message
+    assert rep.facts["load:structural"]["class"] == "CustomTagger"
+    assert rep.facts["load:structural"]["expected_tensors"] == 103
 
 
 def test_remote_code_never_runs_without_trust(minilm, tmp_path, cli):
