@@ -144,7 +144,7 @@ def make_checkpoint(root: Path, target: int, shard_size: int) -> int:
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
         "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
-        "bos_token_id": 1, "eos_token_id": 2, **cfg,
+        "bos_token_id": 1, "eos_token_id": 2, "transformers_version": "4.40.0", **cfg,
     }
     (root / "config.json").write_text(json.dumps(config, indent=2))
     (root / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
