@@ -139,7 +139,7 @@ def test_clean_cache_checks_offline_against_hub_records(cli, hub: Cache) -> None
     r = cli("check", REPO, "--json", env=hub.env)
     assert r.code == 0, r.out + r.err
     rep = json.loads(r.out)
-    assert {"hub-record", "hub-tree", "hub-lfs-content"} <= set(rep["checked"])
+    assert {"hub-record", "hub-tree", "hub-lfs-content", "digests"} <= set(rep["checked"])
     assert rep["facts"]["hub"]["commit"] == COMMIT
     assert not [f for f in rep["findings"] if f["code"] in ("hub-record-mismatch", "incomplete-download", "unsafe-path")]
 
