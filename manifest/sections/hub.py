@@ -174,6 +174,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
             )
     # -- every file against its blob name and the listing
     lfs_todo: list[tuple[FileInfo, str]] = []
+    uncovered: list[str] = []
     for rel, info in art.files.items():
         entry = tree.get(rel) if tree is not None else None
         blob = os.path.basename(info.source) if info.source is not None and _within(info.source, blobs) else None
@@ -203,7 +204,8 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                 path=rel,
             )
             continue
-        if blob is None:
+        if blob is None or not (_SHA1.match(blob) or _SHA256.match(blob)):
+            uncovered.append(rel)  # a plain file (or an unknown blob name): no Hub hash to compare with
             continue
         if _SHA1.match(blob):
             try:
@@ -222,15 +224,20 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
         elif _SHA256.match(blob):
             lfs_todo.append((info, blob))
     report.mark_checked("hub-record")
-    if not lfs_todo:
-        return
-    if report.command != "check" and not opts.exhaustive:
+    if uncovered:
         report.mark_not_checked(
-            "hub-lfs-content",
-            "verify compares LFS files with the manifest's digests; `manifest check ORG/NAME` compares them with the Hub's SHA-256",
+            "hub-content", f"{len(uncovered)} file(s) are not linked to a blob named by the Hub's hash: {', '.join(uncovered[:5])}"
         )
-        return
-    yield from _check_lfs(art, lfs_todo, opts, report)
+    if lfs_todo:
+        if report.command != "check" and not opts.exhaustive:
+            report.mark_not_checked(
+                "hub-lfs-content",
+                "verify compares LFS files with the manifest's digests; `manifest check ORG/NAME` compares them with the Hub's SHA-256",
+            )
+            return
+        yield from _check_lfs(art, lfs_todo, opts, report)
+    if report.command == "check" and not uncovered:  # every file's content was compared with a digest the Hub recorded
+        report.mark_checked("digests")
 
 
 def _check_lfs(art: Artifact, todo: list[tuple[FileInfo, str]], opts: Options, report: Report) -> Iterator[Finding]:
@@ -254,5 +261,3 @@ def _check_lfs(art: Artifact, todo: list[tuple[FileInfo, str]], opts: Options, r
                 actual=res["sha256"],
             )
     report.mark_checked("hub-lfs-content")
-    if report.command == "check":  # every file's content was compared with a digest the Hub recorded
-        report.mark_checked("digests")
