@@ -262,3 +262,17 @@ def test_release_loop_manifest_uploaded_with_the_model(cli, tmp_path: Path, mini
     # and nothing is ever written into the cache
     r = cli("create", REPO, "-q", env=cache.env)
     assert r.code == 2 and "-o FILE" in r.err and r.err.count("\n") == 1
+
+
+def test_malformed_tree_listing_is_not_trusted_and_never_crashes(hub: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = hub.repo_dir / "trees" / f"{COMMIT}.json"
+    tree.write_text('{"format_version": 1, "files": {}, "files": {"config.json": {"size": 1}}}')  # duplicate key
+    r = _check(hub, monkeypatch)
+    assert r and "hub-tree" in r.not_checked and "hub-record" in r.checked  # blob names still compared
+
+
+def test_file_placed_in_the_snapshot_by_hand_is_named(hub: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    (hub.snapshot / "extra.bin").write_bytes(b"\0" * 10)
+    r = _check(hub, monkeypatch)
+    assert not r and ("hub-record-mismatch", "extra.bin") in _got(r)
+    assert "hub-content" in r.not_checked and "digests" not in r.checked
