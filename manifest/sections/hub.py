@@ -203,6 +203,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                 f"not in the Hub's listing of commit {snap.commit[:12]} (added to the snapshot by hand?)",
                 path=rel,
             )
+            uncovered.append(rel)
             continue
         if blob is None or not (_SHA1.match(blob) or _SHA256.match(blob)):
             uncovered.append(rel)  # a plain file (or an unknown blob name): no Hub hash to compare with
