@@ -102,7 +102,8 @@ def create(
     opts = options or Options()
     root, settings = resolve_target(path)
     if output is None and "hub" in settings:
-        raise UsageError("a manifest is never written into the Hugging Face cache: give -o FILE (or create it in the model directory before `hf upload`)")
+        raise UsageError("a manifest is never written into the Hugging Face cache: give -o FILE "
+                         "(or create it in the model directory before `hf upload`)")
     out = Path(output) if output is not None else root / DEFAULT_MANIFEST_NAME
     algorithms = opts.algorithms or [DEFAULT_ALGORITHM]
     for a in algorithms:

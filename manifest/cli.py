@@ -219,8 +219,10 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
 
 @main.command()
 @click.argument("directory", metavar="[DIR]", default=".", required=False)
-@click.option("--oms", "oms_path", required=True, type=click.Path(dir_okay=False), help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig.")
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False), help="ECDSA P-256 private key (PEM) to sign the bundle with.")
+@click.option("--oms", "oms_path", required=True, type=click.Path(dir_okay=False),
+              help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig.")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False),
+              help="ECDSA P-256 private key (PEM) to sign the bundle with.")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to export (default DIR/manifest.json).")
 @click.option("--name", help="The bundle's subject name (default: the manifest's model id, else the directory name).")
 @_one_line_errors

@@ -273,7 +273,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         chain = vm["x509CertificateChain"]
         certs = chain.get("certificates") if isinstance(chain, dict) else None
         _need(isinstance(certs, list) and len(certs) > 0, "x509CertificateChain.certificates must be a non-empty list")
-        for c in certs:
+        for c in certs or []:
             _b64(c.get("rawBytes") if isinstance(c, dict) else None, "a certificate's rawBytes")
         material = "x509CertificateChain"
     elif "certificate" in vm:

@@ -18,7 +18,8 @@ class Options:
     # hashing
     algorithms: list[str] | None = None  # create: digests to record; verify: subset to check
     use_cache: bool = True
-    known_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # verify: path -> {algorithm: hex} known without reading (Git LFS oid)
+    # verify: path -> {algorithm: hex} known without reading the file (a staged Git LFS pointer's oid)
+    known_digests: dict[str, dict[str, str]] = field(default_factory=dict)
     workers: int | None = None
     progress: bool = False
     # weights

@@ -80,7 +80,7 @@ def _finding_file(report: Report, path: str | None) -> str | None:
     with the finding's path (a cache target ``ORG/NAME`` is no directory: path only)."""
     if not path:
         return None
-    import os  # noqa: PLC0415
+    import os
 
     base = report.artifact
     if base and os.path.isdir(base):

@@ -66,12 +66,12 @@ def read_tree(path: str | os.PathLike[str]) -> dict[str, TreeEntry]:
     if not isinstance(doc, dict) or doc.get("format_version") != 1 or not isinstance(doc.get("files"), dict):
         raise ValueError("not a format_version 1 tree listing")
     out: dict[str, TreeEntry] = {}
-    for p, e in doc["files"].items():
-        if not isinstance(e, dict) or not isinstance(e.get("size"), int) or isinstance(e.get("size"), bool):
+    for p, ent in doc["files"].items():
+        if not isinstance(ent, dict) or not isinstance(ent.get("size"), int) or isinstance(ent.get("size"), bool):
             raise ValueError(f"entry {p!r} has no integer size")
-        blob_id, lfs = e.get("blob_id"), e.get("lfs_sha256")
+        blob_id, lfs = ent.get("blob_id"), ent.get("lfs_sha256")
         out[p] = TreeEntry(
-            size=e["size"] if not isinstance(e.get("lfs_size"), int) else e["lfs_size"],
+            size=ent["size"] if not isinstance(ent.get("lfs_size"), int) else ent["lfs_size"],
             blob_id=blob_id if isinstance(blob_id, str) else None,
             lfs_sha256=lfs.lower() if isinstance(lfs, str) else None,
         )
