@@ -142,6 +142,8 @@ def read_config(art: Artifact) -> ConfigFacts | None:
             return ConfigError(f"config.json is not valid JSON: {e}")
         except ConfigError as e:
             return e
+        except OSError as e:  # permission denied, I/O error: a finding, never a crash
+            return ConfigError(f"config.json cannot be read: {e.strerror or e}")
 
     res = art.memo("config-facts", compute)
     if isinstance(res, ConfigError):
@@ -162,7 +164,7 @@ def remote_code(art: Artifact) -> dict[str, Any]:
     if "tokenizer_config.json" in art.files:
         try:
             tc = loads_strict(art.read_bytes("tokenizer_config.json"))
-        except (JSONError, ValueError):
+        except (JSONError, ValueError, OSError):  # unreadable: the tokenizer section reports it
             tc = None
         if isinstance(tc, dict) and isinstance(tc.get("auto_map"), (dict, list)):
             out["tokenizer_auto_map"] = tc["auto_map"]
