@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InputError
 from ..inventory import Artifact
 from ..jsonio import JSONError, loads_strict
 
@@ -144,6 +145,8 @@ def read_config(art: Artifact) -> ConfigFacts | None:
             return e
         except OSError as e:  # permission denied, I/O error: a finding, never a crash
             return ConfigError(f"config.json cannot be read: {e.strerror or e}")
+        except InputError as e:  # over the side-file size cap
+            return ConfigError(e.message)
 
     res = art.memo("config-facts", compute)
     if isinstance(res, ConfigError):
@@ -164,7 +167,7 @@ def remote_code(art: Artifact) -> dict[str, Any]:
     if "tokenizer_config.json" in art.files:
         try:
             tc = loads_strict(art.read_bytes("tokenizer_config.json"))
-        except (JSONError, ValueError, OSError):  # unreadable: the tokenizer section reports it
+        except (JSONError, ValueError, OSError, InputError):  # unreadable or too big: the tokenizer section reports it
             tc = None
         if isinstance(tc, dict) and isinstance(tc.get("auto_map"), (dict, list)):
             out["tokenizer_auto_map"] = tc["auto_map"]
