@@ -64,7 +64,7 @@ def try_repo(repo: Path, hook_id: str, *args: str, home: Path) -> subprocess.Com
     """``pre-commit try-repo ROOT HOOK`` in ``repo``, as a developer would run it."""
     return subprocess.run(
         [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), hook_id, "--verbose", *args],
-        cwd=repo, env=_env({"PRE_COMMIT_HOME": str(home), "HOME": str(home)}), capture_output=True, text=True, timeout=900,
+        cwd=repo, env=_env({"PRE_COMMIT_HOME": str(home)}), capture_output=True, text=True, timeout=900,
         stdin=subprocess.DEVNULL, check=False,
     )
 
