@@ -276,3 +276,10 @@ def test_file_placed_in_the_snapshot_by_hand_is_named(hub: Cache, monkeypatch: p
     r = _check(hub, monkeypatch)
     assert not r and ("hub-record-mismatch", "extra.bin") in _got(r)
     assert "hub-content" in r.not_checked and "digests" not in r.checked
+
+
+def test_cache_gate_never_reaches_for_the_network(cli, hub: Cache) -> None:
+    """Even with offline mode off, resolution is local only: a dead endpoint and proxy change nothing."""
+    dead = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    r = cli("check", REPO, "-q", env={**hub.env, **dead}, timeout=60)
+    assert r.code == 0, r.out + r.err
