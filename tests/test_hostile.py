@@ -615,7 +615,30 @@ def _nfd_collision(ctx: Ctx, d: Path) -> None:
     (d / unicodedata.normalize("NFD", "caf\u00e9.txt")).write_text("b")
 
 
+def _oversized(rel: str) -> Callable[[Ctx, Path], None]:
+    def make(ctx: Ctx, d: Path) -> None:
+        with open(ctx.own(d, rel), "r+b") as f:
+            f.truncate(100 << 20)  # sparse, over the 64 MiB side-file cap
+
+    return make
+
+
+def _fifo_weights(ctx: Ctx, d: Path) -> None:
+    (d / "model.safetensors").unlink()
+    os.mkfifo(d / "model.safetensors")
+
+
+def _weights_link_to_device(ctx: Ctx, d: Path) -> None:
+    (d / "model.safetensors").unlink()
+    os.symlink("/dev/zero", d / "model.safetensors")
+
+
 _DIR_CASES: dict[str, tuple[Callable[[Ctx, Path], None], str, int, str]] = {
+    "oversized_config_json_check": (_oversized("config.json"), "check", 1, "side-file-invalid"),
+    "oversized_tokenizer_json_verify": (_oversized("tokenizer.json"), "verify", 1, "side-file-invalid"),
+    "oversized_tokenizer_config_check": (_oversized("tokenizer_config.json"), "check", 1, "side-file-invalid"),
+    "fifo_in_place_of_weights_check": (_fifo_weights, "check", 1, "unsupported-file"),
+    "weights_symlink_to_a_device": (_weights_link_to_device, "verify", 1, "unsafe-path"),
     "symlink_outside_verify": (_symlink_outside, "verify", 1, "unsafe-path"),
     "symlink_outside_create": (_symlink_outside, "create", 2, "unsafe-path"),
     "symlink_outside_check": (_symlink_outside, "check", 1, "unsafe-path"),
@@ -685,6 +708,8 @@ def _unreadable(kind: str, command: str) -> Callable[[Ctx], Call]:
         d = ctx.clone()
         if kind == "file":
             ctx.own(d, "README.md").chmod(0)
+        elif kind.startswith("file:"):  # a file some reader parses (config, tokenizer, weights header)
+            ctx.own(d, kind.removeprefix("file:")).chmod(0)
         elif kind == "dir":
             (d / "1_Pooling").chmod(0)
         elif kind == "manifest":
@@ -707,6 +732,12 @@ for _name, (_kind, _cmd, _exit, _code) in {
     "unreadable_directory_create": ("dir", "create", 2, "unreadable"),
     "unreadable_root_directory": ("root", "verify", 2, "unreadable"),
     "unreadable_manifest": ("manifest", "verify", 2, "unreadable"),
+    "unreadable_config_json_check": ("file:config.json", "check", 1, "side-file-invalid"),
+    "unreadable_config_json_verify": ("file:config.json", "verify", 1, "side-file-invalid"),
+    "unreadable_tokenizer_config_check": ("file:tokenizer_config.json", "check", 1, "side-file-invalid"),
+    "unreadable_tokenizer_json_verify": ("file:tokenizer.json", "verify", 1, "side-file-invalid"),
+    "unreadable_weights_check": ("file:model.safetensors", "check", 1, "unreadable"),
+    "unreadable_weights_verify": ("file:model.safetensors", "verify", 1, "unreadable"),
 }.items():
     _fn = _unreadable(_kind, _cmd)
     _fn.__name__ = f"case_{_name}"
