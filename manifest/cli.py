@@ -181,17 +181,18 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
 @main.command()
 @click.argument("directory", metavar="DIR")
 @click.option("--require", "requires", multiple=True, help="Requirement specifier to check, e.g. 'torch>=2.6'. Repeatable.")
+@click.option("--no-cache", is_flag=True, help="ORG/NAME targets: rehash every blob against the Hub's hashes; do not trust the stat cache.")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
-def check(directory: str, requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
+def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
           load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Why won't this model load? Diagnose DIR with no manifest."""
     from .api import check as do_check  # noqa: PLC0415
 
     opts = Options(requires=list(requires), fail_fast=fail_fast, progress=not quiet, load=load,
                    trust_remote_code=trust_remote_code, memory_limit=parse_size(memory_limit) if memory_limit else None,
-                   check_memory=check_memory)
+                   check_memory=check_memory, use_cache=not no_cache)
     _emit_report(do_check(directory, options=opts), _fmt(json_flag, fmt))
 
 

@@ -136,12 +136,22 @@ def test_repo_id_shapes() -> None:
 
 
 def test_clean_cache_checks_offline_against_hub_records(cli, hub: Cache) -> None:
-    r = cli("check", REPO, "--json", env=hub.env)
+    r = cli("check", REPO, "--json", "--no-cache", env=hub.env)
     assert r.code == 0, r.out + r.err
     rep = json.loads(r.out)
     assert {"hub-record", "hub-tree", "hub-lfs-content", "digests"} <= set(rep["checked"])
     assert rep["facts"]["hub"]["commit"] == COMMIT
     assert not [f for f in rep["findings"] if f["code"] in ("hub-record-mismatch", "incomplete-download", "unsafe-path")]
+    # bit rot that keeps size and mtime: the stat cache would trust the blob, --no-cache rehashes it
+    blob = hub.blob_of["model.safetensors"]
+    st = blob.stat()
+    assert cli("check", REPO, "-q", env=hub.env).code == 0  # fills the stat cache
+    with open(blob, "r+b") as f:
+        f.seek(60_000_000)
+        f.write(b"\xee\xee")
+    os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = cli("check", REPO, "--json", "--no-cache", env=hub.env)
+    assert r.code == 1 and ("hub-record-mismatch", "model.safetensors") in [(f["code"], f.get("path")) for f in _findings(r)]
 
 
 def test_clean_cache_verifies_against_a_manifest_offline(cli, hub: Cache, keypair) -> None:
