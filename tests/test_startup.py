@@ -108,3 +108,49 @@ def test_progress_is_a_tqdm_bar_only_on_a_tty_and_never_when_quiet(monkeypatch: 
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_distinfo_agrees_with_importlib_metadata_on_every_installed_distribution() -> None:
+    """The fast version lookup (no importlib.metadata import) gives the same answers."""
+    import importlib.metadata as md
+
+    from manifest import distinfo
+
+    names = {d.metadata["Name"] for d in md.distributions() if d.metadata["Name"]}
+    assert len(names) > 10
+    for n in sorted(names):
+        assert distinfo.installed_version(n) == md.version(n), n
+        assert distinfo.installed_version(n.upper().replace("-", "_")) == md.version(n), n
+    assert distinfo.installed_version("surely-not-an-installed-distribution") is None
+
+
+def test_the_at_least_fast_path_matches_packaging() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from manifest.sections.requirements import _AtLeast
+
+    versions = ["4.40", "4.40.0", "4.40.0rc1", "4.39.9", "4.41.0.dev0", "4.40.0+cpu", "4.40.post1", "5.0", "4.4",
+                "4.400", "1!1.0", "4.40.0a1+local", "4.39.99+cpu", "0"]
+    for floor in ["4.40", "4", "4.40.0", "0.0", "4.39", "10.1"]:
+        text = f"transformers>={floor}"
+        fast, real = _AtLeast.parse(text), Requirement(text)
+        assert fast is not None and str(fast) == str(real) and fast.name == real.name
+        for v in versions:
+            want = real.specifier.contains(Version(v), prereleases=True)
+            assert fast.specifier.contains(Version(v), prereleases=True) == want, (floor, v)
+    for other in ["torch>=2.6,<3", "torch >= 2.6", "torch>=2.6; python_version>'3'", "torch==2.6", "torch>=2.6.*", "torch[cuda]>=2"]:
+        assert _AtLeast.parse(other) is None, other
+
+
+def test_verify_of_a_checkpoint_with_transformers_version_skips_the_pep508_parser(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    d, _pub = signed
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    probe = PROBE.replace('"modules": sorted(sys.modules)', '"modules": sorted(m for m in sys.modules if "." in m)')
+    p = subprocess.run([sys.executable, "-c", probe, json.dumps(["verify", str(d)])], check=False, cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    data = json.loads(p.stdout.rsplit("\n@@", 1)[1])
+    assert data["code"] == 0
+    mods = set(data["modules"])
+    assert "packaging.requirements" not in mods
+    assert "importlib.metadata" not in mods
