@@ -613,7 +613,7 @@ def describe_changes(recorded: dict[str, Any], live: Tokenizer) -> list[tuple[st
 
 def describe_pipeline(recorded: dict[str, Any], live: Tokenizer) -> list[tuple[str, str]]:
     """tokenizer.json parts outside the fingerprint (normalizer, pre-tokenizer, ...), when both sides have them."""
-    r = recorded.get("pipeline") or {}
+    r = recorded.get("pipeline") if isinstance(recorded.get("pipeline"), dict) else {}
     if not r or not live.pipeline:
         return []
     names = {"normalizer": "normalizer", "pre_tokenizer": "pre-tokenizer",
