@@ -53,6 +53,10 @@ def _float(text: str) -> float:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# An integer over MAX_INT_DIGITS digits needs a run of that many digits somewhere in the
+# text: without one, the per-integer Python hook (30 000 calls for a tokenizer.json,
+# two thirds of its parse time) is not needed.
+_LONG_DIGITS = re.compile(rb"[0-9]{" + str(MAX_INT_DIGITS + 1).encode() + rb"}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -87,7 +91,7 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
             text,
             object_pairs_hook=_pairs,
             parse_constant=_constant,
-            parse_int=_int,
+            parse_int=_int if _LONG_DIGITS.search(data) else None,
             parse_float=_float,
         )
     except JSONError:
