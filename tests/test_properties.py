@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,14 @@ QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-@dataclass
 class Tiny:
-    dir: Path
-    manifest: bytes
-    key: Any
-    files: dict[str, bytes]  # relpath -> original bytes
+    """The tiny checkpoint, its signed manifest and key, and its files' original bytes."""
+
+    def __init__(self, d: Path, manifest: bytes, key: Any, files: dict[str, bytes]):
+        self.dir, self.manifest, self.key, self.files = d, manifest, key, files
+
+    def __repr__(self) -> str:  # hypothesis prints fixtures in a falsifying example: keep it short
+        return f"Tiny({self.dir})"
 
 
 @pytest.fixture(scope="session")
@@ -199,6 +200,80 @@ def test_any_single_byte_change_to_the_signed_manifest_fails_verify(tiny: Tiny, 
     p = tmp_path_factory.mktemp("m") / "manifest.json"
     p.write_bytes(changed)
     assert _verify_fails(tiny, p), f"manifest[{offset}] = {new:#04x} still verifies"
+
+
+def _section_paths(doc: dict[str, Any], sections: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Every key path (first items of lists only) inside the recorded sections."""
+    out: list[tuple[Any, ...]] = []
+
+    def walk(v: Any, p: tuple[Any, ...]) -> None:
+        out.append(p)
+        if isinstance(v, dict):
+            for k, c in list(v.items())[:16]:
+                walk(c, (*p, k))
+        elif isinstance(v, list) and v:
+            walk(v[0], (*p, 0))
+
+    for sec in sections:
+        if sec in doc["signed"]:
+            walk(doc["signed"][sec], (sec,))
+    return out
+
+
+WRONG = st.sampled_from([None, 0, -1, 10**30, "x", "", True, 1.5, [], [1], {}, {"a": 1}, [[]], {"": None}])
+
+
+TOKENIZER_BUG = ("manifest/formats/tokenizer.py describe_changes() trusts the recorded tokenizer details "
+                 "(special, roles, normalize, ...): a wrong type there is a TypeError/AttributeError; reported to the lead")
+
+
+# The tokenizer section is left out until its known bug is fixed (a failing property
+# shrinks for minutes); the deterministic test below holds its place. Add it back then.
+@pytest.mark.parametrize("section", ["weights", "config", "requirements"])
+@SLOW
+@given(data=st.data())
+def test_verify_survives_wrong_shapes_in_recorded_sections(tiny: Tiny, section: str, data: st.DataObject) -> None:
+    """A recorded section is data from the manifest (unsigned, when no --key is given):
+    any value of the wrong type anywhere in it is a finding or a one-line error, never a crash."""
+    doc = json.loads(tiny.manifest)
+    doc["signatures"] = []
+    if data.draw(st.booleans(), label="stale fingerprints"):
+        # Make the recorded fingerprints disagree too, so compare() goes down its "what
+        # changed" paths, which read more of the recorded section.
+        for sec in ("weights", "tokenizer", "config"):
+            for k, v in list(doc["signed"].get(sec, {}).items()):
+                if isinstance(v, str) and len(v) >= 16:
+                    doc["signed"][sec][k] = v[:-4] + "0000"
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        paths = _section_paths(doc, (section,))
+        shallow = [p for p in paths if len(p) <= 2]  # the keys a compare() reads first: drawn more often
+        path = data.draw(st.sampled_from(shallow) | st.sampled_from(paths), label="path")
+        node: Any = doc["signed"]
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = data.draw(WRONG, label="value")
+    try:
+        m = Manifest.from_document(doc)
+    except ManifestError:
+        return
+    try:
+        api.verify(tiny.dir, m, options=Options(use_cache=False))
+    except ManifestError:
+        pass
+
+
+@pytest.mark.xfail(reason=TOKENIZER_BUG, raises=TypeError, strict=True)
+def test_tokenizer_compare_survives_a_wrong_special_token_id(tiny: Tiny) -> None:
+    """The known case, deterministic: a stale fingerprint and a special token id of null."""
+    doc = json.loads(tiny.manifest)
+    doc["signatures"] = []
+    tok = doc["signed"]["tokenizer"]
+    tok["fingerprint"] = tok["fingerprint"][:-4] + "0000"
+    tok["special"] = {name: None for name in tok.get("special") or {"[CLS]": 0}}
+    try:
+        api.verify(tiny.dir, Manifest.from_document(doc), options=Options(use_cache=False))
+    except ManifestError:
+        pass
 
 
 def test_byte_changes_that_matter_most_fail_verify(tiny: Tiny, tmp_path: Path) -> None:
