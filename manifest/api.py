@@ -278,7 +278,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     for s in all_sections():
         _emit(report, s.diagnose(art, opts, report), opts)
         if s.name in m.sections:
-            _emit(report, s.compare(art, m.sections[s.name], opts, report), opts)
+            _emit(report, _compare_section(s, art, m.sections[s.name], opts, report), opts)
     for k in m.sections:
         if k not in {s.name for s in all_sections()}:
             report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
@@ -304,6 +304,15 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
             _emit(report, run_load(art, opts, report), opts)
     else:
         report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+
+
+def _compare_section(s: Any, art: Artifact, recorded: Any, opts: Options, report: Report) -> list[Finding]:
+    """A recorded section is data from the manifest: when its shape is not what this
+    section writes (a wrong type somewhere inside), the manifest is malformed (exit 2)."""
+    try:
+        return list(s.compare(art, recorded, opts, report))
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        raise ManifestInvalid(f"the manifest's {s.name} section is malformed ({type(e).__name__}: {e})") from None
 
 
 def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], algorithms: list[str], opts: Options, report: Report,
