@@ -43,7 +43,7 @@ def _emit(report: Report, findings: Any, opts: Options) -> None:
 
 
 def _progress(opts: Options, total: int, desc: str) -> Any:
-    from .progress import make_progress  # noqa: PLC0415 - tqdm only when asked
+    from .progress import make_progress
 
     return make_progress(opts.progress, total, desc)
 
@@ -51,7 +51,7 @@ def _progress(opts: Options, total: int, desc: str) -> Any:
 def _cache(opts: Options, key: tuple[str, ...]) -> Any:
     if not opts.use_cache:
         return None
-    from .statcache import StatCache  # noqa: PLC0415
+    from .statcache import StatCache
 
     return StatCache.open(key)
 
@@ -70,7 +70,7 @@ def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]
     p = Path(target)
     if p.is_dir() or os.path.lexists(p):
         return p, {}
-    from . import hfcache  # noqa: PLC0415 - huggingface_hub only for cache targets
+    from . import hfcache
 
     if hfcache.looks_like_repo_id(str(target)):
         snap = hfcache.resolve(str(target))
@@ -247,7 +247,8 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     else:
         report.mark_not_checked("signature", "no --key given: the manifest's authenticity is not established, only the files' agreement with it")
     if m.signatures and not m.cryptographic:
-        _emit(report, [Finding.of("weak-digest", "the manifest is signed over non-cryptographic digests only; the signature guarantees nothing about the files")], opts)
+        msg = "the manifest is signed over non-cryptographic digests only; the signature guarantees nothing about the files"
+        _emit(report, [Finding.of("weak-digest", msg)], opts)
     _check_claims(m, opts, report)
     # 2. Discover; file set.
     ignore = list(m.ignore)
@@ -299,7 +300,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         if report.errors:
             report.mark_not_checked(f"load:{opts.load}", "skipped: verification already failed")
         else:
-            from .load import run_load  # noqa: PLC0415 - torch/transformers only here
+            from .load import run_load
 
             _emit(report, run_load(art, opts, report), opts)
     else:
@@ -349,7 +350,8 @@ def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], al
             entry = m.files[info.path]
             for a in algorithms:
                 if res[a] != entry.digests[a]:
-                    _emit(report, [Finding.of("digest-mismatch", f"{a} is {res[a][:16]}..., manifest says {entry.digests[a][:16]}...", path=info.path, expected=entry.digests[a], actual=res[a])], opts)
+                    msg = f"{a} is {res[a][:16]}..., manifest says {entry.digests[a][:16]}..."
+                    _emit(report, [Finding.of("digest-mismatch", msg, path=info.path, expected=entry.digests[a], actual=res[a])], opts)
                     break
     finally:
         bar.close()
@@ -368,11 +370,13 @@ def _check_claims(m: Manifest, opts: Options, report: Report) -> None:
         report.mark_checked("expiry")
     if opts.expect_model is not None:
         if m.model_id != opts.expect_model:
-            _emit(report, [Finding.of("model-mismatch", f"manifest is for {m.model_id or '(no model id)'}, expected {opts.expect_model}", expected=opts.expect_model, actual=m.model_id)], opts)
+            msg = f"manifest is for {m.model_id or '(no model id)'}, expected {opts.expect_model}"
+            _emit(report, [Finding.of("model-mismatch", msg, expected=opts.expect_model, actual=m.model_id)], opts)
         report.mark_checked("model-id")
     if opts.expect_revision is not None:
         if m.revision != opts.expect_revision:
-            _emit(report, [Finding.of("revision-mismatch", f"manifest is for revision {m.revision or '(none)'}, expected {opts.expect_revision}", expected=opts.expect_revision, actual=m.revision)], opts)
+            msg = f"manifest is for revision {m.revision or '(none)'}, expected {opts.expect_revision}"
+            _emit(report, [Finding.of("revision-mismatch", msg, expected=opts.expect_revision, actual=m.revision)], opts)
         report.mark_checked("revision")
     if (opts.expect_model or opts.expect_revision) and not opts.keys:
         report.mark_not_checked("claims-authenticity", "model id and revision were compared, but with no --key anyone could have written them")
@@ -396,7 +400,7 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
             if report.errors:
                 report.mark_not_checked(f"load:{opts.load}", "skipped: the checkpoint already fails cheaper checks")
             else:
-                from .load import run_load  # noqa: PLC0415
+                from .load import run_load
 
                 _emit(report, run_load(art, opts, report), opts)
         else:
@@ -407,4 +411,4 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
     return report
 
 
-__all__ = ["create", "verify", "verify_or_raise", "check", "load_manifest", "resolve_target", "EXIT_INPUT"]
+__all__ = ["EXIT_INPUT", "check", "create", "load_manifest", "resolve_target", "verify", "verify_or_raise"]

@@ -124,10 +124,10 @@ def main() -> None:
 def create(directory: str, output: str | None, key_path: str | None, model_id: str | None, revision: str | None,
            expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, quiet: bool) -> None:
     """Fingerprint DIR into a (signed) manifest."""
-    from .api import create as do_create  # noqa: PLC0415
+    from .api import create as do_create
     key = None
     if key_path:  # cryptography is imported only when there is a key
-        from .signing import load_private_key  # noqa: PLC0415
+        from .signing import load_private_key
 
         key = load_private_key(key_path)
     opts = Options(algorithms=list(hashes) or None, requires=list(requires), use_cache=not no_cache, progress=not quiet)
@@ -158,7 +158,7 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
     keys: list[Any] = []
     if key_paths:  # cryptography is imported only when there is a key
-        from .signing import load_public_key  # noqa: PLC0415
+        from .signing import load_public_key
 
         keys = [load_public_key(k) for k in key_paths]
     opts = Options(
@@ -168,11 +168,11 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
         load=load, trust_remote_code=trust_remote_code,
     )
     if oms_path:
-        from .oms import verify_oms  # noqa: PLC0415
+        from .oms import verify_oms
 
         report = verify_oms(directory, oms_path, options=opts)
     else:
-        from .api import verify as do_verify  # noqa: PLC0415
+        from .api import verify as do_verify
 
         report = do_verify(directory, manifest_path, options=opts)
     _emit_report(report, _fmt(json_flag, fmt))
@@ -188,7 +188,7 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
 def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
           load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Why won't this model load? Diagnose DIR with no manifest."""
-    from .api import check as do_check  # noqa: PLC0415
+    from .api import check as do_check
 
     opts = Options(requires=list(requires), fail_fast=fail_fast, progress=not quiet, load=load,
                    trust_remote_code=trust_remote_code, memory_limit=parse_size(memory_limit) if memory_limit else None,
@@ -205,7 +205,7 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: 
 @_one_line_errors
 def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
     """Make a signing key pair."""
-    from .signing import generate, write_keypair  # noqa: PLC0415
+    from .signing import generate, write_keypair
 
     passphrase = None
     if passphrase_env:
@@ -229,7 +229,7 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
 @_one_line_errors
 def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None) -> None:
     """Export DIR's manifest as a signed OMS bundle (verifiable with `model_signing verify key`)."""
-    from .oms import export_oms  # noqa: PLC0415
+    from .oms import export_oms
 
     done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name)
     left = f"; outside the OMS signing scope (git files): {', '.join(done.left_out)}" if done.left_out else ""
@@ -247,7 +247,7 @@ def hook(directories: tuple[str, ...], full: bool, refresh_key: str | None, mani
 
     Checks each DIR (default: every tracked manifest.json in the repository).
     """
-    from .precommit import run_hook  # noqa: PLC0415
+    from .precommit import run_hook
 
     status, lines = run_hook(list(directories), full=full, refresh_key=refresh_key, manifest_name=manifest_name)
     for line in lines:
@@ -259,7 +259,7 @@ def hook(directories: tuple[str, ...], full: bool, refresh_key: str | None, mani
 @click.argument("code", required=False)
 def codes(code: str | None) -> None:
     """List the finding codes and what each means."""
-    from .findings import all_codes  # noqa: PLC0415
+    from .findings import all_codes
 
     for c, info in all_codes().items():
         if code is None or code == c:

@@ -148,7 +148,7 @@ class Manifest:
         created_by = _obj(signed, "created_by", required=True)
         if not all(isinstance(v, str) for v in created_by.values()):
             raise ManifestInvalid('"created_by" values must be strings')
-        created_at = _str(signed, "created_at", required=True)
+        created_at = _required_str(signed, "created_at")
         parse_time(created_at)
         expires = _str(signed, "expires")
         if expires is not None:
@@ -174,28 +174,29 @@ class Manifest:
         files_raw = _obj(signed, "files", required=True)
         files: dict[str, FileEntry] = {}
         usable = [a for a in algorithms if a in ALGORITHMS]
-        for p, e in files_raw.items():
+        for p, raw_entry in files_raw.items():
             why = path_problem(p)
             if why is not None:
                 rejected.append(Finding.of("unsafe-path", f"manifest entry refused: {why}; never opened", path=p.encode("unicode_escape").decode("ascii")))
                 continue
-            if not isinstance(e, dict):
+            if not isinstance(raw_entry, dict):
                 raise ManifestInvalid(f"file entry {p!r} must be an object")
-            size = e.get("size")
+            size = raw_entry.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size >= 1 << 63:
                 raise ManifestInvalid(f"file entry {p!r}: size must be a non-negative integer")
-            extra = set(e) - {"size", *algorithms}
+            extra = set(raw_entry) - {"size", *algorithms}
             if extra:
                 raise ManifestInvalid(f"file entry {p!r}: unknown keys {sorted(extra)}")
             digests: dict[str, str] = {}
             for a in usable:
-                d = e.get(a)
+                d = raw_entry.get(a)
                 if not isinstance(d, str) or len(d) != _HEX[a] or not _HEXRE.match(d):
                     raise ManifestInvalid(f"file entry {p!r}: {a} must be {_HEX[a]} lowercase hex digits")
                 digests[a] = d
             files[p] = FileEntry(p, size, digests)
         for a, b in find_collisions(list(files)):
-            rejected.append(Finding.of("path-collision", f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems", path=b))
+            msg = f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems"
+            rejected.append(Finding.of("path-collision", msg, path=b))
         sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
         for k in KNOWN_SECTIONS & set(sections):
             if not isinstance(sections[k], dict):
@@ -239,6 +240,13 @@ def _obj(d: dict[str, Any], key: str, *, required: bool = False) -> dict[str, An
         return {}
     if not isinstance(v, dict):
         raise ManifestInvalid(f'"{key}" must be an object')
+    return v
+
+
+def _required_str(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str):
+        raise ManifestInvalid(f'"{key}" must be a string')
     return v
 
 

@@ -52,7 +52,7 @@ class ManifestInvalid(InputError):
     code = "manifest-invalid"
 
 
-class KeyError_(InputError):  # noqa: N801 - avoid shadowing the builtin KeyError
+class KeyError_(InputError):
     """A key file cannot be read or is of an unsupported type."""
 
     code = "key-invalid"

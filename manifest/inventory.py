@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from .errors import InputError
 from .findings import Finding
@@ -167,7 +167,7 @@ def discover(
     ignore_t = tuple(ignore)
     files: dict[str, FileInfo] = {}
     problems: list[Finding] = []
-    for rel, entry_path, _kind_ in _walk(rootp, problems, ignore_t):
+    for rel, entry_path in _walk(rootp, problems, ignore_t):
         if is_ignored(rel, ignore_t):
             continue
         why = path_problem(rel)
@@ -215,8 +215,8 @@ def discover(
     return Artifact(root=rootp, files=files, problems=problems, ignore=ignore_t)
 
 
-def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
-    """Yield ``(relative posix path, os path, kind)`` for every non-directory entry,
+def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """Yield ``(relative posix path, os path)`` for every non-directory entry,
     depth first, names sorted by code point. Directory symlinks are not descended."""
     stack: list[tuple[str, str]] = [("", str(root))]
     while stack:
@@ -228,17 +228,17 @@ def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Itera
             problems.append(Finding.of("unreadable", f"cannot list directory: {e.strerror}", path=prefix.rstrip("/") or "."))
             continue
         subdirs: list[tuple[str, str]] = []
-        for e in entries:
-            rel = prefix + e.name
+        for entry in entries:
+            rel = prefix + entry.name
             try:
-                is_dir = e.is_dir(follow_symlinks=False)
+                is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
             if is_dir:
                 if is_ignored(rel + "/x", ignore):
                     continue  # pruned: .git/ is never walked
-                subdirs.append((rel + "/", e.path))
+                subdirs.append((rel + "/", entry.path))
             else:
-                yield rel, e.path, "file"
+                yield rel, entry.path
         stack.extend(reversed(subdirs))
 

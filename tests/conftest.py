@@ -93,7 +93,7 @@ def cli(tmp_path: Path) -> Callable[..., Run]:
             e.update(env)
         p = subprocess.run(
             [sys.executable, "-m", "manifest", *map(str, args)],
-            cwd=cwd or tmp_path, env=e, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            cwd=cwd or tmp_path, env=e, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )
         return Run(p.returncode, p.stdout, p.stderr)
 

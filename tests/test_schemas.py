@@ -71,7 +71,7 @@ def test_reports_validate(minilm, cli, damage):
 
 
 def test_generated_docs_and_schema_enum_are_current():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--check"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--check"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout
 
 

@@ -242,8 +242,8 @@ class RequirementsSection:
         if not isinstance(recorded, dict):
             report.mark_not_checked("requirements (manifest)", "the manifest's requirements section is malformed")
             return []
-        reqs = [r for r in (recorded.get("requires") if isinstance(recorded.get("requires"), list) else [])
-                if isinstance(r, dict) and isinstance(r.get("requirement"), str)]
+        raw = recorded.get("requires")
+        reqs = [r for r in (raw if isinstance(raw, list) else []) if isinstance(r, dict) and isinstance(r.get("requirement"), str)]
         labelled = [{"requirement": r["requirement"], "source": f"the manifest ({r.get('source', 'recorded')})"}
                     if not str(r.get("source", "")).startswith("config.json") else r for r in reqs]
         env = recorded.get("environment")
