@@ -19,9 +19,15 @@ SCHEMAS = ROOT / "schemas"
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / name).read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    """A validator whose registry holds every schema in schemas/, so the manifest
+    schema's $refs to the section schemas resolve offline."""
+    from referencing import Registry, Resource
+
+    schemas = {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")}
+    for schema in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    return jsonschema.Draft202012Validator(schemas[name], registry=registry)
 
 
 def test_real_manifest_validates(minilm, keypair):
@@ -31,6 +37,18 @@ def test_real_manifest_validates(minilm, keypair):
     doc = json.loads((minilm / "manifest.json").read_text())
     errors = list(_validator("manifest.schema.json").iter_errors(doc))
     assert errors == []
+    assert {"weights", "tokenizer", "config", "requirements"} <= set(doc["signed"])
+
+
+def test_manifest_schema_checks_the_sections(minilm):
+    """The sections are validated through their own schemas, not accepted as any object."""
+    api.create(minilm)
+    doc = json.loads((minilm / "manifest.json").read_text())
+    v = _validator("manifest.schema.json")
+    for section in ("weights", "tokenizer", "config", "requirements"):
+        bad = json.loads(json.dumps(doc))
+        bad["signed"][section] = {"unexpected": True}
+        assert not v.is_valid(bad), section
 
 
 def test_schema_rejects_unsafe_path_and_bad_digest():
