@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -170,6 +171,10 @@ def default_workers(n_files: int) -> int:
     return max(1, min(n_files, os.cpu_count() or 1, MAX_WORKERS))
 
 
+class _Cancelled(Exception):
+    """Internal: the run stopped; a worker abandons its file between two blocks."""
+
+
 def hash_files(
     artifact: Artifact,
     infos: list[FileInfo],
@@ -196,10 +201,17 @@ def hash_files(
             todo.append(info)
     todo.sort(key=lambda i: (-i.size, i.path))
     n = workers if workers and workers > 0 else default_workers(len(todo))
+    stop = threading.Event()  # set when the consumer goes away (Ctrl-C, --fail-fast): workers quit within one block
+
+    def progress(k: int) -> None:
+        if stop.is_set():
+            raise _Cancelled
+        if on_bytes is not None:
+            on_bytes(k)
 
     def work(info: FileInfo) -> Hashed | Exception:
         try:
-            return hash_one(artifact, info, algorithms, on_bytes)
+            return hash_one(artifact, info, algorithms, progress)
         except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
             return e
 
@@ -220,6 +232,7 @@ def hash_files(
             else:
                 yield info, res, False
     finally:
+        stop.set()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if cache is not None:
