@@ -296,15 +296,20 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     if m.algorithms and not m.cryptographic and "digests" in report.checked:
         report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
     # 6. Load tier.
-    if opts.load:
-        if report.errors:
-            report.mark_not_checked(f"load:{opts.load}", "skipped: verification already failed")
-        else:
-            from .load import run_load
+    _load_tier(art, opts, report)
 
-            _emit(report, run_load(art, opts, report), opts)
-    else:
+
+def _load_tier(art: Artifact, opts: Options, report: Report) -> None:
+    """The opt-in real load, last and only when everything cheaper passed (torch is
+    imported here and nowhere else)."""
+    if not opts.load:
         report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+    elif report.errors:
+        report.mark_not_checked(f"load:{opts.load}", "skipped: the checkpoint already fails cheaper checks")
+    else:
+        from .load import run_load
+
+        _emit(report, run_load(art, opts, report), opts)
 
 
 def _compare_section(s: Any, art: Artifact, recorded: Any, opts: Options, report: Report) -> list[Finding]:
@@ -396,15 +401,7 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
         for s in all_sections():
             _emit(report, s.diagnose(art, opts, report), opts)
         report.mark_not_checked("digests", "check needs no manifest, so file contents are not compared with known digests")
-        if opts.load:
-            if report.errors:
-                report.mark_not_checked(f"load:{opts.load}", "skipped: the checkpoint already fails cheaper checks")
-            else:
-                from .load import run_load
-
-                _emit(report, run_load(art, opts, report), opts)
-        else:
-            report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+        _load_tier(art, opts, report)
     except _Stop:
         pass
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
