@@ -148,12 +148,13 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
 @click.option("--exhaustive", is_flag=True, help="Hash digests even when cheaper checks already failed.")
 @click.option("--oms", "oms_path", type=click.Path(dir_okay=False), help="Verify an OpenSSF Model Signing bundle instead of a manifest.")
+@click.option("--require", "requires", multiple=True, help="Also check this requirement specifier, e.g. 'torch>=2.6'. Repeatable.")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
 def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], expect_model: str | None,
            expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None,
-           json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
+           requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
            memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
     keys: list[Any] = []
@@ -165,7 +166,7 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
         keys=keys, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
         memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
-        load=load, trust_remote_code=trust_remote_code,
+        load=load, trust_remote_code=trust_remote_code, requires=list(requires),
     )
     if oms_path:
         from .oms import verify_oms

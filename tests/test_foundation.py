@@ -264,3 +264,14 @@ def test_default_path_imports_no_torch_or_transformers(minilm, cli):
         c = code.replace("'verify'", repr(cmd))
         out = subprocess.run([sys.executable, "-c", c, str(minilm)], capture_output=True, text=True, timeout=120, check=False).stdout
         assert "HEAVY []" in out, out
+
+
+def test_verify_require_checks_the_environment(minilm, cli):
+    """A deploy gate can demand library versions at verify time, read without importing them."""
+    cli("create", minilm)
+    r = cli("verify", minilm, "--require", "packaging>=9999", "--json")
+    assert r.code == 1
+    found = json.loads(r.out)["findings"]
+    assert [f["code"] for f in found if f["severity"] == "error"] == ["version-unsatisfied"]
+    assert cli("verify", minilm, "--require", "packaging>=1").code == 0
+    assert cli("verify", minilm, "--require", "not a specifier ((").code == 2
