@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
 from .findings import Finding
 from .fsutil import NotRegularFile, read_regular, write_atomic
-from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover
+from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, is_within
 from .options import Options
 from .report import Report
 from .sections import all_sections
@@ -177,7 +178,7 @@ def _refuse_link_out(mpath: Path, root: Path, settings: dict[str, Any]) -> None:
     bases = [os.path.realpath(root)]
     if settings.get("follow_links_into") is not None:
         bases.append(os.path.realpath(settings["follow_links_into"]))
-    if not any(real.startswith(b.rstrip(os.sep) + os.sep) for b in bases):
+    if not any(is_within(real, b) for b in bases):
         raise InputError(f"{mpath} is a symlink out of the directory; it was not read (pass a manifest with -m)", code="unsafe-path")
 
 
@@ -259,11 +260,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
             pass
     art = _discover(root, settings, ignore)
     _emit(report, art.problems, opts)
-    missing = [p for p in m.files if p not in art.files]
-    extra = [p for p in art.files if p not in m.files]
-    _emit(report, (Finding.of("missing-file", "listed in the manifest but not in the directory", path=p) for p in missing), opts)
-    _emit(report, (Finding.of("extra-file", "in the directory but not in the manifest", path=p) for p in extra), opts)
-    report.mark_checked("file-set")
+    _check_file_set(art, m.files, "the manifest", opts, report)
     # 3. Sizes.
     sized: list[str] = []
     for p, entry in m.files.items():
@@ -276,13 +273,13 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
             sized.append(p)
     report.mark_checked("sizes")
     # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
-    for s in all_sections():
+    sections = all_sections()
+    for s in sections:
         _emit(report, s.diagnose(art, opts, report), opts)
         if s.name in m.sections:
             _emit(report, _compare_section(s, art, m.sections[s.name], opts, report), opts)
-    for k in m.sections:
-        if k not in {s.name for s in all_sections()}:
-            report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
+    for k in sorted(m.sections.keys() - {s.name for s in sections}):
+        report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
     # 5. Digests, unless the cheap checks already decided.
     algorithms = [a for a in (opts.algorithms or m.algorithms) if a in ALGORITHMS and a in m.algorithms]
     if opts.algorithms and not algorithms:
@@ -292,7 +289,9 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     elif not algorithms:
         report.mark_not_checked("digests", "the manifest records no usable digest")
     else:
-        _verify_digests(root, art, m, sized, algorithms, opts, report, signed=signed)
+        expected = {p: e.digests for p, e in m.files.items()}
+        cache_key = ("verify", str(root.resolve()), _identity(m, signed))
+        _verify_digests(art, expected, sized, algorithms, opts, report, cache_key=cache_key, source="manifest")
     if m.algorithms and not m.cryptographic and "digests" in report.checked:
         report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
     # 6. Load tier.
@@ -321,26 +320,40 @@ def _compare_section(s: Any, art: Artifact, recorded: Any, opts: Options, report
         raise ManifestInvalid(f"the manifest's {s.name} section is malformed ({type(e).__name__}: {e})") from None
 
 
-def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], algorithms: list[str], opts: Options, report: Report,
-                    signed: bytes | None = None) -> None:
-    infos = [art.files[p] for p in sized]
+def _check_file_set(art: Artifact, listed: Mapping[str, Any], source: str, opts: Options, report: Report) -> None:
+    """Missing and extra files against what ``source`` (a manifest, an OMS bundle) lists."""
+    missing = [p for p in listed if p not in art.files]
+    extra = [p for p in art.files if p not in listed]
+    _emit(report, (Finding.of("missing-file", f"listed in {source} but not in the directory", path=p) for p in missing), opts)
+    _emit(report, (Finding.of("extra-file", f"in the directory but not in {source}", path=p) for p in extra), opts)
+    report.mark_checked("file-set")
+
+
+def _digest_mismatch(path: str, algorithms: list[str], got: Mapping[str, str], want: Mapping[str, str], source: str, opts: Options, report: Report) -> None:
+    for a in algorithms:
+        if got[a] != want[a]:
+            msg = f"{a} is {got[a][:16]}..., {source} says {want[a][:16]}..."
+            _emit(report, [Finding.of("digest-mismatch", msg, path=path, expected=want[a], actual=got[a])], opts)
+            return
+
+
+def _verify_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
+                    report: Report, *, cache_key: tuple[str, ...], source: str) -> None:
+    """Hash ``paths`` (stat cache first) and compare with ``expected[path][algorithm]``."""
+    infos = [art.files[p] for p in paths]
     # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
     known = sorted(i.path for i in infos if all(a in opts.known_digests.get(i.path, {}) for a in algorithms))
     for p in known:
-        for a in algorithms:
-            got, want = opts.known_digests[p][a], m.files[p].digests[a]
-            if got != want:
-                msg = f"{a} is {got[:16]}... (staged Git LFS pointer), manifest says {want[:16]}..."
-                _emit(report, [Finding.of("digest-mismatch", msg, path=p, expected=want, actual=got)], opts)
-                break
+        _digest_mismatch(p, algorithms, opts.known_digests[p], expected[p], f"{source} (staged Git LFS pointer)", opts, report)
     if known:
         report.stats["files_from_known_digests"] = len(known)
-        infos = [i for i in infos if i.path not in set(known)]
+        known_set = set(known)
+        infos = [i for i in infos if i.path not in known_set]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     cached: list[str] = []
     hashed_bytes = 0
     try:
-        cache = _cache(opts, ("verify", str(root.resolve()), _identity(m, signed))) if opts.use_cache else None
+        cache = _cache(opts, cache_key)
         for info, res, from_cache in hash_files(art, infos, algorithms, workers=opts.workers, cache=cache, on_bytes=bar.update):
             if isinstance(res, FileChanged):
                 _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)
@@ -352,12 +365,7 @@ def _verify_digests(root: Path, art: Artifact, m: Manifest, sized: list[str], al
                 cached.append(info.path)
             else:
                 hashed_bytes += info.size
-            entry = m.files[info.path]
-            for a in algorithms:
-                if res[a] != entry.digests[a]:
-                    msg = f"{a} is {res[a][:16]}..., manifest says {entry.digests[a][:16]}..."
-                    _emit(report, [Finding.of("digest-mismatch", msg, path=info.path, expected=entry.digests[a], actual=res[a])], opts)
-                    break
+            _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report)
     finally:
         bar.close()
     report.mark_checked("digests")

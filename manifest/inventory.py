@@ -138,7 +138,8 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _within(path: str, base: str) -> bool:
+def is_within(path: str, base: str) -> bool:
+    """``path`` is ``base`` or lies below it (both already resolved)."""
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
@@ -189,7 +190,7 @@ def discover(
             except OSError:
                 problems.append(Finding.of("unsafe-path", "symlink is dangling or loops; it is not followed", path=rel))
                 continue
-            if not _within(target, allowed) or not stat.S_ISREG(tst.st_mode):
+            if not is_within(target, allowed) or not stat.S_ISREG(tst.st_mode):
                 problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
                 continue
             files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target, ctime_ns=tst.st_ctime_ns)
@@ -203,7 +204,7 @@ def discover(
                 loops = e.errno == errno.ELOOP
             if loops:
                 problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); not followed", path=rel))
-            elif not _within(real, os.path.realpath(rootp)):
+            elif not is_within(real, os.path.realpath(rootp)):
                 problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
             else:
                 problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))

@@ -404,9 +404,9 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
     mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
     for a malformed or unsupported bundle (exit 2)."""
-    from .api import _cache, _discover, _emit, _Stop, resolve_target
-    from .digest import FileChanged, hash_files
+    from .api import _check_file_set, _discover, _emit, _load_tier, _Stop, _verify_digests, resolve_target
     from .sections import all_sections
+    from .statcache import manifest_identity
 
     opts = options or Options()
     b = read_bundle(bundle_path)
@@ -457,52 +457,20 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
         art = _discover(root, settings, [".git/"])
         art.files = {p: i for p, i in art.files.items() if not is_ignored(p, ignore)}
         _emit(report, [f for f in art.problems if not (f.path and is_ignored(f.path, ignore))], opts)
-        missing = [p for p in b.resources if p not in art.files]
-        extra = [p for p in art.files if p not in b.resources]
-        _emit(report, (Finding.of("missing-file", "listed in the OMS bundle but not in the directory", path=p) for p in missing), opts)
-        _emit(report, (Finding.of("extra-file", "in the directory but not in the OMS bundle", path=p) for p in extra), opts)
-        report.mark_checked("file-set")
+        _check_file_set(art, b.resources, "the OMS bundle", opts, report)
         report.mark_not_checked("sizes", "an OMS bundle records no sizes; the digests decide")
         # 3. Cheap format checks (headers, side files), as verify runs them.
         for s in all_sections():
             _emit(report, s.diagnose(art, opts, report), opts)
         # 4. Digests.
-        todo = [art.files[p] for p in b.resources if p in art.files]
+        todo = [p for p in b.resources if p in art.files]
         if report.errors and not opts.exhaustive:
             report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
         else:
-            cache = _cache(opts, ("verify", str(root.resolve())))
-            hashed = 0
-            for info, res, from_cache in hash_files(art, todo, [b.hash_type], workers=opts.workers, cache=cache):
-                if isinstance(res, FileChanged):
-                    _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)
-                elif isinstance(res, Exception):
-                    _emit(report, [Finding.of("unreadable", f"cannot read: {getattr(res, 'strerror', None) or res}", path=info.path)], opts)
-                else:
-                    hashed += 0 if from_cache else info.size
-                    want = b.resources[info.path]
-                    if res[b.hash_type] != want:
-                        _emit(
-                            report,
-                            [
-                                Finding.of(
-                                    "digest-mismatch",
-                                    f"{b.hash_type} is {res[b.hash_type][:16]}..., the OMS bundle says {want[:16]}...",
-                                    path=info.path,
-                                    expected=want,
-                                    actual=res[b.hash_type],
-                                )
-                            ],
-                            opts,
-                        )
-            report.mark_checked("digests")
-            report.stats.update({"files_hashed": len(todo), "bytes_hashed": hashed, "algorithms": [b.hash_type]})
-        if opts.load and not report.errors:
-            from .load import run_load
-
-            _emit(report, run_load(art, opts, report), opts)
-        elif not opts.load:
-            report.mark_not_checked("load", "no --load requested: the model was not instantiated")
+            expected = {p: {b.hash_type: d} for p, d in b.resources.items()}
+            cache_key = ("verify", str(root.resolve()), manifest_identity(b.payload))
+            _verify_digests(art, expected, todo, [b.hash_type], opts, report, cache_key=cache_key, source="the OMS bundle")
+        _load_tier(art, opts, report)
     except _Stop:
         pass
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..findings import Finding, Severity
-from ..inventory import Artifact, FileInfo
+from ..inventory import Artifact, FileInfo, is_within
 from ..jsonio import JSONError, loads_strict
 from ..options import Options
 from ..report import Report
@@ -87,10 +87,6 @@ def git_blob_sha1(art: Artifact, info: FileInfo) -> str:
     return h.hexdigest()
 
 
-def _within(path: str, base: str) -> bool:
-    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
-
-
 class HubSection:
     name = "hub"
 
@@ -129,7 +125,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
         dirnames.sort()
         for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
             full = os.path.join(dirpath, name)
-            if os.path.islink(full) and not os.path.exists(full) and _within(os.path.realpath(full), blobs):
+            if os.path.islink(full) and not os.path.exists(full) and is_within(os.path.realpath(full), blobs):
                 rel = os.path.relpath(full, snap.root).replace(os.sep, "/")
                 dangling.add(rel)
                 yield Finding.of(
@@ -177,7 +173,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
     uncovered: list[str] = []
     for rel, info in art.files.items():
         entry = tree.get(rel) if tree is not None else None
-        blob = os.path.basename(info.source) if info.source is not None and _within(info.source, blobs) else None
+        blob = os.path.basename(info.source) if info.source is not None and is_within(info.source, blobs) else None
         if entry is not None:
             if info.size != entry.size:
                 yield Finding.of(
