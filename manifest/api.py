@@ -19,7 +19,7 @@ from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
 from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
 from .findings import Finding
-from .fsutil import NotRegularFile, read_regular, write_atomic
+from .fsutil import read_input, write_atomic
 from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, is_within
 from .options import Options
 from .report import Report
@@ -183,17 +183,7 @@ def _refuse_link_out(mpath: Path, root: Path, settings: dict[str, Any]) -> None:
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    try:
-        data = read_regular(path, MAX_MANIFEST_BYTES)
-    except FileNotFoundError:
-        raise InputError(f"manifest {path} not found (create one with: manifest create DIR)", code="manifest-invalid") from None
-    except NotRegularFile:
-        msg = f"manifest {path} is not a regular file (a directory, FIFO, socket or device); it was not read"
-        raise InputError(msg, code="manifest-invalid") from None
-    except OSError as e:
-        raise InputError(f"cannot read manifest {path}: {e.strerror}", code="unreadable") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestInvalid(f"manifest is over the {MAX_MANIFEST_BYTES}-byte cap")
+    data = read_input(path, MAX_MANIFEST_BYTES, "manifest", "manifest-invalid", " (create one with: manifest create DIR)")
     return Manifest.loads(data)
 
 

@@ -39,6 +39,25 @@ def read_regular(path: str | os.PathLike[str], cap: int) -> bytes:
         os.close(fd)
 
 
+def read_input(path: str | os.PathLike[str], cap: int, what: str, code: str, missing_hint: str = "") -> bytes:
+    """Read a small input file the user named (a manifest, an OMS bundle, a key) with
+    :func:`read_regular`, turning every failure into a one-line :class:`InputError`:
+    ``code`` for a missing, non-regular or oversized file, ``unreadable`` for I/O errors."""
+    from .errors import InputError
+
+    try:
+        data = read_regular(path, cap)
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} not found{missing_hint}", code=code) from None
+    except NotRegularFile:
+        raise InputError(f"{what} {path} is not a regular file (a directory, FIFO, socket or device); it was not read", code=code) from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror}", code="unreadable") from None
+    if len(data) > cap:
+        raise InputError(f"{what} {path} is over the {cap}-byte cap", code=code)
+    return data
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ManifestInvalid, UsageError
+from .errors import ManifestInvalid, UsageError
 from .findings import Finding
+from .fsutil import read_input
 from .jsonio import JSONError, loads_strict
 from .options import Options
 from .paths import path_problem
@@ -234,16 +235,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and structurally check an OMS bundle. Raises :class:`ManifestInvalid`
     (exit 2, one line) for anything malformed and :class:`OmsUnsupported` for a
     well-formed bundle this tool cannot use."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"OMS bundle {path} not found", code="manifest-invalid") from None
-    except IsADirectoryError:
-        raise InputError(f"OMS bundle {path} is a directory", code="manifest-invalid") from None
-    except OSError as e:
-        raise InputError(f"cannot read OMS bundle {path}: {e.strerror}", code="unreadable") from None
-    _need(len(data) <= MAX_BUNDLE_BYTES, f"over the {MAX_BUNDLE_BYTES}-byte cap")
+    data = read_input(path, MAX_BUNDLE_BYTES, "OMS bundle", "manifest-invalid")  # never blocks on a FIFO
     _need(len(data) > 0, "the file is empty")
     try:
         doc = loads_strict(data)

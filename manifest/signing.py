@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .errors import InputError, UsageError
 from .findings import Finding
-from .fsutil import read_regular
+from .fsutil import read_input
 
 PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
 PublicKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
@@ -50,13 +50,7 @@ def _check_type(key: object, path: str) -> None:
 
 
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:
-    try:
-        data = read_regular(path, MAX_KEY_FILE)
-    except OSError as e:
-        raise InputError(f"cannot read key {path}: {e.strerror}", code="key-invalid") from None
-    if len(data) > MAX_KEY_FILE:
-        raise InputError(f"{path} is too large to be a key", code="key-invalid")
-    return data
+    return read_input(path, MAX_KEY_FILE, "key", "key-invalid")
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = None) -> PrivateKey:

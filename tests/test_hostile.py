@@ -369,6 +369,13 @@ def case_manifest_is_a_fifo(ctx: Ctx) -> Call:
 
 
 @case(2, "manifest-invalid", "manifest")
+def case_oms_bundle_is_a_fifo(ctx: Ctx) -> Call:
+    p = ctx.tmp / "model.sig"
+    os.mkfifo(p)
+    return Call(["verify", str(ctx.base.dir), "--oms", str(p), "--json", "-q"], timeout=20)
+
+
+@case(2, "manifest-invalid", "manifest")
 def case_manifest_missing(ctx: Ctx) -> Call:
     return ctx.verify(ctx.tmp / "absent.json")
 
