@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..findings import Finding, Severity
+from ..fsutil import read_regular
 from ..inventory import Artifact, FileInfo, is_within
 from ..jsonio import JSONError, loads_strict
 from ..options import Options
@@ -55,8 +56,7 @@ class TreeEntry:
 
 def read_tree(path: str | os.PathLike[str]) -> dict[str, TreeEntry]:
     """Parse a tree listing strictly. Raises ValueError (with a one-line reason)."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_TREE_FILE + 1)
+    data = read_regular(path, MAX_TREE_FILE)  # a FIFO swapped in after the isfile() check cannot block
     if len(data) > MAX_TREE_FILE:
         raise ValueError(f"over the {MAX_TREE_FILE}-byte cap")
     try:
