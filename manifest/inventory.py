@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from .errors import InputError
 from .findings import Finding
+from .jsonio import JSONError, loads_strict
 from .paths import find_collisions, path_problem
 
 DEFAULT_MANIFEST_NAME = "manifest.json"
@@ -103,6 +104,28 @@ class Artifact:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def read_json(self, rel: str, cap: int = MAX_SMALL_FILE) -> Any:
+        """A JSON side file parsed strictly, once per run, whichever reader asks first
+        (config, tokenizer and remote-code checks share tokenizer_config.json). The
+        result is shared: callers must not mutate it. A failure (``JSONError``,
+        ``InputError``, ``OSError``) is raised again on every call."""
+
+        def compute() -> Any:
+            try:
+                return loads_strict(self.read_bytes(rel, cap))
+            except (JSONError, InputError, OSError) as e:
+                return _Failed(e)
+
+        res = self.memo(("json", rel, cap), compute)
+        if isinstance(res, _Failed):
+            raise res.error
+        return res
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: Exception
 
 
 def _open_beneath(root: Path, rel: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..inventory import Artifact
-from ..jsonio import JSONError, loads_strict
+from ..jsonio import JSONError
 
 CONFIG = "config.json"
 TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "decoder_start_token_id")
@@ -138,7 +138,7 @@ def read_config(art: Artifact) -> ConfigFacts | None:
         if CONFIG not in art.files:
             return None
         try:
-            return parse_config(loads_strict(art.read_bytes(CONFIG)))
+            return parse_config(art.read_json(CONFIG))
         except JSONError as e:
             return ConfigError(f"config.json is not valid JSON: {e}")
         except ConfigError as e:
@@ -166,7 +166,7 @@ def remote_code(art: Artifact) -> dict[str, Any]:
         out["auto_map"] = dict(cfg.auto_map)
     if "tokenizer_config.json" in art.files:
         try:
-            tc = loads_strict(art.read_bytes("tokenizer_config.json"))
+            tc = art.read_json("tokenizer_config.json")
         except (JSONError, ValueError, OSError, InputError):  # unreadable or too big: the tokenizer section reports it
             tc = None
         if isinstance(tc, dict) and isinstance(tc.get("auto_map"), (dict, list)):

@@ -27,7 +27,7 @@ from functools import cached_property
 from typing import Any
 
 from ..inventory import Artifact
-from ..jsonio import JSONError, loads_strict
+from ..jsonio import JSONError
 
 BLOCK = 4096  # tokens per id block in the summary (a 30k vocab has 8 blocks, a 256k one 63)
 MAX_ADDED_RECORDED = 2000
@@ -149,7 +149,7 @@ def summary(t: Tokenizer) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reading
 def _json(art: Artifact, rel: str) -> Any:
     try:
-        return loads_strict(art.read_bytes(rel))
+        return art.read_json(rel)
     except JSONError as e:
         raise TokenizerError(f"not valid JSON: {e}", rel) from None
 
