@@ -264,10 +264,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     report.mark_checked("sizes")
     # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
     sections = all_sections()
-    for s in sections:
-        _emit(report, s.diagnose(art, opts, report), opts)
-        if s.name in m.sections:
-            _emit(report, _compare_section(s, art, m.sections[s.name], opts, report), opts)
+    _run_sections(art, sections, m.sections, opts, report)
     for k in sorted(m.sections.keys() - {s.name for s in sections}):
         report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
     # 5. Digests, unless the cheap checks already decided.
@@ -299,6 +296,55 @@ def _load_tier(art: Artifact, opts: Options, report: Report) -> None:
         from .load import run_load
 
         _emit(report, run_load(art, opts, report), opts)
+
+
+def _run_sections(art: Artifact, sections: list[Any], recorded: Mapping[str, Any] | None, opts: Options, report: Report) -> None:
+    """Each section's ``diagnose`` and, when the manifest recorded it, ``compare``. A
+    section whose result depends only on the artifact's files is served from the
+    section cache while no file changed (see :mod:`manifest.sectioncache`)."""
+    cache = None
+    if opts.use_cache:
+        from .sectioncache import SectionCache
+
+        cache = SectionCache.open(art, report.command)
+    try:
+        for s in sections:
+            rec = [recorded[s.name]] if recorded is not None and s.name in recorded else []
+            key = s.cache_key(opts) if cache is not None else None
+            if cache is None or key is None:
+                _emit(report, s.diagnose(art, opts, report), opts)
+                if rec:
+                    _emit(report, _compare_section(s, art, rec[0], opts, report), opts)
+                continue
+            hit = cache.get(s.name, key, rec)
+            if hit is None:
+                from .sectioncache import Recorder
+
+                log = Recorder(report.command)
+                log.extend(s.diagnose(art, opts, log))
+                if rec:
+                    log.extend(_compare_section(s, art, rec[0], opts, log))
+                hit = (log.ops, log.facts)
+                cache.put(s.name, key, rec, *hit)
+            _replay(report, *hit, opts)
+    finally:
+        if cache is not None:
+            cache.save()
+            if cache.hits:
+                report.facts["sections_from_cache"] = list(cache.hits)
+
+
+def _replay(report: Report, ops: list[list[Any]], facts: dict[str, Any], opts: Options) -> None:
+    from .sectioncache import finding_from
+
+    report.facts.update(facts)
+    for op in ops:
+        if op[0] == "f":
+            _emit(report, [finding_from(op[1])], opts)
+        elif op[0] == "c":
+            report.mark_checked(op[1])
+        else:
+            report.mark_not_checked(op[1], op[2])
 
 
 def _compare_section(s: Any, art: Artifact, recorded: Any, opts: Options, report: Report) -> list[Finding]:
@@ -396,8 +442,7 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
         art = _discover(root, settings, list(DEFAULT_IGNORE))
         _emit(report, art.problems, opts)
         report.mark_checked("file-types")
-        for s in all_sections():
-            _emit(report, s.diagnose(art, opts, report), opts)
+        _run_sections(art, all_sections(), None, opts, report)
         report.mark_not_checked("digests", "check needs no manifest, so file contents are not compared with known digests")
         _load_tier(art, opts, report)
     except _Stop:

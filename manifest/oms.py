@@ -396,7 +396,7 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
     mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
     for a malformed or unsupported bundle (exit 2)."""
-    from .api import _check_file_set, _discover, _emit, _load_tier, _Stop, _verify_digests, resolve_target
+    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, resolve_target
     from .sections import all_sections
     from .statcache import manifest_identity
 
@@ -452,8 +452,7 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
         _check_file_set(art, b.resources, "the OMS bundle", opts, report)
         report.mark_not_checked("sizes", "an OMS bundle records no sizes; the digests decide")
         # 3. Cheap format checks (headers, side files), as verify runs them.
-        for s in all_sections():
-            _emit(report, s.diagnose(art, opts, report), opts)
+        _run_sections(art, all_sections(), None, opts, report)
         # 4. Digests.
         todo = [p for p in b.resources if p in art.files]
         if report.errors and not opts.exhaustive:

@@ -42,6 +42,9 @@ def render_text(report: Report) -> str:
     cached = report.facts.get("trusted_from_cache")
     if cached:
         lines.append(f"  trusted from the stat cache (unchanged size, mtime, inode): {len(cached)} file(s)")
+    sections = report.facts.get("sections_from_cache")
+    if sections:
+        lines.append(f"  reused from the stat cache (no file changed): the {', '.join(sections)} checks")
     lines.extend(_load_lines(report))
     return "\n".join(lines) + "\n"
 

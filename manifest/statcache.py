@@ -59,16 +59,16 @@ def manifest_identity(signed_bytes: bytes) -> str:
     return hashlib.sha256(signed_bytes).hexdigest()
 
 
-def _file_for(directory: Path, key: tuple[str, ...]) -> Path:
+def file_for(directory: Path, key: tuple[str, ...]) -> Path:
     name = hashlib.sha256(json.dumps(list(key)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     return directory / f"{name}.json"
 
 
-def _stat_of(info: FileInfo) -> tuple[int, int, int, int, int]:
+def stat_of(info: FileInfo) -> tuple[int, int, int, int, int]:
     return (info.size, info.mtime_ns, info.ctime_ns, info.ino, info.dev)
 
 
-def _trustworthy(stat: tuple[int, int, int, int, int], hashed_at: int) -> bool:
+def trustworthy(stat: tuple[int, int, int, int, int], hashed_at: int) -> bool:
     """Were the file's timestamps old enough when it was hashed that any later write
     must have moved them?"""
     _size, mtime, ctime, _ino, _dev = stat
@@ -101,7 +101,7 @@ class StatCache:
         """The cache for ``key``; empty if its file is missing or unusable. ``None`` only
         if no cache directory can be determined at all. Never raises."""
         try:
-            path = _file_for(cache_dir(), key)
+            path = file_for(cache_dir(), key)
         except Exception:
             return None
         return cls(path, key, _load(path, key))
@@ -114,7 +114,7 @@ class StatCache:
         if e is None or info.ctime_ns == 0:
             return None
         stat, hashed_at, digests = e[:5], e[5], e[6]
-        if stat != _stat_of(info) or not _trustworthy(stat, hashed_at):
+        if stat != stat_of(info) or not trustworthy(stat, hashed_at):
             return None
         if not all(a in digests for a in algorithms):
             return None
@@ -122,9 +122,9 @@ class StatCache:
 
     def put(self, info: FileInfo, hashed: Hashed) -> None:
         """Record digests computed from a file whose stat was ``info`` throughout."""
-        stat = _stat_of(info)
+        stat = stat_of(info)
         old = self.entries.get(info.path)
-        if not _trustworthy(stat, hashed.started_ns):
+        if not trustworthy(stat, hashed.started_ns):
             if old is not None:  # whatever was cached is stale: the file was just written
                 del self.entries[info.path]
                 self.dirty = True
@@ -144,7 +144,7 @@ class StatCache:
         """Copy the entries for ``paths`` to the cache for ``key`` (after ``create``,
         the first ``verify`` of the new manifest then needs no read). Never raises."""
         try:
-            target = _file_for(self.path.parent, key)
+            target = file_for(self.path.parent, key)
         except Exception:
             return
         entries = {p: self.entries[p] for p in paths if p in self.entries}
@@ -152,39 +152,51 @@ class StatCache:
             _store(target, key, entries)
 
 
-def _load(path: Path, key: tuple[str, ...]) -> dict[str, Entry]:
+def read_doc(path: Path, key: tuple[str, ...]) -> dict[str, Any] | None:
+    """A cache file's document if it is ours, of this format and for ``key``; else None.
+    Never raises (corrupt JSON, deep nesting, bad UTF-8, someone else's file)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return {}
+        return None
     try:
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-                return {}  # someone else's cache is no evidence
+                return None  # someone else's cache is no evidence
             data = f.read(MAX_CACHE_BYTES + 1)
         if len(data) > MAX_CACHE_BYTES:
-            return {}
+            return None
         doc = json.loads(data)
         if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("key") != list(key):
-            return {}
-        raw = doc.get("entries")
-        if not isinstance(raw, dict):
-            return {}
-        out: dict[str, Entry] = {}
-        for p, e in list(raw.items())[:MAX_ENTRIES]:
-            parsed = _parse_entry(e)
-            if isinstance(p, str) and parsed is not None:
-                out[p] = parsed
-        return out
-    except Exception:  # corrupt JSON, deep nesting, bad UTF-8, I/O error: ignore it all
+            return None
+        return doc
+    except Exception:
+        return None
+
+
+def _load(path: Path, key: tuple[str, ...]) -> dict[str, Entry]:
+    doc = read_doc(path, key)
+    raw = doc.get("entries") if doc is not None else None
+    if not isinstance(raw, dict):
         return {}
+    out: dict[str, Entry] = {}
+    for p, e in list(raw.items())[:MAX_ENTRIES]:
+        parsed = _parse_entry(e)
+        if isinstance(p, str) and parsed is not None:
+            out[p] = parsed
+    return out
 
 
 def _store(path: Path, key: tuple[str, ...], entries: dict[str, Entry]) -> bool:
     if len(entries) > MAX_ENTRIES:
         entries = dict(list(entries.items())[-MAX_ENTRIES:])
-    doc = {"format": CACHE_FORMAT, "key": list(key), "entries": {p: [*e[:6], e[6]] for p, e in entries.items()}}
+    return write_doc(path, key, {"entries": {p: [*e[:6], e[6]] for p, e in entries.items()}})
+
+
+def write_doc(path: Path, key: tuple[str, ...], body: dict[str, Any]) -> bool:
+    """Write ``body`` (plus format and key) to ``path`` atomically; False on any error."""
+    doc = {"format": CACHE_FORMAT, "key": list(key), **body}
     tmp = None
     try:
         import tempfile  # only when writing

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import InputError, ManifestInvalid
 from ..findings import Finding, Severity
+from ..formats import INDEX_SUFFIXES, PICKLE_SUFFIXES
 from ..formats.safetensors import Header, HeaderError, TensorInfo, read_header
 from ..inventory import Artifact
 from ..options import Options
@@ -199,10 +200,13 @@ def _index_findings(art: Artifact) -> Iterator[Finding]:
 
 
 def _pickle_findings(art: Artifact) -> Iterator[Finding]:
+    pickles = sorted(p for p in art.files if p.endswith(PICKLE_SUFFIXES))
+    if not pickles:
+        return
     from ..formats.lfs import pointer_of
-    from ..formats.pickle_scan import PICKLE_SUFFIXES, PickleScanError, scan_file
+    from ..formats.pickle_scan import PickleScanError, scan_file
 
-    for rel in sorted(p for p in art.files if p.endswith(PICKLE_SUFFIXES)):
+    for rel in pickles:
         if pointer_of(art, rel) is not None:
             continue
         try:
@@ -409,9 +413,7 @@ class WeightsSection:
             report.mark_checked("safetensors-headers")
         else:
             report.mark_not_checked("safetensors-headers", "no *.safetensors files")
-        from ..formats.shards import is_index
-
-        if any(is_index(p) for p in art.files):
+        if any(p.endswith(INDEX_SUFFIXES) for p in art.files):
             out.extend(_index_findings(art))
             report.mark_checked("shard-index")
         out.extend(_pickle_findings(art))
