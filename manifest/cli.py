@@ -98,7 +98,7 @@ def _apply(opts: list[Callable[[F], F]]) -> Callable[[F], F]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="manifest")
+@click.version_option(__version__, prog_name="manifest", message="%(prog)s, version %(version)s")  # a literal message: no gettext lookup at start-up
 def main() -> None:
     """Fingerprint, sign and verify Hugging Face-style model checkpoints.
 

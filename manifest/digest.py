@@ -32,6 +32,7 @@ BLOCK = 1 << 20  # 1 MiB: fastest for SHA-256 here (L2-resident); see docs/perfo
 BLAKE3_BLOCK = 4 << 20  # split over blake3's threads: 2 MiB each stays in L2 (16 MiB measured 2x slower)
 BLAKE3_THREADED_MIN = 32 << 20  # below this a file is hashed single-threaded (a pool costs more)
 MAX_WORKERS = 8
+POOL_MIN_BYTES = 16 << 20  # less than this is hashed in the calling thread: a pool (and its imports) costs more
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def hash_files(
             return e
 
     pool: Any = None
-    if n <= 1 or len(todo) <= 1:
+    if n <= 1 or len(todo) <= 1 or sum(i.size for i in todo) < POOL_MIN_BYTES:
         results: Iterable[Hashed | Exception] = map(work, todo)
     else:
         from concurrent.futures import ThreadPoolExecutor  # only when there is work to share

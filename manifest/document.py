@@ -61,12 +61,19 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
 def parse_time(value: str) -> datetime:
+    """``YYYY-MM-DDTHH:MM:SSZ`` exactly (the schema's pattern), as an aware UTC datetime."""
+    m = _TIME.fullmatch(value) if isinstance(value, str) else None
     try:
-        dt = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
-    except (TypeError, ValueError):
+        if m is None:
+            raise ValueError
+        y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+        return datetime(y, mo, d, h, mi, sec, tzinfo=timezone.utc)
+    except ValueError:
         raise ManifestInvalid(f"time {value!r} is not of the form YYYY-MM-DDTHH:MM:SSZ") from None
-    return dt.replace(tzinfo=timezone.utc)
 
 
 @dataclass

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -109,6 +108,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
     if _write_unnamed(target, directory, data, mode):
         _fsync_dir(directory)
         return
+    import tempfile  # only on the fallback path (no O_TMPFILE)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

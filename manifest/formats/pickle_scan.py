@@ -22,7 +22,6 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle")
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 MAX_PICKLES = 8  # legacy torch files hold five consecutive pickles
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..jsonio import JSONError, loads_strict
+from . import INDEX_SUFFIXES
 from .safetensors import Header
 
-INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
 _SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})(?P<ext>\.[A-Za-z0-9_.]+)$")
 
 
