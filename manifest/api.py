@@ -131,20 +131,24 @@ def create(
     digests: dict[str, dict[str, str]] = {}
     bar = _progress(opts, sum(i.size for i in infos), "hashing")
     create_cache = _cache(opts, ("create", str(root.resolve())))
+    sections: dict[str, Any] = {}
     try:
-        for info, res, _cached in hash_files(art, infos, algorithms, workers=opts.workers, cache=create_cache, on_bytes=bar.update):
-            if isinstance(res, FileChanged):
-                raise InputError("file changed while it was hashed; try again when nothing writes to it", code="file-changed", path=info.path)
-            if isinstance(res, Exception):
-                raise InputError(f"cannot read: {getattr(res, 'strerror', None) or res}", code="unreadable", path=info.path)
-            digests[info.path] = res
+        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=create_cache, on_bytes=bar.update)
+        try:
+            for s in all_sections():  # while the threads hash: a side file that cannot be recorded stops them
+                rec = s.record(art, opts)
+                if rec is not None:
+                    sections[s.name] = rec
+            for info, res, _cached in job:
+                if isinstance(res, FileChanged):
+                    raise InputError("file changed while it was hashed; try again when nothing writes to it", code="file-changed", path=info.path)
+                if isinstance(res, Exception):
+                    raise InputError(f"cannot read: {getattr(res, 'strerror', None) or res}", code="unreadable", path=info.path)
+                digests[info.path] = res
+        finally:
+            job.close()
     finally:
         bar.close()
-    sections: dict[str, Any] = {}
-    for s in all_sections():
-        rec = s.record(art, opts)
-        if rec is not None:
-            sections[s.name] = rec
     m = Manifest(
         files={p: FileEntry(p, art.files[p].size, digests[p]) for p in sorted(digests)},
         algorithms=list(algorithms),
@@ -262,23 +266,33 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         else:
             sized.append(p)
     report.mark_checked("sizes")
-    # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
-    sections = all_sections()
-    _run_sections(art, sections, m.sections, opts, report)
-    for k in sorted(m.sections.keys() - {s.name for s in sections}):
-        report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
-    # 5. Digests, unless the cheap checks already decided.
     algorithms = [a for a in (opts.algorithms or m.algorithms) if a in ALGORITHMS and a in m.algorithms]
     if opts.algorithms and not algorithms:
         raise UsageError(f"the manifest records no {', '.join(opts.algorithms)} digests (it has {', '.join(m.algorithms)})")
-    if report.errors and not opts.exhaustive:
-        report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
-    elif not algorithms:
-        report.mark_not_checked("digests", "the manifest records no usable digest")
-    else:
+    # The digests are started now, so that the threads hash while this one checks headers
+    # and side files; their results are used only if those checks pass (else the workers
+    # are stopped within one block), so the cheap checks still decide first.
+    pending = None
+    if algorithms and (opts.exhaustive or not report.errors):
         expected = {p: e.digests for p, e in m.files.items()}
         cache_key = ("verify", str(root.resolve()), _identity(m, signed))
-        _verify_digests(art, expected, sized, algorithms, opts, report, cache_key=cache_key, source="manifest")
+        pending = _start_digests(art, expected, sized, algorithms, opts, cache_key=cache_key, source="manifest")
+    try:
+        # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
+        sections = all_sections()
+        _run_sections(art, sections, m.sections, opts, report)
+        for k in sorted(m.sections.keys() - {s.name for s in sections}):
+            report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
+        # 5. Digests, unless the cheap checks already decided.
+        if report.errors and not opts.exhaustive:
+            report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
+        elif pending is None:
+            report.mark_not_checked("digests", "the manifest records no usable digest")
+        else:
+            _finish_digests(pending, opts, report)
+    finally:
+        if pending is not None:
+            pending.close()
     if m.algorithms and not m.cryptographic and "digests" in report.checked:
         report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
     # 6. Load tier.
@@ -373,24 +387,46 @@ def _digest_mismatch(path: str, algorithms: list[str], got: Mapping[str, str], w
             return
 
 
-def _verify_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
-                    report: Report, *, cache_key: tuple[str, ...], source: str) -> None:
-    """Hash ``paths`` (stat cache first) and compare with ``expected[path][algorithm]``."""
+class _PendingDigests:
+    """Digests being computed in the background (see :func:`_start_digests`)."""
+
+    def __init__(self, job: Any, bar: Any, known: list[str], expected: Mapping[str, Mapping[str, str]], algorithms: list[str], source: str):
+        self.job, self.bar, self.known = job, bar, known
+        self.expected, self.algorithms, self.source = expected, algorithms, source
+
+    def close(self) -> None:
+        self.job.close()
+        self.bar.close()
+
+
+def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
+                   *, cache_key: tuple[str, ...], source: str) -> _PendingDigests:
+    """Start hashing ``paths`` (stat cache first) to compare with ``expected[path][algorithm]``."""
     infos = [art.files[p] for p in paths]
     # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
     known = sorted(i.path for i in infos if all(a in opts.known_digests.get(i.path, {}) for a in algorithms))
-    for p in known:
-        _digest_mismatch(p, algorithms, opts.known_digests[p], expected[p], f"{source} (staged Git LFS pointer)", opts, report)
-    if known:
-        report.stats["files_from_known_digests"] = len(known)
-        known_set = set(known)
-        infos = [i for i in infos if i.path not in known_set]
+    known_set = set(known)
+    infos = [i for i in infos if i.path not in known_set]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
+    try:
+        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update)
+    except BaseException:
+        bar.close()
+        raise
+    return _PendingDigests(job, bar, known, expected, algorithms, source)
+
+
+def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
+    """Compare the digests of a :func:`_start_digests` job as they arrive."""
+    algorithms, expected, source = p.algorithms, p.expected, p.source
+    for path in p.known:
+        _digest_mismatch(path, algorithms, opts.known_digests[path], expected[path], f"{source} (staged Git LFS pointer)", opts, report)
+    if p.known:
+        report.stats["files_from_known_digests"] = len(p.known)
     cached: list[str] = []
     hashed_bytes = 0
     try:
-        cache = _cache(opts, cache_key)
-        for info, res, from_cache in hash_files(art, infos, algorithms, workers=opts.workers, cache=cache, on_bytes=bar.update):
+        for info, res, from_cache in p.job:
             if isinstance(res, FileChanged):
                 _emit(report, [Finding.of("file-changed", f"changed while it was read ({res}); not verified", path=info.path)], opts)
                 continue
@@ -403,13 +439,19 @@ def _verify_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pa
                 hashed_bytes += info.size
             _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report)
     finally:
-        bar.close()
+        p.close()
     report.mark_checked("digests")
-    report.stats.update({"files_hashed": len(infos) - len(cached), "bytes_hashed": hashed_bytes, "algorithms": algorithms})
+    report.stats.update({"files_hashed": len(p.job.todo), "bytes_hashed": hashed_bytes, "algorithms": algorithms})
     if cached:
         report.stats["files_from_cache"] = len(cached)
         report.facts["trusted_from_cache"] = cached
         report.mark_checked("digests (stat cache)")
+
+
+def _verify_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
+                    report: Report, *, cache_key: tuple[str, ...], source: str) -> None:
+    """Hash ``paths`` (stat cache first) and compare with ``expected[path][algorithm]``."""
+    _finish_digests(_start_digests(art, expected, paths, algorithms, opts, cache_key=cache_key, source=source), opts, report)
 
 
 def _check_claims(m: Manifest, opts: Options, report: Report) -> None:

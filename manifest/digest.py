@@ -184,57 +184,85 @@ def hash_files(
     workers: int | None = None,
     cache: DigestCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
-) -> Iterator[tuple[FileInfo, dict[str, str] | Exception, bool]]:
-    """Yield ``(info, digests or error, from_cache)`` for every file.
+) -> HashJob:
+    """Start hashing ``infos`` now; iterate the job for ``(info, digests or error, from_cache)``.
 
     Files the cache vouches for come first (no read at all); the rest are hashed by
     ``workers`` threads, largest first (longest-processing-time-first keeps every core
     busy until the end), and yielded in that deterministic order. Errors are yielded,
-    not raised: :class:`FileChanged` or ``OSError``."""
-    todo: list[FileInfo] = []
-    for info in infos:
-        got = cache.get(info, algorithms) if cache is not None else None
-        if got is not None:
-            if on_bytes is not None:
-                on_bytes(info.size)
-            yield info, got, True
-        else:
-            todo.append(info)
-    todo.sort(key=lambda i: (-i.size, i.path))
-    n = workers if workers and workers > 0 else default_workers(len(todo))
-    stop = threading.Event()  # set when the consumer goes away (Ctrl-C, --fail-fast): workers quit within one block
+    not raised: :class:`FileChanged` or ``OSError``. The threads start at once, so the
+    caller can do cheap work meanwhile and :meth:`HashJob.close` the job if that work
+    decides the outcome (the workers then stop within one block)."""
+    return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes)
 
-    def progress(k: int) -> None:
-        if stop.is_set():
-            raise _Cancelled
-        if on_bytes is not None:
-            on_bytes(k)
 
-    def work(info: FileInfo) -> Hashed | Exception:
-        try:
-            return hash_one(artifact, info, algorithms, progress)
-        except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
-            return e
+class HashJob:
+    """A running :func:`hash_files`: iterate it once, or close it (both idempotent)."""
 
-    pool: Any = None
-    if n <= 1 or len(todo) <= 1 or sum(i.size for i in todo) < POOL_MIN_BYTES:
-        results: Iterable[Hashed | Exception] = map(work, todo)
-    else:
-        from concurrent.futures import ThreadPoolExecutor  # only when there is work to share
-
-        pool = ThreadPoolExecutor(max_workers=min(n, len(todo)), thread_name_prefix="manifest-hash")
-        results = pool.map(work, todo)
-    try:
-        for info, res in zip(todo, results, strict=True):
-            if isinstance(res, Hashed):
-                if cache is not None:
-                    cache.put(info, res)
-                yield info, res.digests, False
+    def __init__(self, artifact: Artifact, infos: list[FileInfo], algorithms: list[str], *, workers: int | None,
+                 cache: DigestCache | None, on_bytes: Callable[[int], None] | None):
+        self._cache = cache
+        self._on_bytes = on_bytes
+        self.cached: list[tuple[FileInfo, dict[str, str]]] = []
+        todo: list[FileInfo] = []
+        for info in infos:
+            got = cache.get(info, algorithms) if cache is not None else None
+            if got is not None:
+                self.cached.append((info, got))
             else:
-                yield info, res, False
-    finally:
-        stop.set()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if cache is not None:
-            cache.save()
+                todo.append(info)
+        todo.sort(key=lambda i: (-i.size, i.path))
+        self.todo = todo
+        n = workers if workers and workers > 0 else default_workers(len(todo))
+        self._stop = threading.Event()  # set when the consumer goes away (Ctrl-C, --fail-fast): workers quit within one block
+        self._closed = False
+
+        def progress(k: int) -> None:
+            if self._stop.is_set():
+                raise _Cancelled
+            if on_bytes is not None:
+                on_bytes(k)
+
+        def work(info: FileInfo) -> Hashed | Exception:
+            try:
+                return hash_one(artifact, info, algorithms, progress)
+            except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
+                return e
+
+        self._pool: Any = None
+        if not todo or sum(i.size for i in todo) < POOL_MIN_BYTES:
+            self._results: Iterator[Hashed | Exception] = map(work, todo)  # hashed while iterated, in this thread
+        else:
+            from concurrent.futures import ThreadPoolExecutor  # only when there is enough work to share
+
+            self._pool = ThreadPoolExecutor(max_workers=min(n, len(todo)), thread_name_prefix="manifest-hash")
+            self._results = self._pool.map(work, todo)
+
+    def __iter__(self) -> Iterator[tuple[FileInfo, dict[str, str] | Exception, bool]]:
+        if self._closed:
+            return  # a stopped job has nothing to say (its files were abandoned, not unreadable)
+        try:
+            for info, got in self.cached:
+                if self._on_bytes is not None:
+                    self._on_bytes(info.size)
+                yield info, got, True
+            for info, res in zip(self.todo, self._results, strict=True):
+                if isinstance(res, Hashed):
+                    if self._cache is not None:
+                        self._cache.put(info, res)
+                    yield info, res.digests, False
+                else:
+                    yield info, res, False
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers (within one block), wait for them, save the cache."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._cache is not None:
+            self._cache.save()

@@ -201,3 +201,26 @@ def test_blake3_manifest_round_trip_and_subset_selection(tmp_path: Path, cli: Ca
         assert f'"{h}"' in r.out
     r = cli("verify", d, "--hash", "xxh3-128", "-q", "--no-cache")
     assert r.code == 2 and "records no xxh3-128" in r.err
+
+
+def test_a_job_hashes_in_the_background_and_stops_within_a_block_when_closed(tmp_path: Path) -> None:
+    """verify and create start the digests before the cheap checks and close the job
+    when a cheap check fails: the workers must already be reading when hash_files
+    returns, and must stop at the next block boundary once closed."""
+    size = 64 * BLOCK
+    for name in ("a.bin", "b.bin"):
+        with open(tmp_path / name, "wb") as f:
+            f.truncate(size)  # sparse: reading it costs no disk
+    art = discover(tmp_path)
+    read: list[int] = []
+    job = hash_files(art, list(art.files.values()), ["sha256"], workers=2, on_bytes=read.append)
+    deadline = time.monotonic() + 30
+    while not read and time.monotonic() < deadline:  # nobody iterates the job: the threads run on their own
+        time.sleep(0.001)
+    assert read, "no worker started before the job was iterated"
+    job.close()
+    done = sum(read)
+    time.sleep(0.05)
+    assert sum(read) == done  # nothing is read after close() returned
+    assert done <= 2 * size - 2 * BLOCK, done  # both files abandoned before their end
+    assert list(job) == []  # a closed job yields nothing
