@@ -6,13 +6,17 @@ Cases (each a fresh interpreter, the real binary, not a pyenv shim):
 - ``python -c pass`` (the floor: the interpreter and site-packages ``.pth`` hooks);
 - ``manifest --help``;
 - ``manifest verify`` of the real all-MiniLM-L6-v2 checkpoint (90 MB) through the stat
-  cache, and of a tiny checkpoint with ``--no-cache`` (both read no more than they must).
+  and section caches, and of a tiny checkpoint with them and with ``--no-cache`` (each
+  reads no more than it must).
 
 Run with bytecode caching (as an installed package has: ``.pyc`` files are written to a
-temporary ``PYTHONPYCACHEPREFIX``) and, for comparison, with ``PYTHONDONTWRITEBYTECODE=1``
+temporary ``PYTHONPYCACHEPREFIX``); for comparison, with ``PYTHONDONTWRITEBYTECODE=1``
 (an editable install whose own modules have no ``.pyc``: they are compiled from source
-on every start; the standard library and dependencies keep theirs). Finally the slowest imports of one
-``verify`` run, from ``python -X importtime``.
+on every start; the standard library and dependencies keep theirs); and with
+``python -S`` and site-packages on ``PYTHONPATH``: the same imports without the
+site-packages ``.pth`` start-up hooks (an editable install's finder, a sandbox's
+certifi patch, setuptools' shim), which is what a clean virtualenv pays. Finally the
+slowest imports of one ``verify`` run, from ``python -X importtime``.
 
 Usage: ``python scripts/bench_startup.py [--runs 20]``.
 """
@@ -80,20 +84,28 @@ def main() -> None:
             "python -c pass": [py, "-c", "pass"],
             "manifest --help": [*mf, "--help"],
             "manifest verify minilm (stat cache)": [*mf, "verify", str(mini), "-q"],
+            "manifest verify tiny (stat cache)": [*mf, "verify", str(tiny), "-q"],
             "manifest verify tiny --no-cache": [*mf, "verify", str(tiny), "-q", "--no-cache"],
         }
-        modes = {
-            "with .pyc (installed)": dict(base, PYTHONPYCACHEPREFIX=str(tmp / "pyc")),
-            "PYTHONDONTWRITEBYTECODE=1 (this package compiled on every start)": dict(base, PYTHONDONTWRITEBYTECODE="1"),
+        subprocess.run([*mf, "verify", str(tiny), "-q"], env=base, stdout=subprocess.DEVNULL, check=True)
+        site_dirs = [p for p in sys.path if p.endswith("site-packages")]
+        clean = dict(base, PYTHONPYCACHEPREFIX=str(tmp / "pyc"), PYTHONPATH=os.pathsep.join([str(ROOT), *site_dirs]))
+        modes: dict[str, tuple[dict[str, str], list[str]]] = {
+            "with .pyc (installed)": (dict(base, PYTHONPYCACHEPREFIX=str(tmp / "pyc")), []),
+            "PYTHONDONTWRITEBYTECODE=1 (this package compiled on every start)": (dict(base, PYTHONDONTWRITEBYTECODE="1"), []),
+            # site-packages on PYTHONPATH but no .pth start-up hooks (an editable install's finder,
+            # a sandbox's certifi patch, setuptools' distutils shim): a clean interpreter's cost
+            "python -S, with .pyc (no site .pth hooks: a clean venv's start-up)": (clean, ["-S"]),
         }
         print(f"python {sys.version.split()[0]} at {py}; nproc={os.cpu_count()}; load average {os.getloadavg()[0]:.2f}; "
               f"{args.runs} runs per case, interleaved")
-        for mode, env in modes.items():
-            for cmd in cases.values():  # warm up (and write the .pyc files)
+        for mode, (env, flags) in modes.items():
+            mode_cases = {name: [cmd[0], *flags, *cmd[1:]] for name, cmd in cases.items()}
+            for cmd in mode_cases.values():  # warm up (and write the .pyc files)
                 timed(cmd, env, 2)
             times: dict[str, list[float]] = {k: [] for k in cases}
             for _ in range(args.runs):
-                for name, cmd in cases.items():
+                for name, cmd in mode_cases.items():
                     times[name] += timed(cmd, env, 1)
             floor = statistics.median(times["python -c pass"])
             print(f"\n{mode}:")
@@ -101,7 +113,7 @@ def main() -> None:
                 m = statistics.median(ts)
                 extra = "" if name == "python -c pass" else f"   (+{(m - floor) * 1000:5.1f} ms over python -c pass)"
                 print(f"  {name:38} median {m * 1000:6.1f} ms  min {min(ts) * 1000:6.1f} ms{extra}")
-        env = modes["with .pyc (installed)"]
+        env = modes["with .pyc (installed)"][0]
         p = subprocess.run([py, "-X", "importtime", "-m", "manifest", "verify", str(mini), "-q"], env=env,
                            capture_output=True, text=True, check=False)
         rows = []
