@@ -16,7 +16,7 @@ import blake3
 import pytest
 import xxhash
 
-from manifest.digest import BLAKE3_THREADED_MIN, BLOCK, FileChanged, hash_file, hash_files
+from manifest.digest import BLAKE3_THREADED_MIN, BLOCK, FileChanged, hash_file, hash_files, hash_one
 from manifest.inventory import discover
 
 # Sizes around every boundary the reader has: empty, one byte, one block and its
@@ -70,6 +70,15 @@ def test_every_algorithm_matches_a_whole_buffer_digest(files: Path) -> None:
     results = {info.path: res for info, res, _ in hash_files(art, list(art.files.values()), ALL)}
     for rel in SIZES:
         assert results[rel] == reference((files / rel).read_bytes()), rel
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_the_threaded_and_single_threaded_blake3_paths_agree(files: Path, threads: bool) -> None:
+    """A big file alone is hashed with blake3's own threads; among as many files as
+    cores, single-threaded. Both must give the reference digest."""
+    art = discover(files)
+    got = hash_one(art, art.files["sub/big.bin"], ALL, threads=threads).digests
+    assert got == reference((files / "sub/big.bin").read_bytes())
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 8])
