@@ -22,7 +22,7 @@ ON_DEMAND = ("cryptography", "platformdirs")
 PROBE = r"""
 import json, sys
 sys.argv = ["manifest", *json.loads(sys.argv[1])]
-from manifest.cli import main
+from manifest._entry import main  # the console entry point
 code = None
 try:
     main()
@@ -154,3 +154,22 @@ def test_verify_of_a_checkpoint_with_transformers_version_skips_the_pep508_parse
     mods = set(data["modules"])
     assert "packaging.requirements" not in mods
     assert "importlib.metadata" not in mods
+
+
+def test_the_entry_point_pauses_the_collector_only_while_the_cli_loads(tmp_path: Path) -> None:
+    """The command loads with the cyclic GC paused and re-enables it; a library import
+    never touches it."""
+    code = r"""
+import gc, sys
+import manifest.api
+lib = gc.isenabled()
+sys.argv = ["manifest", "--version"]
+from manifest._entry import main
+try:
+    main()
+except SystemExit:
+    pass
+print("@@", lib, gc.isenabled(), gc.get_freeze_count() > 1000)
+"""
+    p = subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.stdout.rsplit("@@", 1)[1].split() == ["True", "True", "True"]
