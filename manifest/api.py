@@ -61,7 +61,7 @@ def _identity(m: Manifest, signed: bytes | None = None) -> str:
     """What a verify stat cache is keyed by, besides the directory: the signed bytes' digest."""
     from .statcache import manifest_identity
 
-    return manifest_identity(signed if signed is not None else m.signed_bytes())
+    return manifest_identity(signed if signed is not None else m.signed_payload())
 
 
 def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -231,7 +231,7 @@ def verify_or_raise(path: str | os.PathLike[str], manifest: Any = None, *, optio
 def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | None, opts: Options, report: Report) -> None:
     # 1. The manifest itself and trust.
     _emit(report, m.rejected, opts)
-    signed = m.signed_bytes()
+    signed = m.signed_payload()
     if opts.keys:
         from .signing import check_signatures
 

@@ -90,6 +90,8 @@ class Manifest:
     signatures: list[dict[str, str]] = field(default_factory=list)
     # Set by from_document: entries refused for their path (never opened) and weak settings.
     rejected: list[Finding] = field(default_factory=list)
+    # Set by from_document: the canonical bytes of the "signed" object exactly as received.
+    received: bytes | None = field(default=None, repr=False, compare=False)
 
     # -- writing ----------------------------------------------------------------------
     def signed_dict(self) -> dict[str, Any]:
@@ -111,7 +113,14 @@ class Manifest:
         return d
 
     def signed_bytes(self) -> bytes:
+        """The canonical bytes (RFC 8785) of the signed part, rebuilt from the fields."""
         return canonical_bytes(self.signed_dict())
+
+    def signed_payload(self) -> bytes:
+        """What a signature covers and what the caches are keyed by: the "signed" object
+        as received, canonicalized (as TUF does: a member this version does not model,
+        even a null one, is covered too), or the rebuilt bytes of a manifest made here."""
+        return self.received if self.received is not None else self.signed_bytes()
 
     def to_document(self) -> dict[str, Any]:
         return {"signed": self.signed_dict(), "signatures": list(self.signatures)}
@@ -120,7 +129,7 @@ class Manifest:
         """Pretty text, checked by re-reading it: what is written is what is signed."""
         text = dumps_pretty(self.to_document())
         again = Manifest.loads(text.encode("utf-8"))
-        if again.signed_bytes() != self.signed_bytes():  # pragma: no cover - a bug guard
+        if again.signed_payload() != self.signed_bytes():  # pragma: no cover - a bug guard
             raise AssertionError("manifest does not round-trip")
         return text
 
@@ -148,7 +157,7 @@ class Manifest:
         if version != FORMAT_VERSION:
             raise ManifestUnsupported(f"format version {version} is not supported (this tool reads version {FORMAT_VERSION})")
         try:
-            canonical_bytes(signed)  # lone surrogates and the like cannot be signed or checked
+            received = canonical_bytes(signed)  # lone surrogates and the like cannot be signed or checked
         except JSONError as e:
             raise ManifestInvalid(str(e)) from None
         sigs_list = _signatures(sigs)
@@ -220,6 +229,7 @@ class Manifest:
             sections=sections,
             signatures=sigs_list,
             rejected=rejected,
+            received=received,
         )
 
     @property

@@ -136,6 +136,20 @@ def test_edited_manifest_byte_fails_signature(minilm, cli, keypair):
     assert "signature-invalid" in [f["code"] for f in json.loads(r.out)["findings"]]
 
 
+@pytest.mark.parametrize("addition", [{"expires": None}, {"model": {}}, {"x-note": "added after signing"}])
+def test_a_member_added_after_signing_fails_the_signature(minilm, keypair, addition):
+    """The signature covers the "signed" object as received, canonicalized: a member
+    added later fails it even when it means nothing to this version (null, empty, unknown)."""
+    priv, pub = keypair
+    api.create(minilm, key=load_private_key(priv))
+    mf = minilm / "manifest.json"
+    assert api.verify(minilm, keys=[load_public_key(pub)]).ok
+    doc = json.loads(mf.read_text())
+    doc["signed"].update(addition)
+    mf.write_text(json.dumps(doc))
+    assert api.verify(minilm, keys=[load_public_key(pub)]).codes() == ["signature-invalid"]
+
+
 def test_wrong_public_key_is_untrusted(minilm, cli, keypair, tmp_path):
     priv, _pub = keypair
     write_keypair(generate("ed25519"), tmp_path / "other.pem", tmp_path / "other.pub")
