@@ -233,3 +233,19 @@ def test_a_job_hashes_in_the_background_and_stops_within_a_block_when_closed(tmp
     assert sum(read) == done  # nothing is read after close() returned
     assert done <= 2 * size - 2 * BLOCK, done  # both files abandoned before their end
     assert list(job) == []  # a closed job yields nothing
+
+
+def test_the_pool_keeps_order_and_never_hangs_on_a_raising_task() -> None:
+    from manifest.digest import _OrderedPool
+
+    def fn(i: Any) -> Any:
+        if i == 3:
+            raise KeyError("boom")
+        time.sleep(0.001 * (7 - i))  # later items finish first
+        return i * 10
+
+    pool = _OrderedPool(fn, list(range(8)), 3)  # type: ignore[arg-type]
+    out = list(pool)
+    pool.shutdown()
+    assert out[:3] == [0, 10, 20] and out[4:] == [40, 50, 60, 70]
+    assert isinstance(out[3], KeyError)
