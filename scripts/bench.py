@@ -301,15 +301,20 @@ def report(results: dict[str, Result], total: int, args: argparse.Namespace) -> 
         print(f"{r.name:34} {r.median:9.3f} {min(r.times):7.3f} {inproc} {rate} {ratio} {rss:>9}")
     m = {k: v.median for k, v in results.items()}
     ip = {k: statistics.median(v.inproc) for k, v in results.items() if v.inproc}
-    start = m["manifest --help"]
     rows: list[tuple[str, bool, str]] = []
 
     def at_least(name: str, value: float, floor: float) -> None:
         rows.append((name, value >= floor, f"{value:.2f}x"))
 
-    at_least("verify sha256 >= 0.95x the two-thread hashlib loop", base / m["manifest verify sha256"], 0.95)
+    # Throughput: bytes per second once each program is running, i.e. its wall time minus
+    # its own start-up (verify: `manifest --help`; the loop: `python -c pass`). The
+    # whole-command wall ratio, start-up included, is shown beside it.
+    start, floor = m["manifest --help"], m["python -c pass"]
+    tput = (base - floor) / (m["manifest verify sha256"] - start)
+    at_least("verify sha256 throughput >= 0.95x the two-thread hashlib loop", tput, 0.95)
     inproc_ratio = base / ip["manifest verify sha256"]
-    rows[-1] = (*rows[-1][:2], rows[-1][2] + f" wall (the loop's wall / verify's in-process seconds: {inproc_ratio:.2f}x)")
+    rows[-1] = (*rows[-1][:2], rows[-1][2] + f" (each minus its own start-up); whole command, wall: "
+                f"{base / m['manifest verify sha256']:.2f}x; the loop's wall / verify's in-process seconds: {inproc_ratio:.2f}x")
     if "model_signing sha256" in m:
         at_least("verify sha256 >= 1.0x model_signing sha256", m["model_signing sha256"] / m["manifest verify sha256"], 1.0)
     at_least("verify blake3 >= 2x verify sha256", m["manifest verify sha256"] / m["manifest verify blake3"], 2.0)
