@@ -226,3 +226,22 @@ def test_a_fully_cached_verify_imports_no_format_reader(minilm: Path, tmp_path: 
     readers = outs[1].rsplit("[", 1)[1]
     for heavy in ("tokenizer", "safetensors", "shards", "pickle_scan"):
         assert f"manifest.formats.{heavy}'" not in readers, outs[1]
+
+
+def test_a_cached_report_validates_against_the_report_schema(no_window: None, minilm: Path) -> None:
+    import jsonschema
+
+    from manifest.sections import all_sections
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
+    v = jsonschema.Draft202012Validator(schema)
+    api.create(minilm)
+    api.verify(minilm)
+    rep = api.verify(minilm).to_dict()
+    assert rep["facts"]["sections_from_cache"] == CACHED
+    assert list(v.iter_errors(rep)) == []
+    # the schema names exactly the sections that can be cached (with default options)
+    enum = schema["properties"]["facts"]["properties"]["sections_from_cache"]["items"]["enum"]
+    assert enum == [s.name for s in all_sections() if s.cache_key(Options()) is not None] == CACHED
+    rep["facts"]["sections_from_cache"] = "weights"
+    assert list(v.iter_errors(rep)) != []
