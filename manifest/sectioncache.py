@@ -84,6 +84,9 @@ class Recorder(Report):
 
 
 def finding_from(d: dict[str, Any]) -> Finding:
+    """A finding back from its ``to_dict`` form; ValueError/TypeError/KeyError if it is not one."""
+    if not isinstance(d["message"], str) or not all(isinstance(d.get(k), (str, type(None))) for k in ("path", "hint")):
+        raise TypeError("not a finding")
     return Finding(d["code"], d["message"], path=d.get("path"), expected=d.get("expected"), actual=d.get("actual"),
                    hint=d.get("hint"), severity=Severity(d["severity"]))
 

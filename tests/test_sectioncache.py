@@ -186,6 +186,7 @@ def test_freshly_written_files_are_not_cached(minilm: Path) -> None:
     b'{"format": 1}',
     "wrong shape",
     "unregistered code",
+    "message not text",
     "bad op",
 ])
 def test_a_corrupt_or_forged_cache_file_is_ignored(no_window: None, minilm: Path, garbage: Any) -> None:
@@ -202,6 +203,8 @@ def test_a_corrupt_or_forged_cache_file_is_ignored(no_window: None, minilm: Path
             e["ops"] = {"f": 1}
         elif garbage == "unregistered code":
             e["ops"] = [["f", {"code": "all-good", "severity": "info", "message": "x"}]]
+        elif garbage == "message not text":
+            e["ops"] = [["f", {"code": "tokenizer-mismatch", "severity": "error", "message": ["x"], "path": 3}]]
         else:
             e["ops"] = [["c"]]
         files[0].write_text(json.dumps(doc))
