@@ -195,16 +195,21 @@ def verify(
     path: str | os.PathLike[str],
     manifest: str | os.PathLike[str] | Manifest | None = None,
     *,
+    manifest_path: str | os.PathLike[str] | None = None,
     options: Options | None = None,
     **kw: Any,
 ) -> Report:
     """Verify ``path`` against its manifest. Never raises on a mismatch: every finding
     is in the returned report (``bool(report)`` is the verdict). Raises
-    :class:`~manifest.errors.ManifestError` only for unusable input (exit 2)."""
+    :class:`~manifest.errors.ManifestError` only for unusable input (exit 2).
+
+    ``manifest`` is a file (default ``path/manifest.json``) or a :class:`Manifest`
+    already loaded, whose file ``manifest_path`` may name (it is then left out of the
+    file set and named in the report)."""
     opts = options or Options(**kw)
     root, settings = resolve_target(path)
     if isinstance(manifest, Manifest):
-        m, mpath = manifest, None
+        m, mpath = manifest, (Path(manifest_path) if manifest_path is not None else None)
     else:
         mpath = Path(manifest) if manifest is not None else root / DEFAULT_MANIFEST_NAME
         if manifest is None:

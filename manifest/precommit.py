@@ -181,7 +181,7 @@ def check_directory(
     if not full:  # what the commit holds for an LFS file is the pointer's oid: no need to read the file
         known = {rel: {"sha256": oid} for rel, (oid, _size) in staged_lfs_pointers(directory).items() if rel in m.files}
     opts = Options(use_cache=not full, known_digests=known)
-    report = verify(directory, directory / manifest_name, options=opts)
+    report = verify(directory, m, manifest_path=directory / manifest_name, options=opts)
     tracked = tracked_files(directory)
     findings = [f for f in report.findings if not (f.code == "extra-file" and tracked is not None and f.path not in tracked)]
     untracked = len(report.findings) - len(findings)

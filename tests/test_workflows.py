@@ -79,3 +79,17 @@ def test_import_manifest_stays_lean() -> None:
     code = "import sys, manifest; print(sorted(m for m in ('manifest.api', 'cryptography', 'huggingface_hub') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_verify_takes_a_loaded_manifest_and_the_file_it_came_from(minilm: Path) -> None:
+    """The pre-commit hook loads the manifest once and hands it over with its path:
+    the file is then left out of the file set, as when verify reads it itself."""
+    from manifest import api
+
+    api.create(minilm)
+    (minilm / "manifest.json").rename(minilm / "release.manifest.json")  # a name the manifest's own ignore list lacks
+    m = api.load_manifest(minilm / "release.manifest.json")
+    rep = api.verify(minilm, m, manifest_path=minilm / "release.manifest.json")
+    assert rep.ok, rep.findings
+    assert rep.manifest == str(minilm / "release.manifest.json")
+    assert [(f.code, f.path) for f in api.verify(minilm, m).findings] == [("extra-file", "release.manifest.json")]
