@@ -266,8 +266,8 @@ class HashJob:
         todo.sort(key=lambda i: (-i.size, i.path))
         self.todo = todo
         n = workers if workers and workers > 0 else default_workers(len(todo))
-        # Intra-file threads only when the files alone cannot keep every core busy.
-        inner_threads = len(todo) < (os.cpu_count() or 1)
+        # Intra-file threads only when the files hashed at once cannot keep every core busy.
+        inner_threads = min(n, len(todo)) < (os.cpu_count() or 1)
         self._stop = threading.Event()  # set when the consumer goes away (Ctrl-C, --fail-fast): workers quit within one block
         self._closed = False
 
