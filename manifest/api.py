@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,18 +331,14 @@ def _run_sections(art: Artifact, sections: list[Any], recorded: Mapping[str, Any
             rec = [recorded[s.name]] if recorded is not None and s.name in recorded else []
             key = s.cache_key(opts) if cache is not None else None
             if cache is None or key is None:
-                _emit(report, s.diagnose(art, opts, report), opts)
-                if rec:
-                    _emit(report, _compare_section(s, art, rec[0], opts, report), opts)
+                _emit(report, _section_findings(s, art, rec, opts, report), opts)
                 continue
             hit = cache.get(s.name, key, rec)
             if hit is None:
                 from .sectioncache import Recorder
 
                 log = Recorder(report.command)
-                log.extend(s.diagnose(art, opts, log))
-                if rec:
-                    log.extend(_compare_section(s, art, rec[0], opts, log))
+                log.extend(_section_findings(s, art, rec, opts, log))
                 hit = (log.ops, log.facts)
                 cache.put(s.name, key, rec, *hit)
             _replay(report, *hit, opts)
@@ -351,6 +347,13 @@ def _run_sections(art: Artifact, sections: list[Any], recorded: Mapping[str, Any
             cache.save()
             if cache.hits:
                 report.facts["sections_from_cache"] = list(cache.hits)
+
+
+def _section_findings(s: Any, art: Artifact, rec: list[Any], opts: Options, report: Report) -> Iterator[Finding]:
+    """A section's ``diagnose``, then its ``compare`` with the recorded section (if any)."""
+    yield from s.diagnose(art, opts, report)
+    if rec:
+        yield from _compare_section(s, art, rec[0], opts, report)
 
 
 def _replay(report: Report, ops: list[list[Any]], facts: dict[str, Any], opts: Options) -> None:
