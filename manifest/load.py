@@ -59,7 +59,7 @@ def run_load(art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
     if refused is not None:
         report.mark_checked(check)
         return [Finding.of("load-failed", f"{mode} load not run: {refused}", path="config.json", hint=TRUST_HINT)]
-    request = {"root": str(art.root), "mode": mode, "trust_remote_code": bool(opts.trust_remote_code), "tensors": tensors}
+    request = {"root": os.path.abspath(art.root), "mode": mode, "trust_remote_code": bool(opts.trust_remote_code), "tensors": tensors}
     t0 = time.perf_counter()
     result = _run_child(request)
     report.stats[f"{check}_wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -135,3 +135,17 @@ def test_verify_with_structural_load_of_the_fine_tuned_model(tokcls, cli):
     assert "load:structural" in rep["checked"] and rep["findings"] == []
     assert rep["facts"]["load:structural"]["class"] == "BertForTokenClassification"
     assert rep["facts"]["load:structural"]["expected_tensors"] == rep["facts"]["load:structural"]["weights_tensors"] == 103
+
+
+def test_load_tier_with_a_relative_dir(tokcls, cli):
+    """`--load` with a relative DIR: the loader child runs in its own empty directory, so it
+    must be given the absolute path (check and verify, run from the checkpoint's parent)."""
+    rel = tokcls.name
+    r = cli("check", rel, "--load", "structural", "--json", cwd=tokcls.parent)
+    assert r.code == 0, r.out + r.err
+    rep = json.loads(r.out)
+    assert "load:structural" in rep["checked"] and rep["facts"]["load:structural"]["class"] == "BertForTokenClassification"
+    assert cli("create", rel, "-q", cwd=tokcls.parent).code == 0
+    r = cli("verify", rel, "--load", "structural", "--json", cwd=tokcls.parent)
+    assert r.code == 0, r.out + r.err
+    assert json.loads(r.out)["facts"]["load:structural"]["expected_tensors"] == 103
