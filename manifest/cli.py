@@ -97,7 +97,38 @@ def _apply(opts: list[Callable[[F], F]]) -> Callable[[F], F]:
     return deco
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group, with click's usage errors as one line ``error[usage]: ...``
+    (exit 2) instead of click's usage block; ``--help``, ``--version`` and a bare
+    ``manifest`` still print their text."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.format_message(), err=True)  # the help text itself: no arguments at all
+            sys.exit(EXIT_INPUT)
+        except click.ClickException as e:
+            click.echo(usage_line(e), err=True)
+            sys.exit(EXIT_INPUT)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("error[interrupted]: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def usage_line(e: click.ClickException) -> str:
+    """``error[usage]: No such option '--x' (see: manifest check --help)``: one line."""
+    ctx = getattr(e, "ctx", None)
+    see = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    text = " ".join(e.format_message().split()).rstrip(".")
+    return f"error[usage]: {text}{see}"
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="manifest", message="%(prog)s, version %(version)s")  # a literal message: no gettext lookup at start-up
 def main() -> None:
     """Fingerprint, sign and verify Hugging Face-style model checkpoints.
