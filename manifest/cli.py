@@ -173,6 +173,8 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @click.argument("directory", metavar="DIR")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to check against (default DIR/manifest.json).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False), help="Trusted public key (PEM). Repeatable; only these keys are trusted.")
+@click.option("--no-signature", "no_signature", is_flag=True,
+              help="Integrity only: check the files against the manifest without a trust anchor; authenticity is not checked.")
 @click.option("--expect-model", help="Refuse a manifest for another model id.")
 @click.option("--expect-revision", help="Refuse a manifest for another revision.")
 @click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
@@ -183,18 +185,20 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
-def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], expect_model: str | None,
+def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], no_signature: bool, expect_model: str | None,
            expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None,
            requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
            memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
+    if no_signature and key_paths:
+        raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")
     keys: list[Any] = []
     if key_paths:  # cryptography is imported only when there is a key
         from .signing import load_public_key
 
         keys = [load_public_key(k) for k in key_paths]
     opts = Options(
-        keys=keys, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
+        keys=keys, integrity_only=no_signature, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
         memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
         load=load, trust_remote_code=trust_remote_code, requires=list(requires),

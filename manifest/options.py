@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 
 @dataclass
 class Options:
@@ -12,6 +14,9 @@ class Options:
     keys: list[Any] = field(default_factory=list)  # public keys, from the verifier's flags only
     expect_model: str | None = None
     expect_revision: str | None = None
+    # verify: check only the files' agreement with the manifest, not who signed it (no trust anchor).
+    # Explicit, because a pass without a trust anchor says nothing about authenticity.
+    integrity_only: bool = False
     # flow
     fail_fast: bool = False
     exhaustive: bool = False  # hash digests even when cheap checks already failed
@@ -30,3 +35,7 @@ class Options:
     # load tier
     load: str | None = None  # None, "structural" or "full"
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.integrity_only and self.keys:
+            raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")

@@ -11,7 +11,7 @@ import pytest
 
 from manifest import api
 from manifest.document import Manifest
-from manifest.errors import ManifestInvalid
+from manifest.errors import ManifestInvalid, UsageError
 from manifest.signing import generate, load_private_key, load_public_key, write_keypair
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # the Hub's lfs.sha256
@@ -289,3 +289,21 @@ def test_verify_require_checks_the_environment(minilm, cli):
     assert [f["code"] for f in found if f["severity"] == "error"] == ["version-unsatisfied"]
     assert cli("verify", minilm, "--require", "packaging>=1").code == 0
     assert cli("verify", minilm, "--require", "not a specifier ((").code == 2
+
+
+def test_no_signature_is_an_explicit_integrity_only_check(minilm, cli, keypair):
+    """--no-signature checks the files against an unsigned manifest; with --key it is a usage error."""
+    _priv, pub = keypair
+    cli("create", minilm)
+    r = cli("verify", minilm, "--no-signature", "--json")
+    assert r.code == 0, r.out + r.err
+    assert "signature" not in json.loads(r.out)["checked"]
+    _flip_bit(minilm / "model.safetensors", 50_000_000)
+    r = cli("verify", minilm, "--no-signature", "--no-cache", "--json")
+    assert r.code == 1
+    assert [f["code"] for f in json.loads(r.out)["findings"]] == ["digest-mismatch"]
+    r = cli("verify", minilm, "--no-signature", "--key", pub)
+    assert r.code == 2
+    assert r.err.startswith("error[usage]:") and "--no-signature" in r.err and r.out == ""
+    with pytest.raises(UsageError):
+        api.verify(minilm, keys=[load_public_key(pub)], integrity_only=True)
