@@ -221,6 +221,9 @@ def verify(
         _verify(root, settings, m, mpath, opts, report)
     except _Stop:
         pass
+    from .hints import add_refresh
+
+    add_refresh(report, m, report.manifest)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report
 

@@ -29,64 +29,65 @@ class CodeInfo:
     meaning: str
     severity: Severity = Severity.ERROR
     group: str = "files"
+    hint: str = ""  # the default fix, when the check that finds it knows no better one
 
 
 _CODES: dict[str, CodeInfo] = {}
 
 
-def _c(code: str, meaning: str, severity: Severity = Severity.ERROR, group: str = "files") -> None:
-    _CODES[code] = CodeInfo(code, meaning, severity, group)
+def _c(code: str, meaning: str, severity: Severity = Severity.ERROR, group: str = "files", *, hint: str = "") -> None:
+    _CODES[code] = CodeInfo(code, meaning, severity, group, hint)
 
 
 # -- manifest and trust -------------------------------------------------------
-_c("manifest-invalid", "The manifest is not a well-formed manifest of a supported version (exit 2).", group="manifest")
-_c("manifest-unsupported", "The manifest uses a format version or feature this tool does not know (exit 2).", group="manifest")
-_c("weak-digest", "The manifest relies on a digest algorithm that is unknown or not cryptographic (md5, none, xxh3 alone).", group="manifest")
-_c("signature-invalid", "A signature by a trusted key does not verify over the manifest's canonical bytes.", group="trust")
-_c("signature-missing", "A key was given but the manifest carries no signature.", group="trust")
-_c("untrusted-key", "The manifest is signed, but by none of the keys given on the command line.", group="trust")
-_c("model-mismatch", "The manifest belongs to another model than --expect-model names.", group="trust")
-_c("revision-mismatch", "The manifest belongs to another revision than --expect-revision names (replay of an older manifest).", group="trust")
-_c("manifest-expired", "The manifest's expiry time has passed.", group="trust")
-_c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust")
+_c("manifest-invalid", "The manifest is not a well-formed manifest of a supported version (exit 2).", group="manifest", hint="get the manifest again from its publisher, or write a new one with `manifest create DIR`")
+_c("manifest-unsupported", "The manifest uses a format version or feature this tool does not know (exit 2).", group="manifest", hint="upgrade model-manifest (pip install -U model-manifest), or create the manifest again with this version")
+_c("weak-digest", "The manifest relies on a digest algorithm that is unknown or not cryptographic (md5, none, xxh3 alone).", group="manifest", hint="create the manifest again with a cryptographic digest: `manifest create DIR --hash sha256`")
+_c("signature-invalid", "A signature by a trusted key does not verify over the manifest's canonical bytes.", group="trust", hint="get the manifest again from its publisher; if you changed it yourself, sign it again with `manifest create DIR --key PRIVATE_KEY.pem`")
+_c("signature-missing", "A key was given but the manifest carries no signature.", group="trust", hint="ask the publisher for a signed manifest (`manifest create DIR --key PRIVATE_KEY.pem`), or verify without --key to compare the files only")
+_c("untrusted-key", "The manifest is signed, but by none of the keys given on the command line.", group="trust", hint="pass the publisher's public key with --key, or get a manifest signed by a key you trust")
+_c("model-mismatch", "The manifest belongs to another model than --expect-model names.", group="trust", hint="this manifest describes another model: use the manifest published with this model, or correct --expect-model")
+_c("revision-mismatch", "The manifest belongs to another revision than --expect-revision names (replay of an older manifest).", group="trust", hint="use the manifest of this revision (an older manifest may be replayed), or correct --expect-revision")
+_c("manifest-expired", "The manifest's expiry time has passed.", group="trust", hint="ask the publisher for a fresh manifest (`manifest create DIR --expires ... --key PRIVATE_KEY.pem`)")
+_c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust", hint="pass a PEM Ed25519 or ECDSA P-256 key (make a pair with `manifest keygen`)")
 # -- file set ---------------------------------------------------------------------
-_c("missing-file", "A file the manifest lists is not in the directory.")
-_c("extra-file", "The directory holds a file the manifest does not list.")
-_c("size-mismatch", "A file's size differs from the size the manifest records.")
-_c("digest-mismatch", "A file's digest differs from the digest the manifest records.")
-_c("file-changed", "A file changed while it was being read (size or mtime moved); its digest proves nothing.")
-_c("unsafe-path", "A path could escape the directory or is not portable (.., absolute, backslash, NUL, newline, symlink out or loop).")
-_c("path-collision", "Two paths differ only by case or Unicode normalization and would collide on some file systems.")
-_c("unsupported-file", "A symlink, FIFO, socket or device where a regular file is expected; it is never opened.")
-_c("unreadable", "A file or directory cannot be read (permission denied or I/O error) (exit 2 when nothing else can be checked).")
-_c("cached-digest", "A digest was taken from the stat cache instead of being recomputed (the file's size, mtime, inode and device are unchanged).", Severity.INFO)
+_c("missing-file", "A file the manifest lists is not in the directory.", hint="restore the file from the original checkpoint (download it again); if it was removed on purpose, create the manifest again")
+_c("extra-file", "The directory holds a file the manifest does not list.", hint="delete the file if it does not belong to the model; if it was added on purpose, create the manifest again")
+_c("size-mismatch", "A file's size differs from the size the manifest records.", hint="download the file again or restore it from the original checkpoint; if it was changed on purpose, create the manifest again")
+_c("digest-mismatch", "A file's digest differs from the digest the manifest records.", hint="the content changed: download the file again or restore it; if it was changed on purpose, create the manifest again")
+_c("file-changed", "A file changed while it was being read (size or mtime moved); its digest proves nothing.", hint="run again when nothing writes to the directory")
+_c("unsafe-path", "A path could escape the directory or is not portable (.., absolute, backslash, NUL, newline, symlink out or loop).", hint="remove or rename the path (no '..', absolute paths, backslashes, or links out of the directory)")
+_c("path-collision", "Two paths differ only by case or Unicode normalization and would collide on some file systems.", hint="rename one of the two files so that their names differ by more than case or Unicode normalization")
+_c("unsupported-file", "A symlink, FIFO, socket or device where a regular file is expected; it is never opened.", hint="replace it with a regular file, or delete it")
+_c("unreadable", "A file or directory cannot be read (permission denied or I/O error) (exit 2 when nothing else can be checked).", hint="check the file's permissions and the disk, then run again")
+_c("cached-digest", "A digest was taken from the stat cache instead of being recomputed (the file's size, mtime, inode and device are unchanged).", Severity.INFO, hint="run with --no-cache to hash every file again")
 # -- weights ------------------------------------------------------------------------
-_c("lfs-pointer", "A Git LFS pointer file stands in place of the real content.", group="weights")
-_c("truncated", "A file holds fewer or more bytes than its own header promises (interrupted or corrupted download).", group="weights")
-_c("header-invalid", "A safetensors header is malformed or breaks a format rule, or the file is not safetensors at all.", group="weights")
-_c("pickle-file", "A pickle-based weight file (.bin, .pt, .pth, .pkl, .ckpt) that would run code on load; lists its imports.", Severity.WARNING, group="weights")
-_c("index-mismatch", "A shard index (*.safetensors.index.json) disagrees with its shards.", group="weights")
-_c("tensor-mismatch", "A tensor was renamed, added, removed, or changed dtype or shape against the manifest.", group="weights")
-_c("memory-insufficient", "Loading the weights needs more memory than is available or than --memory-limit allows.", group="weights")
+_c("lfs-pointer", "A Git LFS pointer file stands in place of the real content.", group="weights", hint="run `git lfs install && git lfs pull`, or download the file from the Hub")
+_c("truncated", "A file holds fewer or more bytes than its own header promises (interrupted or corrupted download).", group="weights", hint="download the file again (`hf download ORG/NAME FILE`, or `git lfs pull`)")
+_c("header-invalid", "A safetensors header is malformed or breaks a format rule, or the file is not safetensors at all.", group="weights", hint="download the file again, or save the model again with save_pretrained")
+_c("pickle-file", "A pickle-based weight file (.bin, .pt, .pth, .pkl, .ckpt) that would run code on load; lists its imports.", Severity.WARNING, group="weights", hint="prefer a safetensors checkpoint; torch.load(weights_only=True) limits what runs")
+_c("index-mismatch", "A shard index (*.safetensors.index.json) disagrees with its shards.", group="weights", hint="save the checkpoint again (save_pretrained), or download the index and all its shards from one revision")
+_c("tensor-mismatch", "A tensor was renamed, added, removed, or changed dtype or shape against the manifest.", group="weights", hint="restore the weights the manifest was created for; if the change is intended (fine-tuning, a dtype cast), create the manifest again")
+_c("memory-insufficient", "Loading the weights needs more memory than is available or than --memory-limit allows.", group="weights", hint="load in a smaller dtype (torch_dtype), spread the model over devices (device_map), or use a machine with more memory")
 # -- semantics -----------------------------------------------------------------------
-_c("tokenizer-mismatch", "The tokenizer's vocabulary or id-changing settings differ from the manifest, or contradict the model (casing, special ids).", group="semantics")
-_c("label-map-mismatch", "id2label/label2id are inconsistent with each other or with the manifest.", group="semantics")
-_c("config-mismatch", "A recorded config fact (model_type, architectures, sizes, dtype, ...) differs from the manifest.", group="semantics")
-_c("shape-config-mismatch", "Config, tokenizer and weights disagree with each other (vocab size, label count, head present).", group="semantics")
-_c("version-unsatisfied", "An installed library version does not satisfy a requirement, or transformers does not know the model_type.", group="environment")
-_c("side-file-invalid", "A config or tokenizer file (config.json, tokenizer.json, vocab files, ...) is malformed.", group="semantics")
-_c("remote-code", "The checkpoint asks for custom code (auto_map or *.py files) that runs only with --trust-remote-code.", Severity.WARNING, group="semantics")
-_c("load-mismatch", "A structural load found state_dict keys or shapes that differ from the weights headers.", group="load")
-_c("load-failed", "The real load (from_pretrained and a forward pass) raised an error.", group="load")
+_c("tokenizer-mismatch", "The tokenizer's vocabulary or id-changing settings differ from the manifest, or contradict the model (casing, special ids).", group="semantics", hint="restore the tokenizer files (tokenizer.json, vocab files, tokenizer_config.json) the model was trained with")
+_c("label-map-mismatch", "id2label/label2id are inconsistent with each other or with the manifest.", group="semantics", hint="restore id2label/label2id in config.json to the labels the classifier head was trained with")
+_c("config-mismatch", "A recorded config fact (model_type, architectures, sizes, dtype, ...) differs from the manifest.", group="semantics", hint="restore config.json from the original checkpoint, or create the manifest again if the change is intended")
+_c("shape-config-mismatch", "Config, tokenizer and weights disagree with each other (vocab size, label count, head present).", group="semantics", hint="restore whichever of config.json, the tokenizer and the weights was changed, from the original checkpoint")
+_c("version-unsatisfied", "An installed library version does not satisfy a requirement, or transformers does not know the model_type.", group="environment", hint="install a version that satisfies the requirement (pip install 'NAME>=VERSION')")
+_c("side-file-invalid", "A config or tokenizer file (config.json, tokenizer.json, vocab files, ...) is malformed.", group="semantics", hint="restore the file from the original checkpoint")
+_c("remote-code", "The checkpoint asks for custom code (auto_map or *.py files) that runs only with --trust-remote-code.", Severity.WARNING, group="semantics", hint="read the code before loading; it runs only with trust_remote_code=True (--trust-remote-code)")
+_c("load-mismatch", "A structural load found state_dict keys or shapes that differ from the weights headers.", group="load", hint="restore config.json and the weights from one checkpoint (`manifest check DIR` names what disagrees)")
+_c("load-failed", "The real load (from_pretrained and a forward pass) raised an error.", group="load", hint="`manifest check DIR` names the usual causes without loading; the error names the rest")
 # -- Hugging Face cache ----------------------------------------------------------------
-_c("hub-record-mismatch", "A cached file disagrees with the Hub's own record in the cache (blob name, tree listing).", group="hub")
-_c("incomplete-download", "The cache holds an unfinished download (*.incomplete blob) or a snapshot misses a file.", group="hub")
+_c("hub-record-mismatch", "A cached file disagrees with the Hub's own record in the cache (blob name, tree listing).", group="hub", hint="the cached file is not what the Hub served: download it again (`hf download ORG/NAME FILE --force-download`)")
+_c("incomplete-download", "The cache holds an unfinished download (*.incomplete blob) or a snapshot misses a file.", group="hub", hint="download the model again (`hf download ORG/NAME`): an interrupted download resumes")
 # -- the run itself (one-line errors, exit 2 or 130) ---------------------------------------
-_c("usage", "The command line is wrong (unknown option value, conflicting options) (exit 2).", group="run")
-_c("input-invalid", "An input file is unusable: over a size cap, or not of the expected kind (exit 2).", group="run")
-_c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run")
-_c("write-failed", "The manifest could not be written (no such directory, no space, no permission); nothing partial is left (exit 2).", group="run")
-_c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run")
+_c("usage", "The command line is wrong (unknown option value, conflicting options) (exit 2).", group="run", hint="see `manifest COMMAND --help`")
+_c("input-invalid", "An input file is unusable: over a size cap, or not of the expected kind (exit 2).", group="run", hint="pass a file of the expected kind and size")
+_c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run", hint="run the command again")
+_c("write-failed", "The manifest could not be written (no such directory, no space, no permission); nothing partial is left (exit 2).", group="run", hint="check that the output directory exists, is writable and has space")
+_c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run", hint="run again with MANIFEST_DEBUG=1 and report the traceback")
 
 
 def code_info(code: str) -> CodeInfo:
@@ -115,8 +116,10 @@ class Finding:
 
     @classmethod
     def of(cls, code: str, message: str, **kw: Any) -> Finding:
-        """A finding with the code's default severity."""
+        """A finding with the code's default severity and, unless one is given, its default hint."""
         kw.setdefault("severity", _CODES[code].severity)
+        if not kw.get("hint"):
+            kw["hint"] = _CODES[code].hint or None
         return cls(code, message, **kw)
 
     @property

@@ -19,28 +19,14 @@ import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+from .hints import STALE_CODES
+from .hints import refresh_command as _refresh
 from .inventory import DEFAULT_MANIFEST_NAME
 
-# Findings that mean "the files moved on from the manifest" (a refresh records the change);
-# anything else means a file is broken or unsafe, and refreshing would record the damage.
-STALE_CODES = frozenset(
-    {
-        "digest-mismatch",
-        "size-mismatch",
-        "missing-file",
-        "extra-file",
-        "tensor-mismatch",
-        "config-mismatch",
-        "tokenizer-mismatch",
-        "label-map-mismatch",
-        "index-mismatch",
-    }
-)
 _GIT_TIMEOUT = 60
 
 
@@ -145,21 +131,8 @@ def find_manifests(top: Path, name: str = DEFAULT_MANIFEST_NAME) -> list[Path]:
 
 def refresh_command(directory: str, m: Any, manifest_name: str, key: str | None) -> str:
     """The one command that rewrites the manifest with the same settings."""
-    parts = ["manifest", "create", directory]
-    if manifest_name != DEFAULT_MANIFEST_NAME:
-        parts += ["-o", os.path.join(directory, manifest_name)]
-    if key or m.signatures:
-        parts += ["--key", key or "PRIVATE_KEY.pem"]
-    if m.model_id:
-        parts += ["--model-id", m.model_id]
-    if m.revision:
-        parts += ["--revision", m.revision]
-    if m.expires and m.expires > datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"):
-        parts += ["--expires", m.expires]
-    if m.algorithms != ["sha256"]:
-        for a in m.algorithms:
-            parts += ["--hash", a]
-    return " ".join(shlex.quote(p) for p in parts)
+    output = os.path.join(directory, manifest_name) if manifest_name != DEFAULT_MANIFEST_NAME else None
+    return _refresh(directory, m, output=output, key=key)
 
 
 # --------------------------------------------------------------------------- the hook

@@ -39,6 +39,9 @@ def codes_md() -> str:
         "`error` findings fail verification (exit 1); `warning` and `info` findings are shown but do not.",
         "Errors that stop a run before any check (malformed manifest, unreadable directory, bad key) exit 2",
         "with one line `error[CODE]: ...` on stderr.",
+        "Every finding carries a fix (`fix:` in the text report, `hint` in JSON): the default below, or a more",
+        "precise one from the check that found it. When `verify` finds only changes that may be intended",
+        "(files added, removed or edited), the fix ends with the exact `manifest create` command that records them.",
         "",
     ]
     by_group: dict[str, list] = {}
@@ -47,8 +50,8 @@ def codes_md() -> str:
     for g, title in GROUPS.items():
         if g not in by_group:
             continue
-        lines += [f"## {title}", "", "| code | severity | meaning |", "| --- | --- | --- |"]
-        lines += [f"| `{i.code}` | {i.severity.value} | {i.meaning} |" for i in by_group[g]]
+        lines += [f"## {title}", "", "| code | severity | meaning | default fix |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{i.code}` | {i.severity.value} | {i.meaning} | {i.hint} |" for i in by_group[g]]
         lines.append("")
     return "\n".join(lines)
 

@@ -103,6 +103,16 @@ class HubSection:
         return ()
 
 
+def fetch_again(snap: Any, rel: str | None = None, *, force: bool = False) -> str:
+    """The ``hf download`` command that fetches ``rel`` (default: the whole snapshot) of this commit again."""
+    import shlex
+
+    parts = ["hf", "download", snap.repo_id, *([rel] if rel else []), "--revision", snap.commit]
+    if force:
+        parts.append("--force-download")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterator[Finding]:
     report.facts["hub"] = {"repo_id": snap.repo_id, "revision": snap.revision, "commit": snap.commit, "snapshot": str(snap.root)}
     blobs = os.path.realpath(snap.blobs)
@@ -133,6 +143,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     f"the snapshot links to blob {os.path.basename(os.readlink(full))}, "
                     "which is not in the cache (deleted or never finished)",
                     path=rel,
+                    hint=f"download it again: {fetch_again(snap, rel)}",
                 )
     if tree is not None:
         for rel in sorted(tree):
@@ -142,6 +153,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     f"listed by the Hub for commit {snap.commit[:12]} but missing from the snapshot",
                     path=rel,
                     expected=tree[rel].size,
+                    hint=f"download it: {fetch_again(snap, rel)}",
                 )
         report.mark_checked("hub-tree")
     # -- unfinished downloads in this repo's blob store
@@ -154,19 +166,22 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
         etag = n[: -len(".incomplete")]
         owner = wanted.get(etag)
         if owner is not None:
-            yield Finding.of("incomplete-download", f"its download never finished (blobs/{n} is partial)", path=owner)
+            yield Finding.of("incomplete-download", f"its download never finished (blobs/{n} is partial)", path=owner,
+                             hint=f"finish the download (it resumes): {fetch_again(snap, owner)}")
         elif tree is not None:
             yield Finding.of(
                 "incomplete-download",
                 f"blobs/{n} is an unfinished download of a file not in commit {snap.commit[:12]}",
                 path=f"blobs/{n}",
                 severity=Severity.WARNING,
+                hint=f"delete blobs/{n}, or finish the download it belongs to",
             )
         else:
             yield Finding.of(
                 "incomplete-download",
                 f"blobs/{n} is an unfinished download (no tree listing tells which file it belongs to)",
                 path=f"blobs/{n}",
+                hint=f"finish the download (it resumes): {fetch_again(snap)}",
             )
     # -- every file against its blob name and the listing
     lfs_todo: list[tuple[FileInfo, str]] = []
@@ -182,6 +197,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     path=rel,
                     expected=entry.size,
                     actual=info.size,
+                    hint=f"download it again: {fetch_again(snap, rel, force=True)}",
                 )
                 continue
             if blob is not None and entry.blob_name is not None and blob != entry.blob_name:
@@ -191,6 +207,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     path=rel,
                     expected=entry.blob_name,
                     actual=blob,
+                    hint=f"download it again: {fetch_again(snap, rel, force=True)}",
                 )
                 continue
         elif tree is not None and rel not in tree:
@@ -198,6 +215,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                 "hub-record-mismatch",
                 f"not in the Hub's listing of commit {snap.commit[:12]} (added to the snapshot by hand?)",
                 path=rel,
+                hint="delete it from the snapshot: the cache holds only what the Hub served",
             )
             uncovered.append(rel)
             continue
@@ -217,6 +235,7 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     path=rel,
                     expected=blob,
                     actual=got,
+                    hint=f"download it again: {fetch_again(snap, rel, force=True)}",
                 )
         elif _SHA256.match(blob):
             lfs_todo.append((info, blob))
@@ -256,5 +275,6 @@ def _check_lfs(art: Artifact, todo: list[tuple[FileInfo, str]], opts: Options, r
                 path=info.path,
                 expected=blob,
                 actual=res["sha256"],
+                hint=f"download it again: {fetch_again(art._memo['hub'], info.path, force=True)}",
             )
     report.mark_checked("hub-lfs-content")
