@@ -293,7 +293,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
             report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
         # 5. Digests, unless the cheap checks already decided.
         if report.errors and not opts.exhaustive:
-            report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
+            report.mark_not_checked("digests", digests_skipped(len(report.errors)))
         elif pending is None:
             report.mark_not_checked("digests", "the manifest records no usable digest")
         else:
@@ -305,6 +305,11 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         report.facts["digest_guarantee"] = "non-cryptographic (xxh3-128): catches accidents, not tampering"
     # 6. Load tier.
     _load_tier(art, opts, report)
+
+
+def digests_skipped(n_errors: int) -> str:
+    """Why the digests were not compared: the cheaper checks already failed the run."""
+    return f"skipped after {n_errors} error{'s' if n_errors != 1 else ''}; --exhaustive hashes anyway"
 
 
 def _load_tier(art: Artifact, opts: Options, report: Report) -> None:

@@ -396,7 +396,7 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
     mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
     for a malformed or unsupported bundle (exit 2)."""
-    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, resolve_target
+    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, digests_skipped, resolve_target
     from .sections import all_sections
     from .statcache import manifest_identity
 
@@ -456,7 +456,7 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
         # 4. Digests.
         todo = [p for p in b.resources if p in art.files]
         if report.errors and not opts.exhaustive:
-            report.mark_not_checked("digests", "skipped: cheaper checks already failed (use --exhaustive to hash anyway)")
+            report.mark_not_checked("digests", digests_skipped(len(report.errors)))
         else:
             expected = {p: {b.hash_type: d} for p, d in b.resources.items()}
             cache_key = ("verify", str(root.resolve()), manifest_identity(b.payload))

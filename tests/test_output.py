@@ -89,7 +89,7 @@ def test_findings_in_many_scenarios_all_carry_a_fix(minilm, keypair, tmp_path):
     assert p.returncode == 0, p.stderr
     assert api.verify(minilm, keys=[load_public_key(pub)]).ok  # the command did record the change
     # 2. Claims and trust.
-    r = api.verify(clean, expect_model="org/other", expect_revision="v2")
+    r = api.verify(clean, expect_model="org/other", expect_revision="v2", integrity_only=True)
     seen |= _no_hintless(r)
     other = tmp_path / "other.pub.pem"
     from manifest.signing import generate, write_keypair
@@ -107,10 +107,10 @@ def test_findings_in_many_scenarios_all_carry_a_fix(minilm, keypair, tmp_path):
     r = api.check(broken)
     seen |= _no_hintless(r)
     # 4. The damage is not a change to record: no refresh command is offered for it.
-    r = api.verify(clean)
+    r = api.verify(clean, integrity_only=True)
     assert r.ok
     shutil.copy(broken / "model.safetensors", clean / "model.safetensors")
-    r = api.verify(clean)
+    r = api.verify(clean, integrity_only=True)
     seen |= _no_hintless(r)
     assert "truncated" in r.codes() and not any("manifest create" in f.hint for f in r.findings)
     assert {"missing-file", "extra-file", "size-mismatch", "digest-mismatch", "model-mismatch", "revision-mismatch",
@@ -135,3 +135,16 @@ def test_hub_cache_findings_name_the_download_command(tmp_path, minilm_src, monk
     by_path = {f.path: f.hint for f in r.findings}
     assert by_path["vocab.txt"].endswith(f"hf download {REPO} vocab.txt --revision {COMMIT}")
     assert by_path["tokenizer.json"].endswith(f"hf download {REPO} tokenizer.json --revision {COMMIT} --force-download")
+
+
+# ----------------------------------------------------------------------------- what was skipped
+def test_skipped_digests_are_named_with_the_error_count(minilm, cli):
+    assert cli("create", minilm, "-q").code == 0
+    (minilm / "vocab.txt").unlink()
+    (minilm / "README.md").write_text("changed\n")
+    r = cli("verify", minilm, "--no-signature")
+    assert r.code == 1
+    assert "  not checked: digests: skipped after 2 errors; --exhaustive hashes anyway" in r.out.splitlines(), r.out
+    r = cli("verify", minilm, "--no-signature", "--exhaustive", "--json")
+    doc = __import__("json").loads(r.out)
+    assert "digests" in doc["checked"] and "digests" not in {n["check"] for n in doc["not_checked"]}
