@@ -158,17 +158,18 @@ def create(
         expires=expires,
         sections=sections,
     )
+    signed = m.signed_bytes()  # the one canonicalization of this run: signed, and the caches' key
     if key is not None:
         from .signing import sign
 
-        m.signatures = [sign(m.signed_bytes(), key)]
+        m.signatures = [sign(signed, key)]
     if write:
         try:
             write_atomic(out, m.dumps().encode("utf-8"))
         except OSError as e:
             raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
     if create_cache is not None:  # the first verify of this manifest then needs no read
-        create_cache.save_as(("verify", str(root.resolve()), _identity(m)), list(m.files))
+        create_cache.save_as(("verify", str(root.resolve()), _identity(m, signed)), list(m.files))
     return m
 
 

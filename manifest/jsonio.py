@@ -105,33 +105,178 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
     return value
 
 
+# ----------------------------------------------------------------------------- canonical
+# RFC 8785 and the C encoder with sorted keys, compact separators and ensure_ascii=False
+# write the same bytes for the same JSON data except in four places, each checked before
+# the C encoder's text is used:
+# - keys are sorted by UTF-16 code units (RFC 8785) or by code points (Python): the two
+#   orders differ only when a key holds a character outside the BMP;
+# - numbers: RFC 8785 writes ECMAScript's shortest double form (``1e+16`` is
+#   ``10000000000000000``, ``1.0`` is ``1``) and refuses integers beyond 2**53 - 1, which
+#   Python writes as they are;
+# - lone surrogates: RFC 8785 refuses them; the encoder passes them on, and they fail to
+#   encode as UTF-8;
+# - types: RFC 8785 refuses keys that are not strings; the encoder turns 1, True or None
+#   keys into strings.
+# String escaping is the same (``\"``, ``\\``, ``\b\f\n\r\t``, other controls as
+# ``\u00xx`` in lower case, and U+2028/U+2029 and DEL as themselves), and so are ``true``,
+# ``false``, ``null`` and integers within 2**53. tests/test_canonical.py checks byte
+# equality with ``rfc8785`` on generated documents and on each of these edge cases.
+_SAFE_INT = (1 << 53) - 1
+_NON_BMP = re.compile("[\U00010000-\U0010FFFF]")
+_STR_ONLY = frozenset({str})
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _plain(obj: Any) -> bool:
+    """True when ``obj`` is JSON data whose canonical form the C encoder writes: containers
+    of exactly dict/list/tuple, string keys within the BMP, integers within 2**53, strings,
+    booleans and null; no float anywhere."""
+    stack = [obj]
+    pop, extend = stack.pop, stack.extend
+    try:
+        while stack:
+            o = pop()
+            t = type(o)
+            if t is str or t is bool or o is None:
+                continue
+            if t is int:
+                if -_SAFE_INT <= o <= _SAFE_INT:
+                    continue
+                return False
+            if t is dict:
+                if not _STR_ONLY.issuperset(map(type, o)):
+                    return False
+                if not all(map(str.isascii, o)) and any(_NON_BMP.search(k) for k in o):
+                    return False
+                extend(o.values())
+            elif t is list or t is tuple:
+                extend(o)
+            else:
+                return False
+    except TypeError:
+        return False
+    return True
+
+
+def fast_canonical(obj: Any) -> bytes | None:
+    """The RFC 8785 bytes of ``obj`` written by the C encoder, or None when ``obj`` holds
+    something on which the two differ (a float, an integer beyond 2**53, a key outside
+    the BMP or not a string, a lone surrogate, a type other than JSON's)."""
+    try:
+        text = _CANONICAL(obj)  # first: it refuses a cyclic document, which _plain would walk forever
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not _plain(obj):
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+
+
 def canonical_bytes(obj: Any) -> bytes:
-    """RFC 8785 (JCS) canonical form: the exact bytes that are signed."""
+    """RFC 8785 (JCS) canonical form: the exact bytes that are signed.
+
+    The C encoder writes them (:func:`fast_canonical`) unless the document holds what
+    it would write differently; then ``rfc8785`` does."""
+    fast = fast_canonical(obj)
+    if fast is not None:
+        return fast
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
         raise JSONError(f"cannot canonicalize: {e}") from None
 
 
+# ----------------------------------------------------------------------------- pretty
+_HOLE = "\udfff"  # a lone surrogate stands for a value written on one line: no writable document holds one
+
+
+def _leaf_encoder() -> Any:
+    """The compact ``", "`` / ``": "`` form of one value, sorted keys, by the C encoder
+    (called directly: ``JSONEncoder.encode`` builds a new C encoder on every call)."""
+    fallback = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(", ", ": "), allow_nan=False).encode
+    try:
+        from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+
+        if c_make_encoder is None:
+            return fallback
+
+        def default(o: Any) -> Any:
+            raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+        enc = c_make_encoder(None, default, encode_basestring, None, ": ", ", ", True, False, False)
+        if "".join(enc({"b": [1, "\u00e9"], "a": None}, 0)) != '{"a": null, "b": [1, "\u00e9"]}':  # pragma: no cover
+            return fallback
+    except (ImportError, TypeError):  # pragma: no cover - another Python's encoder
+        return fallback
+    return lambda o: "".join(enc(o, 0))
+
+
+_leaf = _leaf_encoder()
+
+
+def _wider_than(o: Any, budget: int) -> bool:
+    """True when the compact form of ``o`` is surely longer than ``budget`` characters
+    (a lower bound, given up as soon as it is over: a 100k-entry table is not encoded
+    only to learn that it does not fit on a line)."""
+    n = 0
+    stack = [o]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t is dict:
+            n += 2 * len(x)
+            for k, v in x.items():
+                n += len(k) + 3
+                if n > budget:
+                    return True
+                stack.append(v)
+        elif t is list or t is tuple:
+            n += 2 * len(x)
+            if n > budget:
+                return True
+            stack.extend(x)
+        elif t is str:
+            n += len(x) + 2
+        else:
+            n += 1
+        if n > budget:
+            return True
+    return False
+
+
 def dumps_pretty(obj: Any, *, width: int = 160) -> str:
     """Stable, diffable JSON: keys sorted, 2-space indent, and any object or array
     whose compact form fits in ``width`` columns kept on one line (so a file table has
-    one file per line, a tensor table one tensor per line)."""
+    one file per line, a tensor table one tensor per line).
 
-    def compact(o: Any) -> str:
-        return json.dumps(o, sort_keys=True, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
+    The layout is the standard encoder's (``json.dumps(indent=2)``); each value that
+    fits on a line is encoded compactly by the C encoder first and stands in the
+    indented document as a placeholder until it is put back."""
+    leaves: list[str] = []
 
-    def render(o: Any, indent: int) -> str:
-        if not isinstance(o, (dict, list)) or not o:
-            return compact(o)
-        flat = compact(o)
-        if len(flat) + indent <= width and indent > 0:
-            return flat
-        pad = " " * (indent + 2)
-        if isinstance(o, dict):
-            items = [f"{pad}{compact(k)}: {render(o[k], indent + 2)}" for k in sorted(o)]
-            return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-        items = [pad + render(v, indent + 2) for v in o]
-        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    def shape(o: Any, indent: int) -> Any:
+        t = type(o)
+        if not (t is dict or t is list or t is tuple) or not o:
+            return o
+        if indent > 0 and not _wider_than(o, width - indent):
+            flat = _leaf(o)
+            if len(flat) + indent <= width:
+                leaves.append(flat)
+                return _HOLE
+        if t is dict:
+            return {k: shape(o[k], indent + 2) for k in sorted(o)}
+        return [shape(v, indent + 2) for v in o]
 
-    return render(obj, 0) + "\n"
+    text = json.dumps(shape(obj, 0), indent=2, ensure_ascii=False, allow_nan=False)
+    parts = text.split(f'"{_HOLE}"')
+    if len(parts) != len(leaves) + 1:  # a string equal to the placeholder: it cannot be written anyway
+        raise JSONError("cannot pretty-print: a lone surrogate")
+    out = [parts[0]]
+    for leaf, rest in zip(leaves, parts[1:], strict=True):
+        out.append(leaf)
+        out.append(rest)
+    out.append("\n")
+    return "".join(out)

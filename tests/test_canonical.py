@@ -1,0 +1,182 @@
+"""Canonical JSON: the C-encoder fast path writes exactly the bytes ``rfc8785`` writes,
+and the pretty printer keeps the layout of the manifest.
+
+* on generated documents (any JSON value, keys and strings drawn with control
+  characters, U+2028/U+2029, DEL, characters outside the BMP and lone surrogates;
+  integers on both sides of 2**53; floats), :func:`canonical_bytes` equals
+  ``rfc8785.dumps`` or both refuse;
+* the fast path is taken for every document without a float, a big integer or a
+  non-BMP key (so the equality above is not the fallback comparing with itself), and
+  each known difference between the two encoders sends a document to the fallback;
+* pretty text parses back to the same document, and is laid out as the reference
+  printer below lays it out (the layout every manifest so far was written in).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from manifest.document import Manifest
+from manifest.jsonio import JSONError, canonical_bytes, dumps_pretty, fast_canonical, loads_strict
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EDGE_CHARS = ["\x00", "\x07", "\x08", "\x0c", "\x1f", "\x7f", '"', "\\", "/", "\u2028", "\u2029", "\u00e9", "\ue000", "\uffff",
+              "\U00010000", "\U0001f600", "\U0010ffff"]
+SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
+BIG = [2**53 - 1, 2**53, -(2**53 - 1), -(2**53), 2**63, -(2**64)]
+
+
+def chars(surrogates: bool) -> st.SearchStrategy[str]:
+    pool = [st.characters(max_codepoint=0x7F), st.characters(blacklist_categories=("Cs",)), st.sampled_from(EDGE_CHARS)]
+    if surrogates:
+        pool.append(st.sampled_from(SURROGATES))
+    return st.one_of(*pool)
+
+
+def documents(*, floats: bool, surrogates: bool, big: bool) -> st.SearchStrategy[Any]:
+    text = st.text(chars(surrogates), max_size=6)
+    ints = st.integers(-(2**53 - 1), 2**53 - 1) | (st.sampled_from(BIG) if big else st.nothing())
+    scalars = st.none() | st.booleans() | ints | text
+    if floats:
+        scalars = scalars | st.floats(allow_nan=False, allow_infinity=False)
+    return st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(text, c, max_size=5), max_leaves=30)
+
+
+def rfc(obj: Any) -> bytes | None:
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError):
+        return None
+
+
+def ours(obj: Any) -> bytes | None:
+    try:
+        return canonical_bytes(obj)
+    except JSONError:
+        return None
+
+
+@SETTINGS
+@given(documents(floats=True, surrogates=True, big=True))
+def test_canonical_bytes_equal_rfc8785_on_any_document(doc: Any) -> None:
+    assert ours(doc) == rfc(doc)
+    fast = fast_canonical(doc)
+    assert fast is None or fast == rfc(doc)
+
+
+def _non_bmp_key(doc: Any) -> bool:
+    stack = [doc]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            if any(max(map(ord, k), default=0) > 0xFFFF for k in o):
+                return True
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+    return False
+
+
+@SETTINGS
+@given(documents(floats=False, surrogates=False, big=False))
+def test_fast_path_writes_every_document_without_floats_or_non_bmp_keys(doc: Any) -> None:
+    fast = fast_canonical(doc)
+    if _non_bmp_key(doc):
+        assert fast is None or fast == rfc8785.dumps(doc)
+    else:
+        assert fast is not None
+        assert fast == rfc8785.dumps(doc)
+
+
+@pytest.mark.parametrize("doc", [
+    {"\U0001f600": 1, "\ue000": 2},  # UTF-16 puts the surrogate pair first, code points put U+E000 first
+    {"a": {"\U00010000x": 1, "\uffff": 2}},
+    [1.0], {"x": 1e16}, [1e-7], [0.1], [-0.0], [5e-324], [1.7976931348623157e308],  # ECMAScript number forms
+    [2**53], [-(2**53)], {"n": 2**63},  # beyond the integers a double holds: rfc8785 refuses
+    {1: "a"}, {True: 1}, {None: 1}, {"a": {2.5: 1}},  # keys that are not strings: rfc8785 refuses, json would convert
+    ["\ud800"], {"\udfff": 1}, {"k": ["a\udc00b"]},  # lone surrogates: refused by both
+    [float("nan")], [float("inf")],
+    [b"bytes"], {"s": {1, 2}},
+])
+def test_each_difference_goes_to_the_fallback(doc: Any) -> None:
+    assert fast_canonical(doc) is None
+    assert ours(doc) == rfc(doc)
+
+
+@pytest.mark.parametrize("doc", [
+    {"s": "".join(EDGE_CHARS[:13])},  # every escape RFC 8785 and the C encoder share, and the characters neither escapes
+    {"".join(EDGE_CHARS[:13]): [True, False, None, 0, -1, 2**53 - 1, -(2**53 - 1)]},
+    {"b": 1, "a": 2, "\u00e9": 3, "A": 4, "\uffff": 5, "": 6},
+    ("tuple", ["list"], {}, [], ""),
+])
+def test_fast_path_on_edge_cases_that_need_no_fallback(doc: Any) -> None:
+    fast = fast_canonical(doc)
+    assert fast is not None
+    assert fast == rfc8785.dumps(doc)
+
+
+def test_a_cyclic_document_is_refused_not_walked_forever() -> None:
+    doc: list[Any] = []
+    doc.append(doc)
+    assert fast_canonical(doc) is None
+
+
+# ----------------------------------------------------------------------------- pretty
+def reference_pretty(obj: Any, width: int = 160) -> str:
+    """The manifest layout, written the slow and obvious way."""
+
+    def compact(o: Any) -> str:
+        return json.dumps(o, sort_keys=True, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
+
+    def render(o: Any, indent: int) -> str:
+        if not isinstance(o, (dict, list)) or not o:
+            return compact(o)
+        flat = compact(o)
+        if len(flat) + indent <= width and indent > 0:
+            return flat
+        pad = " " * (indent + 2)
+        if isinstance(o, dict):
+            items = [f"{pad}{compact(k)}: {render(o[k], indent + 2)}" for k in sorted(o)]
+            return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+        items = [pad + render(v, indent + 2) for v in o]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+    return render(obj, 0) + "\n"
+
+
+wide_text = st.text(chars(False), max_size=40)
+pretty_docs = st.recursive(st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.floats(allow_nan=False, allow_infinity=False) | wide_text,
+                           lambda c: st.lists(c, max_size=6) | st.dictionaries(wide_text, c, max_size=6), max_leaves=60)
+
+
+@SETTINGS
+@given(pretty_docs, st.sampled_from([20, 60, 160]))
+def test_pretty_text_round_trips_and_keeps_the_layout(doc: Any, width: int) -> None:
+    text = dumps_pretty(doc, width=width)
+    assert text == reference_pretty(doc, width)
+    assert json.loads(text) == doc
+    assert canonical_bytes(loads_strict(text.encode())) == canonical_bytes(doc)
+
+
+def test_pretty_text_of_a_real_manifest_is_the_reference_layout(minilm_src: Any, tmp_path: Any) -> None:
+    from manifest import api
+    from manifest.options import Options
+
+    m = api.create(minilm_src, write=False, options=Options(use_cache=False))
+    text = m.dumps()
+    assert text == reference_pretty(m.to_document())
+    assert Manifest.loads(text.encode()).signed_payload() == m.signed_bytes()
+
+
+@pytest.mark.parametrize("value", ["\udfff", "\ud800", "a\udfffb"])
+def test_a_lone_surrogate_never_reaches_a_written_manifest(value: str) -> None:
+    """The placeholder is a lone surrogate: a string equal to it is refused, any other
+    lone surrogate fails to encode, so a placeholder can never be confused with data."""
+    with pytest.raises((JSONError, UnicodeEncodeError)):
+        dumps_pretty({"a": value, "b": [value]}).encode("utf-8")
