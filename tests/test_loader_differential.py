@@ -1,0 +1,340 @@
+"""Issue 11: a pass means the loader gets exactly what was signed.
+
+Each attack below is tried on a signed copy of a real checkpoint (the bundled MiniLM, and a
+real fine-tuned BertForTokenClassification built from it), and two things are asserted:
+
+(a) the real loaders see the difference: what transformers / safetensors / huggingface_hub
+    load from the attacked copy differs from what they load from the signed one (a tokenizer
+    fingerprint, config values, a chat template, or a digest of the state dict as loaded);
+(b) ``manifest verify --key PUB --expect-model M --expect-revision R --no-cache`` does not
+    exit 0 on the attacked copy.
+
+Every load runs in ONE subprocess (tests/loader_fingerprint.py), for every attack at once:
+this process never imports torch or transformers.
+
+The sweep plants every file name that transformers 5 looks up by name or pattern in a model
+folder (``LOADER_NAMES``, each with the place in the installed transformers it comes from),
+as a file, as an empty directory and as a non-empty directory, at the root and nested, in a
+signed model, and asserts verify fails on every one. A guard test reads the installed
+transformers' source so that a version that adds a name is noticed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_hfcache import COMMIT as HUB_COMMIT
+from test_hfcache import REPO as HUB_REPO
+from test_hfcache import build_cache
+
+from manifest import api
+from manifest.options import Options
+from manifest.signing import generate, write_keypair
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+TOKCLS_ID = "example/minilm-token-classification"
+REVISION = "r1"
+HERE = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None,
+    reason="needs transformers and torch (test extra)",
+)
+
+
+# =========================================================================== the signed bases
+@dataclass(frozen=True)
+class Base:
+    dir: Path
+    model_id: str
+
+
+@dataclass
+class Lab:
+    """Signed copies of the real checkpoints (read-only: attacks work on hard-linked clones)."""
+
+    root: Path
+    priv: Path
+    pub: Path
+    key: Any
+    bases: dict[str, Base]
+    hub_manifest: Path  # the signed manifest of the Hugging Face cache base (kept outside the cache)
+
+    def clone(self, base: str, dst: Path) -> Path:
+        """A clone of a signed base: side files copied, weights hard-linked (never written through).
+        The Hugging Face cache is cloned whole (HF_HOME), its links kept as links."""
+        src = self.bases[base].dir
+        if base == "hub":
+            shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
+            return dst
+        for p in sorted(src.rglob("*")):
+            rel = p.relative_to(src)
+            if p.is_dir():
+                (dst / rel).mkdir(parents=True, exist_ok=True)
+                continue
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            if p.suffix == ".safetensors":
+                os.link(p, dst / rel)
+            else:
+                shutil.copy2(p, dst / rel)
+        return dst
+
+
+def _sign(d: Path, key: Any, model_id: str) -> None:
+    api.create(d, key=key, model_id=model_id, revision=REVISION, options=Options(use_cache=False))
+
+
+def _copy(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", *skip))
+    return dst
+
+
+def _make_lab(root: Path, minilm_src: Path, tokcls_build: Path) -> Lab:
+    key = generate("ecdsa-p256")  # the key type both this tool and OpenSSF model_signing accept
+    write_keypair(key, root / "k.pem", root / "k.pub.pem")
+    bases = {
+        # the real MiniLM, as published
+        "minilm": Base(_copy(minilm_src, root / "minilm"), MINILM_ID),
+        # MiniLM signed without tokenizer.json (a slow-tokenizer repo: vocab.txt only)
+        "minilm-notok": Base(_copy(minilm_src, root / "minilm-notok", ("tokenizer.json",)), MINILM_ID),
+        # a real fine-tuned BertForTokenClassification (5 labels), saved by transformers
+        "tokcls": Base(_copy(tokcls_build / "clean", root / "tokcls"), TOKCLS_ID),
+    }
+    for b in bases.values():
+        _sign(b.dir, key, b.model_id)
+    # the MiniLM as `hf download` leaves it in a Hugging Face cache (HF_HOME), signed by repo id
+    cache = build_cache(minilm_src, root / "hf")
+    bases["hub"] = Base(cache.home, HUB_REPO)
+    p = subprocess.run([sys.executable, "-m", "manifest", "create", HUB_REPO, "-o", str(root / "hub-manifest.json"), "--key",
+                        str(root / "k.pem"), "--model-id", HUB_REPO, "--revision", HUB_COMMIT, "--no-cache", "-q"],
+                       env={**os.environ, **_hub_env(cache.home)}, capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr
+    # and the same MiniLM signed by the OpenSSF reference signer, for the verifier differential
+    ms_sign(bases["minilm"].dir, root / "k.pem", root / "minilm.ms.sig")
+    return Lab(root, root / "k.pem", root / "k.pub.pem", key, bases, root / "hub-manifest.json")
+
+
+def _hub_env(home: Path) -> dict[str, str]:
+    return {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "", "HUGGINGFACE_HUB_CACHE": ""}
+
+
+def _hub_attack(d: Path, lab: Lab, mutate: Callable[[Path], None]) -> Prepared:
+    """An attack on a clone of the signed Hugging Face cache (``d`` is its HF_HOME): loaded by
+    repo id, verified by repo id against the signed manifest."""
+    mutate(d / "hub" / ("models--" + HUB_REPO.replace("/", "--")))
+    args = ["verify", HUB_REPO, "-m", str(lab.hub_manifest), "--key", str(lab.pub), "--expect-model", HUB_REPO,
+            "--expect-revision", HUB_COMMIT, "--no-cache", "--json", "-q"]
+    return Prepared(d, _hub_job(d), [args], _hub_env(d))
+
+
+def _hub_job(home: Path) -> dict[str, Any]:
+    return {"kind": "hub", "repo_id": HUB_REPO, "cache_dir": str(home / "hub")}
+
+
+def _no_exist(repo_dir: Path, rel: str) -> None:
+    """What huggingface_hub writes when the Hub answered 404 for ``rel`` at the commit."""
+    marker = repo_dir / ".no_exist" / HUB_COMMIT / rel
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
+def ms_sign(model: Path, priv: Path, sig: Path) -> None:
+    """``model_signing sign key`` (the real OpenSSF Model Signing library, in-process)."""
+    import model_signing
+
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).set_hashing_config(
+        model_signing.hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=True)).sign(model, sig)
+
+
+def ms_verify(model: Path, sig: Path, pub: Path) -> str | None:
+    """``model_signing verify key`` in-process: None when it verifies, else its error."""
+    import model_signing
+
+    try:
+        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).set_hashing_config(
+            model_signing.hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=True)).verify(model, sig)
+    except Exception as e:  # model_signing raises ValueError and cryptography's InvalidSignature
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+# =========================================================================== the attacks
+@dataclass
+class Prepared:
+    """What an attack built: the directory a loader is given, the load job, the verify calls."""
+
+    dir: Path
+    job: dict[str, Any]
+    verify: list[list[str]] = field(default_factory=list)  # every one must exit non-zero
+    env: dict[str, str] = field(default_factory=dict)  # for the verify calls
+
+
+@dataclass(frozen=True)
+class Attack:
+    cls: int  # the class of issue 11 it belongs to
+    base: str
+    kind: str  # loader job kind (tests/loader_fingerprint.py)
+    fields: tuple[str, ...]  # fingerprint fields that must differ from the signed load
+    build: Callable[[Path, Lab], Prepared | None]
+
+
+ATTACKS: dict[str, Attack] = {}
+
+
+def attack(cls: int, base: str, kind: str, *fields: str) -> Callable[[Callable[[Path, Lab], Prepared | None]], Any]:
+    def deco(fn: Callable[[Path, Lab], Prepared | None]) -> Any:
+        ATTACKS[fn.__name__.removeprefix("attack_")] = Attack(cls, base, kind, fields, fn)
+        return fn
+
+    return deco
+
+
+def verify_args(lab: Lab, d: Path, base: str, *extra: str) -> list[str]:
+    return ["verify", str(d), "--key", str(lab.pub), "--expect-model", lab.bases[base].model_id,
+            "--expect-revision", REVISION, "--no-cache", "--json", "-q", *extra]
+
+
+TOKENIZER = ("vocab", "ids")
+CHAT = ("chat_template", "chat_rendered")
+
+
+# -- class 1: entries that are not regular files, or that the manifest does not list, read by name
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_tekken_json_directory_holding_a_file(d: Path, lab: Lab) -> None:
+    # transformers matches the listed names against r"tekken\.json|tokenizer\.model\.*|..." and
+    # then builds a 5-token vocabulary from whatever that entry is
+    (d / "tekken.json").mkdir()
+    (d / "tekken.json" / "x").write_text("x")
+
+
+@attack(1, "minilm", "tokenizer", *CHAT)
+def attack_chat_template_jinja_added(d: Path, lab: Lab) -> None:
+    (d / "chat_template.jinja").write_text("{{ 'pwned: ' }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+@attack(1, "minilm", "tokenizer", *CHAT)
+def attack_additional_chat_template_added(d: Path, lab: Lab) -> None:
+    (d / "additional_chat_templates").mkdir()
+    (d / "additional_chat_templates" / "default.jinja").write_text("{{ 'pwned' }}")
+
+
+@attack(1, "minilm", "tokenizer", *CHAT)
+def attack_chat_template_jinja_hard_link_to_a_signed_file(d: Path, lab: Lab) -> None:
+    # a regular file with a signed file's bytes: still a name the manifest does not list
+    os.link(d / "modules.json", d / "chat_template.jinja")
+
+
+@attack(1, "minilm", "tokenizer", "model_max_length")
+def attack_tokenizer_config_symlink_to_a_signed_file(d: Path, lab: Lab) -> None:
+    (d / "tokenizer_config.json").unlink()
+    (d / "tokenizer_config.json").symlink_to("config.json")
+
+
+@attack(1, "tokcls", "tokenizer", *TOKENIZER)
+def attack_tokenizer_json_symlink_out_of_the_tree(d: Path, lab: Lab) -> None:
+    other = lab.root / "stale_vocab_tokenizer.json"  # 3 added tokens
+    (d / "tokenizer.json").unlink()
+    (d / "tokenizer.json").symlink_to(other)
+
+
+@attack(1, "tokcls", "tokenizer", *TOKENIZER)
+def attack_tokenizer_json_replaced_by_a_hard_link(d: Path, lab: Lab) -> None:
+    (d / "tokenizer.json").unlink()
+    os.link(lab.root / "stale_vocab_tokenizer.json", d / "tokenizer.json")
+
+
+# -- class 4: no trust anchor, no pass
+@attack(4, "tokcls", "config", "id2label")
+def attack_config_changed_and_manifest_remade_unsigned(d: Path, lab: Lab) -> Prepared:
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["id2label"] = {"0": "O", "1": "B-LOC", "2": "I-LOC", "3": "B-PER", "4": "I-PER"}  # labels swapped
+    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    api.create(d, model_id=TOKCLS_ID, revision=REVISION, options=Options(use_cache=False))
+    return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
+
+
+@attack(4, "tokcls", "model", "state_dict")
+def attack_weights_changed_and_manifest_signed_by_another_key(d: Path, lab: Lab) -> Prepared:
+    w = d / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    w.unlink()  # the clone's weights are a hard link: write a private copy
+    data[-64:] = bytes(64)  # zero the last 16 float32 of the last tensor
+    w.write_bytes(bytes(data))
+    _sign(d, generate("ecdsa-p256"), TOKCLS_ID)
+    return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
+
+
+# =========================================================================== running it all
+@dataclass
+class Results:
+    lab: Lab
+    prepared: dict[str, Prepared]
+    loaded: dict[str, dict[str, Any]]
+
+
+def _reference_job(base: Base, kind: str) -> dict[str, Any]:
+    return _hub_job(base.dir) if kind == "hub" else {"kind": kind, "path": str(base.dir)}
+
+
+def _model_signing(lab: Lab, d: Path) -> dict[str, Any]:
+    err = ms_verify(d, lab.root / "minilm.ms.sig", lab.pub)
+    return {"verified": err is None, "error_text": err}
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path, tokcls_build: Path) -> Results:
+    root = tmp_path_factory.mktemp("differential")
+    lab = _make_lab(root, minilm_src, tokcls_build)
+    shutil.copyfile(tokcls_build / "stale_vocab" / "tokenizer.json", root / "stale_vocab_tokenizer.json")
+    prepared: dict[str, Prepared] = {}
+    loaded: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, dict[str, Any]] = {}
+    for name, a in ATTACKS.items():
+        d = lab.clone(a.base, root / "attacks" / name)
+        p = a.build(d, lab) or Prepared(d, {}, [])
+        p.job = p.job or {"kind": a.kind, "path": str(p.dir)}
+        p.verify = p.verify or [verify_args(lab, p.dir, a.base)]
+        prepared[name] = p
+        if a.kind == "model_signing":  # the OpenSSF reference verifier, in this process
+            loaded[name] = _model_signing(lab, p.dir)
+            loaded[f"signed:{a.base}:{a.kind}"] = _model_signing(lab, lab.bases[a.base].dir)
+            continue
+        jobs[name] = p.job
+        jobs[f"signed:{a.base}:{a.kind}"] = _reference_job(lab.bases[a.base], a.kind)
+    proc = subprocess.run([sys.executable, str(HERE / "loader_fingerprint.py")], input=json.dumps(jobs), capture_output=True,
+                          text=True, timeout=600, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Results(lab, prepared, {**json.loads(proc.stdout), **loaded})
+
+
+def test_the_loader_process_imports_nothing_here() -> None:
+    assert "torch" not in sys.modules and "transformers" not in sys.modules
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_changes_what_is_loaded_and_verify_fails(name: str, results: Results, cli: Callable[..., Any]) -> None:
+    a, p = ATTACKS[name], results.prepared[name]
+    signed, got = results.loaded[f"signed:{a.base}:{a.kind}"], results.loaded[name]
+    # (a) the real loader reads something else than what was signed
+    assert "error" not in signed and "error" not in got, (signed, got)
+    for f in a.fields:
+        assert got[f] != signed[f], f"{name}: {f} is the same as signed ({got[f]!r}): the attack does not reach the loader"
+    # (b) verify, with a key, refuses it
+    for args in p.verify:
+        r = cli(*args, env=p.env)
+        assert "Traceback" not in r.err, r.err
+        assert r.code != 0, f"{name}: `manifest {' '.join(args)}` exited 0 while the loader reads {got}\n{r.out[-1500:]}"
+        if r.out.strip().startswith("{"):
+            assert json.loads(r.out)["verdict"] != "pass"
+
