@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any
 
+from .architecture import check_family
 from .findings import Finding, Severity
 from .formats.config import CONFIG, ConfigFacts
 from .formats.tokenizer import Tokenizer
@@ -306,6 +307,7 @@ def cross_check(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[st
             out.extend(check_special_ids(cfg, tok))
     if cfg is not None:
         out.extend(check_heads(cfg, tensors))
+        out.extend(check_family(cfg.raw, cfg.model_type, tensors))
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def run_load(art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
     t0 = time.perf_counter()
     result = _run_child(request)
     report.stats[f"{check}_wall_seconds"] = round(time.perf_counter() - t0, 3)
-    return list(_findings(result, mode, report, check))
+    return list(_findings(result, mode, report, check, _layer_key(art)))
 
 
 def _run_child(request: dict[str, Any]) -> dict[str, Any]:
@@ -89,13 +90,70 @@ def _names(xs: list[str], n: int = 6) -> str:
     return ", ".join(xs[:n]) + (f" and {len(xs) - n} more" if len(xs) > n else "")
 
 
-def _findings(res: dict[str, Any], mode: str, report: Report, check: str) -> Iterable[Finding]:
+_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.(\d+)\.")
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+
+def _layer_key(art: Artifact) -> tuple[str, int] | None:
+    """(key, value) of the config's layer count, for hints that name it."""
+    from .formats.config import ConfigError, read_config
+
+    try:
+        cfg = read_config(art)
+    except (ConfigError, OSError, ValueError):
+        return None
+    if cfg is None:
+        return None
+    for k in _LAYER_KEYS:
+        v = cfg.raw.get(k)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return k, v
+    return None
+
+
+def _layers_of(names: list[str]) -> list[int] | None:
+    """The layer indices of ``names`` when every one is a layer's tensor, else None."""
+    idx = [_LAYER.search(n) for n in names]
+    if not names or not all(idx):
+        return None
+    return sorted({int(m.group(1)) for m in idx if m})
+
+
+def _layer_hint(layer_key: tuple[str, int] | None, missing: list[str], unexpected: list[str]) -> tuple[str, str] | None:
+    """(what happened, fix) when the only difference is whole layers beyond the config's count."""
+    if layer_key is None:
+        return None
+    key, want = layer_key
+    if missing and not unexpected:
+        idx = _layers_of(missing)
+        if idx and idx == list(range(idx[0], want)):
+            have = min(idx)
+            return (f"config.json {key} is {want}, but the weights hold {have} layers: layers {have}-{want - 1} would be random",
+                    f"set {key} to {have} in config.json (the layer count the weights were trained with)")
+    if unexpected and not missing:
+        idx = _layers_of(unexpected)
+        if idx and idx == list(range(want, idx[-1] + 1)):
+            have = idx[-1] + 1
+            return (f"config.json {key} is {want}, but the weights hold {have} layers: layers {want}-{have - 1} would be silently dropped",
+                    f"set {key} to {have} in config.json (the layer count the weights were trained with)")
+    return None
+
+
+def _findings(res: dict[str, Any], mode: str, report: Report, check: str,
+              layer_key: tuple[str, int] | None = None) -> Iterable[Finding]:
     if res.get("facts"):
         report.facts[check] = res["facts"]
     for k, v in (res.get("stats") or {}).items():
         report.stats[f"{check}_{k}"] = v
     missing, unexpected, mismatched = res.get("missing", []), res.get("unexpected", []), res.get("mismatched", [])
     arch = (res.get("facts") or {}).get("class", "the model")
+    layers = _layer_hint(layer_key, missing, unexpected)
+    if layers is not None:
+        what, fix = layers
+        names = missing or unexpected
+        yield Finding.of("load-mismatch", f"{what} ({len(names)} tensor(s): {_names(names, 3)})", path="config.json",
+                         actual=names[:50], hint=fix)
+        missing, unexpected = [], []
     if missing:
         yield Finding.of("load-mismatch", f"{len(missing)} tensor(s) {arch} expects are not in the weights: {_names(missing)}; "
                          "from_pretrained would initialize them at random", path="config.json", actual=missing[:50],

@@ -9,8 +9,14 @@ writes, each saved with ``save_pretrained`` (model and tokenizer):
   ``model.resize_token_embeddings``, with config.json's ``vocab_size`` put back to the
   old 30522 (a config saved before the resize: weights and tokenizer say 30525).
 
-Run in a subprocess by the ``tokcls_build`` fixture so the test process never imports
-torch or transformers.
+    python tests/build_checkpoints.py --families OUT_DIR
+
+writes one tiny randomly initialized checkpoint per model family of
+:mod:`manifest.architecture` (``OUT_DIR/bert``, ``OUT_DIR/gpt2``, ...), each with sizes
+that differ from one another (so a rule reading the wrong axis or key cannot pass).
+
+Run in a subprocess by the fixtures so the test process never imports torch or
+transformers.
 """
 
 from __future__ import annotations
@@ -45,5 +51,35 @@ def main(src: str, out: str) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+def families(out: str) -> None:
+    import torch
+    import transformers as t
+
+    torch.manual_seed(0)
+    bert = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 37, "max_position_embeddings": 64}
+    llama = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 37}
+    specs = {
+        "bert": (t.BertConfig, t.BertForTokenClassification, {**bert, "type_vocab_size": 3, "num_labels": 3}),
+        "roberta": (t.RobertaConfig, t.RobertaForMaskedLM, {**bert, "num_hidden_layers": 2, "max_position_embeddings": 66}),
+        "electra": (t.ElectraConfig, t.ElectraForSequenceClassification, {**bert, "embedding_size": 16}),
+        "distilbert": (t.DistilBertConfig, t.DistilBertForTokenClassification,
+                       {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37, "max_position_embeddings": 64}),
+        "gpt2": (t.GPT2Config, t.GPT2LMHeadModel,
+                 {"n_embd": 32, "n_layer": 3, "n_head": 4, "n_inner": 37, "n_positions": 64, "bos_token_id": 0, "eos_token_id": 0}),
+        "llama": (t.LlamaConfig, t.LlamaForCausalLM, llama),
+        "mistral": (t.MistralConfig, t.MistralForCausalLM, {**llama, "num_key_value_heads": 1}),
+        "qwen2": (t.Qwen2Config, t.Qwen2ForCausalLM, llama),
+        "qwen3": (t.Qwen3Config, t.Qwen3ForCausalLM, {**llama, "head_dim": 16}),
+        "t5": (t.T5Config, t.T5ForConditionalGeneration,
+               {"d_model": 32, "d_ff": 37, "d_kv": 8, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 3,
+                "relative_attention_num_buckets": 16}),
+    }
+    for name, (config_cls, model_cls, kw) in specs.items():
+        model_cls(config_cls(vocab_size=99, **kw)).save_pretrained(Path(out) / name)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--families":
+        families(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -31,7 +31,9 @@ def loads(tokcls_build: Path, minilm_src: Path, tmp_path_factory: pytest.TempPat
     base = tmp_path_factory.mktemp("loads")
     clean = tokcls_build / "clean"
     wrong = copy_checkpoint(clean, base / "wrong")
-    _edit(wrong / "config.json", intermediate_size=1024)  # no cheap check can see this: only the load does
+    _edit(wrong / "config.json", intermediate_size=1024)  # the cheap check sees it too; the load tier is run directly below
+    fewer = copy_checkpoint(clean, base / "fewer")
+    _edit(fewer / "config.json", num_hidden_layers=4)  # 6 layers of weights: 2 would be dropped silently
     custom = copy_checkpoint(clean, base / "custom")  # a model class shipped as code with the checkpoint
     (custom / "modeling_custom.py").write_text(CUSTOM_CODE)
     _edit(custom / "config.json", model_type="custom-bert", architectures=["CustomTagger"],
@@ -39,20 +41,35 @@ def loads(tokcls_build: Path, minilm_src: Path, tmp_path_factory: pytest.TempPat
     jobs = {
         "structural-minilm": (minilm_src, "structural", False),
         "full-clean": (clean, "full", False),
-        "full-wrong": (wrong, "full", False),  # the full tier compares on the meta device first, then loads
         "structural-custom-trusted": (custom, "structural", True),
+    }
+    direct = {
+        "full-wrong": (wrong, "full"),  # the full tier compares on the meta device first, then loads
+        "structural-fewer": (fewer, "structural"),
     }
     old = os.environ.get("HF_MODULES_CACHE")
     os.environ["HF_MODULES_CACHE"] = str(base / "hf_modules")  # transformers copies trusted code here, not into ~/.cache
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {k: pool.submit(api.check, d, load=mode, trust_remote_code=trust) for k, (d, mode, trust) in jobs.items()}
+            futures.update({k: pool.submit(_load_tier_only, d, mode) for k, (d, mode) in direct.items()})
             return {k: f.result() for k, f in futures.items()}
     finally:
         if old is None:
             os.environ.pop("HF_MODULES_CACHE", None)
         else:
             os.environ["HF_MODULES_CACHE"] = old
+
+
+def _load_tier_only(d: Path, mode: str) -> Report:
+    """The load tier alone (``check`` skips it once a cheaper check has failed, as it does here)."""
+    from manifest.inventory import discover
+    from manifest.load import run_load
+    from manifest.options import Options
+
+    report = Report("check", str(d))
+    report.extend(run_load(discover(d), Options(load=mode), report))
+    return report
 
 
 CUSTOM_CODE = """from transformers import BertConfig, BertForTokenClassification
@@ -87,6 +104,18 @@ def test_load_finds_shapes_the_config_does_not_describe(loads):
     failed = [f for f in rep.errors if f.code == "load-failed"]
     assert len(failed) == 1 and failed[0].message.startswith("full load failed (load): RuntimeError")
     assert "restore the config" in failed[0].hint
+
+
+def test_structural_layer_mismatch_names_the_config_key(loads, tokcls):
+    rep = loads["structural-fewer"]
+    found = [f for f in rep.findings if f.code == "load-mismatch"]
+    assert [f.severity.value for f in found] == ["error"], [f.one_line() for f in rep.findings]
+    assert found[0].message.startswith("config.json num_hidden_layers is 4, but the weights hold 6 layers: layers 4-5 would be silently dropped")
+    assert found[0].hint == "set num_hidden_layers to 6 in config.json (the layer count the weights were trained with)"
+    assert "architectures" not in found[0].hint
+    _edit(tokcls / "config.json", num_hidden_layers=4)  # and check, without --load, says it first
+    f = api.check(tokcls, load="structural").errors
+    assert [x.code for x in f] == ["shape-config-mismatch"] and "set num_hidden_layers to 6" in f[0].hint
 
 
 def test_full_load_passes_and_reports_time_and_memory(loads):
