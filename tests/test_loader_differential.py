@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from test_hfcache import build_cache
 
 from manifest import api
 from manifest.options import Options
-from manifest.signing import generate, write_keypair
+from manifest.signing import generate, load_public_key, write_keypair
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TOKCLS_ID = "example/minilm-token-classification"
@@ -293,10 +294,15 @@ def _model_signing(lab: Lab, d: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def results(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path, tokcls_build: Path) -> Results:
+def lab(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path, tokcls_build: Path) -> Lab:
     root = tmp_path_factory.mktemp("differential")
-    lab = _make_lab(root, minilm_src, tokcls_build)
     shutil.copyfile(tokcls_build / "stale_vocab" / "tokenizer.json", root / "stale_vocab_tokenizer.json")
+    return _make_lab(root, minilm_src, tokcls_build)
+
+
+@pytest.fixture(scope="session")
+def results(lab: Lab) -> Results:
+    root = lab.root
     prepared: dict[str, Prepared] = {}
     loaded: dict[str, dict[str, Any]] = {}
     jobs: dict[str, dict[str, Any]] = {}
@@ -338,3 +344,146 @@ def test_attack_changes_what_is_loaded_and_verify_fails(name: str, results: Resu
         if r.out.strip().startswith("{"):
             assert json.loads(r.out)["verdict"] != "pass"
 
+
+
+# =========================================================================== the name sweep
+# Every name transformers 5 (5.24) looks up by name or by pattern in a model folder. Each is
+# planted in the signed MiniLM, as a file, as an empty directory and as a directory holding a
+# file; at the root, nested in 1_Pooling/, and under a nested 1_Pooling/.git/.
+LOADER_NAMES: dict[str, str] = {
+    # transformers/utils/__init__.py (modeling_utils, configuration_utils, processors, modelcard)
+    "pytorch_model.bin": "utils/__init__.py WEIGHTS_NAME",
+    "pytorch_model.bin.index.json": "utils/__init__.py WEIGHTS_INDEX_NAME",
+    "model.safetensors": "utils/__init__.py SAFE_WEIGHTS_NAME",
+    "model.safetensors.index.json": "utils/__init__.py SAFE_WEIGHTS_INDEX_NAME",
+    "config.json": "utils/__init__.py CONFIG_NAME",
+    "preprocessor_config.json": "utils/__init__.py FEATURE_EXTRACTOR_NAME, IMAGE_PROCESSOR_NAME",
+    "video_preprocessor_config.json": "utils/__init__.py VIDEO_PROCESSOR_NAME",
+    "audio_tokenizer_config.json": "utils/__init__.py AUDIO_TOKENIZER_NAME",
+    "processor_config.json": "utils/__init__.py PROCESSOR_NAME",
+    "generation_config.json": "utils/__init__.py GENERATION_CONFIG_NAME",
+    "modelcard.json": "utils/__init__.py MODEL_CARD_NAME",
+    # transformers/utils/hub.py (tokenization_utils_base, processing_utils, integrations/mistral)
+    "chat_template.json": "utils/hub.py LEGACY_PROCESSOR_CHAT_TEMPLATE_FILE",
+    "chat_template.jinja": "utils/hub.py CHAT_TEMPLATE_FILE",
+    "additional_chat_templates": "utils/hub.py CHAT_TEMPLATE_DIR (globbed for *.jinja)",
+    # transformers/utils/peft_utils.py (find_adapter_config_file, called by from_pretrained)
+    "adapter_config.json": "utils/peft_utils.py ADAPTER_CONFIG_NAME",
+    "adapter_model.bin": "utils/peft_utils.py ADAPTER_WEIGHTS_NAME",
+    "adapter_model.safetensors": "utils/peft_utils.py ADAPTER_SAFE_WEIGHTS_NAME",
+    # transformers/tokenization_utils_base.py, tokenization_utils_tokenizers.py, tokenization_python.py
+    "special_tokens_map.json": "tokenization_utils_base.py SPECIAL_TOKENS_MAP_FILE",
+    "added_tokens.json": "tokenization_utils_base.py ADDED_TOKENS_FILE",
+    "tokenizer_config.json": "tokenization_utils_base.py TOKENIZER_CONFIG_FILE",
+    "tokenizer.json": "tokenization_utils_base.py FULL_TOKENIZER_FILE",
+    "tokenizer.model": "tokenization_utils_tokenizers.py TIKTOKEN_VOCAB_FILE; tokenization_utils_sentencepiece.py",
+    "tiktoken.model": "tokenization_utils_tokenizers.py TIKTOKEN_LEGACY_NAME; the other_pattern below",
+    # tokenization_utils_base.py: when tokenizer.json is absent, the folder listing is searched with
+    # other_pattern = r"tekken\.json|tokenizer\.model\.*|tiktoken\.model" (a substring search)
+    "tekken.json": "tokenization_utils_base.py other_pattern; convert_slow_tokenizer.py (Mistral tekken)",
+    "tokenizer.model.v3": "tokenization_utils_base.py other_pattern tokenizer\\.model\\.*",
+    "tokenizer.model.v7m1": "tokenization_utils_base.py other_pattern tokenizer\\.model\\.*",
+    "my.tekken.json.bak": "tokenization_utils_base.py other_pattern (re.search: a substring of any name)",
+    # tokenization_utils_base.py _re_tokenizer_file / configuration_utils.py get_configuration_file:
+    # versioned files, picked from the lists tokenizer_config.json / config.json name
+    "tokenizer.5.0.0.json": "tokenization_utils_base.py _re_tokenizer_file",
+    "config.5.0.0.json": "configuration_utils.py get_configuration_file",
+    # generation/utils.py load_custom_generate
+    "custom_generate": "generation/utils.py custom_generate/generate.py, custom_generate/requirements.txt",
+}
+# every vocab file name of every tokenizer class: models/*/tokenization_*.py VOCAB_FILES_NAMES
+VOCAB_FILES = ("bpe.codes", "byte_maps.json", "dict.txt", "emoji.json", "entity_vocab.json", "merges.txt", "normalizer.json",
+               "prophetnet.tokenizer", "sentencepiece.bpe.model", "sentencepiece.model", "source.spm", "spiece.model",
+               "spm.model", "spm_char.model", "target.spm", "target_vocab.json", "vocab-src.json", "vocab-tgt.json",
+               "vocab.json", "vocab.txt", "word_pronunciation.json", "word_shape.json")
+SWEEP = sorted({*LOADER_NAMES, *VOCAB_FILES})
+MODES = ("file", "empty-dir", "dir")
+PLACES = {"root": "", "nested": "1_Pooling/"}
+
+
+def _plant(d: Path, rel: str, mode: str) -> None:
+    p = d / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_file():  # a signed name: replace it
+        p.unlink()
+    if mode == "file":
+        p.write_text('{"pwned": true}\n')
+    else:
+        p.mkdir()
+        if mode == "dir":
+            (p / "default.jinja").write_text("{{ 'pwned' }}")
+
+
+def _verify_in_process(lab: Lab, d: Path) -> Any:
+    """What ``manifest verify D --key PUB --expect-model --expect-revision --no-cache`` runs (the
+    CLI is exercised by the attack tests; here hundreds of plants must stay fast)."""
+    return api.verify(d, options=Options(keys=[load_public_key(lab.pub)], expect_model=MINILM_ID, expect_revision=REVISION,
+                                         use_cache=False))
+
+
+def _related(finding_path: str | None, rel: str) -> bool:
+    p = finding_path or ""
+    return p == rel or p.startswith(rel + "/") or rel.startswith(p + "/")
+
+
+def _sweep(lab: Lab, tmp: Path, prefix: str, mode: str) -> dict[str, str]:
+    """Plant each name, verify; returns the names verify did not refuse (with why)."""
+    passed: dict[str, str] = {}
+    for i, name in enumerate(SWEEP):
+        d = lab.clone("minilm", tmp / f"{i}")
+        rel = prefix + name
+        _plant(d, rel, mode)
+        rep = _verify_in_process(lab, d)
+        if rep.exit_status == 0:
+            passed[rel] = "exit 0"
+        elif not any(_related(f.path, rel) for f in rep.findings):
+            passed[rel] = f"failed, but no finding names it: {[(f.code, f.path) for f in rep.findings]}"
+        shutil.rmtree(d)
+    return passed
+
+
+def test_the_sweep_base_verifies(lab: Lab, tmp_path: Path) -> None:
+    rep = _verify_in_process(lab, lab.clone("minilm", tmp_path / "clean"))
+    assert rep.exit_status == 0, [(f.code, f.path) for f in rep.findings]
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("mode", ["file", "dir"])
+def test_every_loader_name_planted_fails_verify(lab: Lab, tmp_path: Path, place: str, mode: str) -> None:
+    assert _sweep(lab, tmp_path, PLACES[place], mode) == {}
+
+
+# -- the guard: the installed transformers still looks up exactly these names
+TRANSFORMERS = Path(importlib.util.find_spec("transformers").origin).parent if importlib.util.find_spec("transformers") else Path()
+CONSTANT_FILES = ("utils/__init__.py", "utils/hub.py", "utils/peft_utils.py", "tokenization_utils_base.py",
+                  "tokenization_utils_tokenizers.py", "tokenization_utils_sentencepiece.py", "tokenization_python.py")
+NOT_FOLDER_NAMES = {"transformers_modules"}  # utils/hub.py TRANSFORMERS_DYNAMIC_MODULE_NAME: the modules cache's own folder
+
+
+def test_the_swept_names_are_the_installed_transformers_names() -> None:
+    """Read (never import) the installed transformers: every file-name constant of the modules
+    that resolve model-folder files, and every tokenizer class's VOCAB_FILES_NAMES, must be in
+    the sweep, and the folder-listing pattern must be the one the sweep covers. A transformers
+    that adds a name fails here until the name is added to LOADER_NAMES / VOCAB_FILES."""
+    constants: dict[str, str] = {}
+    for rel in CONSTANT_FILES:
+        text = (TRANSFORMERS / rel).read_text()
+        for const, value in re.findall(r'^([A-Z][A-Z0-9_]*(?:NAME|FILE|DIR))\s*=\s*"([^"]+)"', text, re.M):
+            constants[f"{rel} {const}"] = value
+    assert len(constants) >= 25, constants
+    missing = {k: v for k, v in constants.items() if v not in SWEEP and v not in NOT_FOLDER_NAMES}
+    assert not missing, f"file names transformers looks up that the sweep does not plant: {missing}"
+    vocab: set[str] = set()
+    for p in TRANSFORMERS.glob("models/*/tokenization_*.py"):
+        for body in re.findall(r"VOCAB_FILES_NAMES\s*=\s*\{(.*?)\}", p.read_text(), re.S):
+            vocab.update(re.findall(r':\s*"([^"]+)"', body))
+    assert len(vocab) >= 15 and "vocab.txt" in vocab
+    assert vocab <= set(SWEEP), f"vocab file names not swept: {sorted(vocab - set(SWEEP))}"
+    base = (TRANSFORMERS / "tokenization_utils_base.py").read_text()
+    assert 'other_pattern = r"tekken\\.json|tokenizer\\.model\\.*|tiktoken\\.model"' in base
+    assert 'template_dir.glob("*.jinja")' in base  # additional_chat_templates/ is listed
+    assert '_re_tokenizer_file = re.compile(r"tokenizer\\.(.*)\\.json")' in base
+    gen = (TRANSFORMERS / "generation" / "utils.py").read_text()
+    assert 'custom_generate_file = "custom_generate/generate.py"' in gen
+    cfg = (TRANSFORMERS / "configuration_utils.py").read_text()
+    assert 'file_name.startswith("config.") and file_name.endswith(".json")' in cfg
