@@ -17,9 +17,10 @@ findings, its checked / not-checked marks and its facts, in order) under a key m
   file of the artifact, so any change to any file, an added or a removed file is a miss.
 
 It makes the promises of the digest stat cache (:mod:`manifest.statcache`), with the
-same racy-timestamp rule: a result is stored only if every file's mtime and ctime were
-more than :data:`~manifest.statcache.RACY_WINDOW_NS` older than the moment the sections
-started reading. It lives beside the digest cache, it is skipped by ``--no-cache``, a
+same racy-timestamp rule: a result is stored, and later reused, only if every file's mtime
+and ctime were older than the racy window (:func:`~manifest.statcache.racy_window_ns`:
+the kernel's writeback delay plus a margin) at the moment the sections started reading.
+It lives beside the digest cache, it is skipped by ``--no-cache``, a
 corrupt or foreign-owned cache file is ignored, and it never raises.
 """
 
@@ -94,11 +95,14 @@ def finding_from(d: dict[str, Any]) -> Finding:
 class SectionCache:
     """One directory's cached section results for one command. Never raises."""
 
-    def __init__(self, path: Path, key: tuple[str, ...], files_id: str, fresh: bool, entries: dict[str, Any]):
+    def __init__(self, path: Path, key: tuple[str, ...], files_id: str, fresh: bool, entries: dict[str, Any],
+                 stats: list[tuple[int, int, int, int, int]] | None = None, started: int = 0):
         self.path = path
         self.key = key
         self.files_id = files_id
         self.fresh = fresh  # every file old enough for its content to be tied to its stat
+        self.stats = stats or []
+        self.started = started
         self.entries = entries
         self.hits: list[str] = []
         self.dirty = False
@@ -108,13 +112,15 @@ class SectionCache:
         try:
             started = time.time_ns()
             stats = sorted((p, *stat_of(i)) for p, i in art.files.items())
-            fresh = all(trustworthy(s[1:], started) for s in stats)
+            file_stats = [stat_of(i) for i in art.files.values()]
+            fresh = all(trustworthy(s, started) for s in file_stats)
             files_id = hashlib.sha256(json.dumps(stats).encode("utf-8", "surrogatepass")).hexdigest()
             key = ("sections", command, os.path.realpath(art.root))
             path = file_for(cache_dir(), key)
             doc = read_doc(path, key)
             entries = doc.get("entries") if doc is not None else None
-            return cls(path, key, files_id, fresh, entries if isinstance(entries, dict) else {})
+            return cls(path, key, files_id, fresh, entries if isinstance(entries, dict) else {},
+                       file_stats, started)
         except Exception:
             return None
 
@@ -127,8 +133,10 @@ class SectionCache:
             e = self.entries.get(name)
             if not isinstance(e, dict) or e.get("id") != self._id(name, section_key, recorded):
                 return None
-            ops, facts = e.get("ops"), e.get("facts")
-            if not isinstance(ops, list) or not isinstance(facts, dict):
+            ops, facts, at = e.get("ops"), e.get("facts"), e.get("at")
+            if not isinstance(ops, list) or not isinstance(facts, dict) or type(at) is not int:
+                return None
+            if not all(trustworthy(s, at) for s in self.stats):  # the window may have grown since
                 return None
             for op in ops:  # validate before anything is replayed
                 if op[0] == "f":
@@ -144,7 +152,7 @@ class SectionCache:
         if not self.fresh:
             return
         try:
-            entry = {"id": self._id(name, section_key, recorded), "ops": ops, "facts": facts}
+            entry = {"id": self._id(name, section_key, recorded), "ops": ops, "facts": facts, "at": self.started}
             json.dumps(entry)  # only JSON-able results are cached
         except Exception:
             return

@@ -10,10 +10,15 @@ What it can and cannot promise (``docs/performance.md`` has the long form):
 - Any change of size, mtime, ctime, inode or device means the file is hashed again.
   ``ctime`` cannot be set from user space: writing a byte and restoring the mtime with
   ``touch -d``/``os.utime`` still moves it, so that edit is caught too.
-- "Racy" timestamps: a file modified less than :data:`RACY_WINDOW_NS` before it was
-  hashed is not recorded, because a second write within the same timestamp tick would
-  leave its stat unchanged (the "racy git" problem). It is trusted on a later run,
-  once its timestamps are old enough to make any new write visible.
+- "Racy" timestamps: a file whose mtime or ctime is younger than :func:`racy_window_ns`
+  when it is hashed is not recorded. Two reasons: a second write within the same
+  timestamp tick leaves the stat unchanged (the "racy git" problem), and a write through
+  a shared memory mapping (``mmap(MAP_SHARED)``) moves mtime and ctime only when it
+  dirties a clean page: further writes to a page that is already dirty move nothing
+  until the kernel writes the page back. The window is therefore derived from the
+  kernel's writeback settings (``/proc/sys/vm/dirty_expire_centisecs`` +
+  ``dirty_writeback_centisecs``) plus :data:`MARGIN_NS`; with periodic writeback off,
+  or on a file system that never writes back (tmpfs, ramfs), nothing is trusted.
 - It does not defend against someone who can rewrite the disk under the file system or
   set the clock back, nor against someone who can write the cache itself (your own
   account). A gate that must not trust the machine's past uses ``--no-cache``.
@@ -23,6 +28,7 @@ What it can and cannot promise (``docs/performance.md`` has the long form):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +41,13 @@ from .inventory import FileInfo
 
 CACHE_ENV = "MANIFEST_CACHE_DIR"
 CACHE_FORMAT = 1
-RACY_WINDOW_NS = 2_000_000_000  # > any local timestamp granularity (FAT: 2 s, ext3/HFS+: 1 s)
+WINDOW_ENV = "MANIFEST_CACHE_WINDOW_MS"  # replaces the derived rule (tests; see racy_window_ns)
+RACY_WINDOW_NS: int | None = None  # in-process override of the same (tests); None: derive it
+MARGIN_NS = 15_000_000_000  # > any timestamp granularity (FAT: 2 s) plus a late flusher
+DEFAULT_WINDOW_NS = 120_000_000_000  # when the kernel's writeback settings cannot be read
+VM_SETTINGS = Path("/proc/sys/vm")
+MOUNTINFO = Path("/proc/self/mountinfo")
+NO_WRITEBACK_FS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})  # dirty pages stay dirty
 MAX_ENTRIES = 200_000  # per cache file
 MAX_CACHE_BYTES = 64 * 1024 * 1024  # a larger cache file is ignored
 MAX_CACHE_FILES = 64  # per cache directory; the least recently written are removed
@@ -68,11 +80,89 @@ def stat_of(info: FileInfo) -> tuple[int, int, int, int, int]:
     return (info.size, info.mtime_ns, info.ctime_ns, info.ino, info.dev)
 
 
+def kernel_window_ns(vm: Path = VM_SETTINGS) -> int | None:
+    """How long after a page of a file was dirtied the kernel may still hold it dirty,
+    plus :data:`MARGIN_NS`: ``dirty_expire_centisecs`` (a dirty page's age before it
+    is due) + ``dirty_writeback_centisecs`` (how often the flusher looks). ``None`` if
+    periodic writeback is off (``dirty_writeback_centisecs`` = 0: no bound at all);
+    :data:`DEFAULT_WINDOW_NS` if the settings cannot be read (no ``/proc``, not Linux)."""
+    try:
+        expire = int((vm / "dirty_expire_centisecs").read_text().strip())
+        writeback = int((vm / "dirty_writeback_centisecs").read_text().strip())
+    except (OSError, ValueError):
+        return DEFAULT_WINDOW_NS
+    if expire < 0 or writeback < 0:
+        return DEFAULT_WINDOW_NS
+    if writeback == 0:
+        return None
+    return (expire + writeback) * 10_000_000 + MARGIN_NS
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_window_ns() -> int | None:
+    return kernel_window_ns()
+
+
+def window_override_ns() -> int | None:
+    """The window set by :data:`RACY_WINDOW_NS` or ``$MANIFEST_CACHE_WINDOW_MS`` (a whole
+    number of milliseconds); ``None`` if neither is set (or the variable is not a number)."""
+    if RACY_WINDOW_NS is not None:
+        return RACY_WINDOW_NS
+    raw = os.environ.get(WINDOW_ENV, "")
+    if raw.isascii() and raw.isdigit():
+        return int(raw) * 1_000_000
+    return None
+
+
+def racy_window_ns() -> int | None:
+    """How old a file's mtime and ctime must be before its content can be tied to its
+    stat; ``None``: never. An override replaces the whole derived rule (also the
+    file-system rule of :func:`no_writeback`)."""
+    override = window_override_ns()
+    return override if override is not None else _kernel_window_ns()
+
+
+def mount_types(text: str) -> dict[tuple[int, int], str]:
+    """``(major, minor)`` -> file-system type, from ``/proc/self/mountinfo`` text."""
+    out: dict[tuple[int, int], str] = {}
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-")
+            major, minor = fields[2].split(":")
+            out.setdefault((int(major), int(minor)), fields[sep + 1])
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _mount_types() -> dict[tuple[int, int], str]:
+    try:
+        return mount_types(MOUNTINFO.read_text(errors="replace"))
+    except OSError:
+        return {}
+
+
+def no_writeback(dev: int) -> bool:
+    """Is ``dev`` a file system whose pages are never written back (tmpfs, ramfs)? A page
+    dirtied through a shared mapping there stays dirty, so later writes through it never
+    move the file's timestamps."""
+    try:
+        return _mount_types().get((os.major(dev), os.minor(dev))) in NO_WRITEBACK_FS
+    except (ValueError, OverflowError, AttributeError):
+        return False
+
+
 def trustworthy(stat: tuple[int, int, int, int, int], hashed_at: int) -> bool:
-    """Were the file's timestamps old enough when it was hashed that any later write
-    must have moved them?"""
-    _size, mtime, ctime, _ino, _dev = stat
-    return ctime > 0 and mtime + RACY_WINDOW_NS <= hashed_at and ctime + RACY_WINDOW_NS <= hashed_at
+    """Were the file's mtime and ctime older than the racy window when it was hashed, so
+    that any later write (through ``write`` or a shared mapping) must move them?"""
+    _size, mtime, ctime, _ino, dev = stat
+    override = window_override_ns()
+    window = override if override is not None else _kernel_window_ns()
+    if window is None or (override is None and no_writeback(dev)):
+        return False
+    return ctime > 0 and mtime + window <= hashed_at and ctime + window <= hashed_at
 
 
 def _parse_entry(raw: Any) -> Entry | None:

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -804,6 +805,40 @@ def case_file_changes_while_hashed(ctx: Ctx) -> Call:
             os.close(fd)
 
     return Call(["verify", str(d), "-m", str(m), "--json", "-q", "--no-cache"], during=writer)
+
+
+@case(1, "digest-mismatch", "data")
+def case_write_through_a_shared_mapping_after_a_cached_verify(ctx: Ctx) -> Call:
+    """Issue 11, class 5: a page of a signed file is dirtied through ``mmap(MAP_SHARED)``
+    (same bytes), verify passes, then a different byte is written through the same
+    still-dirty page, which moves neither mtime nor ctime. The cached re-verify must not
+    pass. The racy window is injected (one hour) so the outcome is the same on any machine."""
+    d = ctx.clone()
+    p = ctx.own(d, "vocab.txt")
+    at = p.read_bytes().index(b"\nhello\n") + 1
+    env = {"MANIFEST_CACHE_WINDOW_MS": "3600000"}
+    args = ["verify", str(d), "--key", str(ctx.base.pub), "--expect-model", MODEL_ID, "--json", "-q"]
+
+    def run() -> Run:
+        fd = os.open(p, os.O_RDWR)
+        try:
+            m = mmap.mmap(fd, 0, mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        try:
+            m[at] = m[at]  # dirty the page, content unchanged
+            time.sleep(2.5)  # older than any timestamp granularity: only the writeback window keeps it untrusted
+            first = ctx._cli(*args, env=env)
+            assert first.code == 0, first.out + first.err
+            m[at] = ord("j")  # "hello" -> "jello" through the dirty page
+            m.flush()
+            r = ctx._cli(*args, env=env)
+            return Run(r.code, r.out, r.err)
+        finally:
+            m.close()
+
+    return Call(runner=run, check=lambda r: _assert_eq(
+        [f["path"] for f in json.loads(r.out)["findings"] if f["code"] == "digest-mismatch"], ["vocab.txt"]))
 
 
 def _many_files(ctx: Ctx, n: int = 20_000) -> Path:

@@ -3,7 +3,8 @@ again, and no change to any file (nor to the tool, the manifest or an option the
 result depends on) can make a stale result be reused.
 
 Most tests set the racy-timestamp window to zero (as tests/test_statcache.py does) so
-they need not sleep; one uses the real window.
+they need not sleep; the others inject a window (the kernel's default one is about a
+minute), so no outcome depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -174,10 +175,24 @@ def test_the_code_identity_follows_the_package_sources(tmp_path: Path) -> None:
     assert sectioncache.code_identity() == sectioncache.tree_identity(Path(sectioncache.__file__).resolve().parent, sectioncache.__version__)
 
 
-def test_freshly_written_files_are_not_cached(minilm: Path) -> None:
-    """The real racy window: files written just now are not tied to their stat yet."""
+def test_freshly_written_files_are_not_cached(minilm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written less than the window ago are not tied to their stat yet (the window
+    is injected: one hour, longer than the test, so a slow machine cannot leave it)."""
+    monkeypatch.setenv(statcache.WINDOW_ENV, "3600000")
     api.create(minilm)
     api.verify(minilm)
+    assert "sections_from_cache" not in api.verify(minilm).facts
+    assert not [p for p in cache_dir().glob("*.json") if '"sections"' in p.read_text()]
+
+
+def test_a_result_stored_under_a_shorter_window_is_not_reused_under_a_longer_one(
+        minilm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moment a result was recorded is kept with it and checked again on reuse."""
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)
+    api.create(minilm)
+    api.verify(minilm)
+    assert api.verify(minilm).facts["sections_from_cache"] == CACHED
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 3_600_000_000_000)
     assert "sections_from_cache" not in api.verify(minilm).facts
 
 
@@ -216,11 +231,11 @@ def test_a_corrupt_or_forged_cache_file_is_ignored(no_window: None, minilm: Path
 def test_a_fully_cached_verify_imports_no_format_reader(minilm: Path, tmp_path: Path) -> None:
     """The point of the cache for start-up: the tokenizer, config and safetensors readers
     are not even imported when every cacheable section is served from it."""
-    env = {**os.environ, "MANIFEST_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "MANIFEST_CACHE_DIR": str(tmp_path / "cache"), statcache.WINDOW_ENV: "1000"}
     code = ("import sys; from manifest import api; r = api.verify(sys.argv[1]); "
             "print(r.ok, r.facts.get('sections_from_cache'), sorted(m for m in sys.modules if m.startswith('manifest.formats.')))")
     api.create(minilm, options=Options(use_cache=False))
-    time.sleep(statcache.RACY_WINDOW_NS / 1e9 + 0.1)
+    time.sleep(1.1)
     outs = [subprocess.run([sys.executable, "-c", code, str(minilm)], env=env, capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
     assert "manifest.formats.tokenizer" in outs[0]
