@@ -15,11 +15,12 @@ Weights are known from safetensors headers only (names, shapes), never their dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
 
-from .architecture import check_family
+from .architecture import check_family, family_of
 from .findings import Finding, Severity
 from .formats.config import CONFIG, ConfigFacts
 from .formats.tokenizer import Tokenizer
@@ -130,6 +131,11 @@ def _span(ids: list[int]) -> str:
 
 
 RESIZE = "call model.resize_token_embeddings(len(tokenizer)) and save the model again"
+#: A tokenizer below this fraction of the embedding rows is another model's. Embedding
+#: matrices are often padded past the tokenizer (to a multiple of 64 or 128: GPT-J 50400
+#: rows for 50257 tokens, Phi-2 51200 for 50295, Qwen2 152064 for 151646); the padding
+#: stays within a few per cent.
+SMALL_TOKENIZER = 0.9
 
 
 def check_sizes(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[str, Any]) -> list[Finding]:
@@ -163,6 +169,13 @@ def check_sizes(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[st
         out.append(_f(sc, msg,
                       f"{RESIZE} (len(tokenizer) is {tok.size}), or restore the tokenizer these weights were trained with",
                       path=tok.source, expected=tok.size, actual=limit))
+        size_reported = True
+    if tok is not None and rows is not None and not size_reported and tok.size < SMALL_TOKENIZER * rows:
+        out.append(_f("tokenizer-mismatch",
+                      f"the tokenizer does not belong to this model: it has {tok.size} tokens, but the embedding matrix {emb} has "
+                      f"{rows} rows ({tok.size / rows:.1%}); the ids the model was trained on mean other tokens or can never occur",
+                      "use the tokenizer the model was trained with (save it beside the model with tokenizer.save_pretrained)",
+                      path=tok.source, expected=rows, actual=tok.size))
         size_reported = True
     if tok is not None and not size_reported:
         for name, i in sorted(tok.special.items(), key=lambda kv: kv[1]):
@@ -285,22 +298,88 @@ def check_special_ids(cfg: ConfigFacts, tok: Tokenizer) -> list[Finding]:
         if tid is None or tid in ids[key]:
             continue
         want = ids[key][0] if len(ids[key]) == 1 else ids[key]
-        sev = {} if key in ("pad_token_id", "sep_token_id") else {"severity": Severity.WARNING}
         other = tok.tokens[want] if isinstance(want, int) and 0 <= want < tok.size else None
         at = f" (the tokenizer has {other!r} there)" if other is not None else ""
         out.append(_f("tokenizer-mismatch", f"config.{key} is {want}{at}, but the tokenizer's {role} {name!r} has id {tid}: "
-                                            "the tokenizer does not belong to this model",
-                      f"use the tokenizer the model was trained with; if this one is right, set {key} to {tid} in config.json",
-                      path=tok.source, expected=want, actual=tid, **sev))
+                                            "the config and the tokenizer disagree on this special token",
+                      f"if the tokenizer is the one the model was trained with, set {key} to {tid} in config.json; "
+                      "otherwise use the model's own tokenizer",
+                      path=tok.source, expected=want, actual=tid, severity=Severity.WARNING))
     return out
+
+
+_SIZE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings", "type_vocab_size", "num_key_value_heads", "head_dim", "num_labels")
+_ID_KEYS = ("pad_token_id", "sep_token_id", "decoder_start_token_id")
+_ID_OR_LIST_KEYS = ("bos_token_id", "eos_token_id")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_values(cfg: ConfigFacts) -> list[Finding]:
+    """Config values transformers refuses (a string or negative size, a size no tensor can
+    have, a token id that is not an integer), and oddities it tolerates (warnings)."""
+    out: list[Finding] = []
+    raw = cfg.raw
+    fam = family_of(cfg.model_type)
+    # sizes of the families the table knows (other families may write lists or per-layer values)
+    keys = ["vocab_size"] + ([*_SIZE_KEYS, *(k for ks in fam.keys.values() for k in ks if not k.startswith("="))] if fam else [])
+    bad = "side-file-invalid"
+    for key in dict.fromkeys(keys):
+        v = raw.get(key)
+        if v is None:
+            continue
+        if not _is_int(v):
+            out.append(_f(bad, f"{key} is {json.dumps(v)[:40]}, not an integer: transformers refuses this config",
+                          f"write {key} as a plain integer (no quotes) in config.json", actual=v if isinstance(v, str) else None))
+        elif v < 0:
+            out.append(_f(bad, f"{key} is {v}: a size cannot be negative (transformers fails to build the model)",
+                          f"restore {key} to the value the model was trained with", actual=v))
+        elif v >= 2**53:
+            out.append(_f(bad, f"{key} is {v}: far beyond any size a tensor can have (transformers fails to build the model)",
+                          f"restore {key} to the value the model was trained with"))
+    for key in _ID_KEYS + _ID_OR_LIST_KEYS:
+        v = raw.get(key)
+        ok = v is None or _is_int(v) or (isinstance(v, list) and all(_is_int(x) for x in v))
+        if not ok:
+            out.append(_f(bad, f"{key} is {json.dumps(v)[:40]}, not an integer token id: transformers refuses this config",
+                          f"set {key} to the tokenizer's integer id for that token (or null) in config.json"))
+    tv = raw.get("transformers_version")
+    if tv is not None and (not isinstance(tv, str) or not re.fullmatch(r"\d+(\.\d+)*(\.?(a|b|rc|dev|post)\d*)*(\+[\w.]+)?", tv)):
+        out.append(_f(bad, f"transformers_version is {json.dumps(tv)[:40]}, not a version number: the writing version is unknown",
+                      "set transformers_version to the version that saved the checkpoint (save_pretrained writes it), or remove it",
+                      severity=Severity.WARNING))
+    if isinstance(raw.get("architectures"), str):
+        out.append(_f(bad, f"architectures is the string {raw['architectures']!r}, not a list of class names",
+                      f'write it as a list: "architectures": [{json.dumps(raw["architectures"])}]', severity=Severity.WARNING))
+    return out
+
+
+def _uses_labels(cfg: ConfigFacts, tensors: dict[str, Any]) -> bool:
+    arch = cfg.architectures[0] if cfg.architectures else ""
+    return arch.endswith(LABEL_SUFFIXES) or classifier(tensors) is not None or not tensors
 
 
 def cross_check(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[str, Any]) -> list[Finding]:
     """Every rule whose inputs are present. ``tensors``: name -> object with ``.shape``."""
     out: list[Finding] = []
     if cfg is not None:
-        out.extend(check_labels(cfg))
-    out.extend(check_sizes(cfg, tok, tensors))
+        out.extend(check_values(cfg))
+        labels = check_labels(cfg)
+        if not _uses_labels(cfg, tensors):
+            # a model without a classification head never reads its label maps; keys that are not
+            # integers still fail (transformers converts them when it reads the config)
+            arch = cfg.architectures[0] if cfg.architectures else "the model"
+            labels = [f if "is not an integer" in f.message else
+                      dataclasses.replace(f, severity=Severity.WARNING, message=f"{f.message} (unused: {arch} has no classification head)")
+                      for f in labels]
+        out.extend(labels)
+    sizes = check_sizes(cfg, tok, tensors)
+    # the root cause first: a tokenizer of another model explains the findings that follow
+    out[:0] = [f for f in sizes if f.message.startswith("the tokenizer does not belong")]
+    out.extend(f for f in sizes if not f.message.startswith("the tokenizer does not belong"))
     if tok is not None:
         out.extend(check_casing(tok))
         if cfg is not None:

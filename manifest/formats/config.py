@@ -102,6 +102,8 @@ def parse_config(raw: Any) -> ConfigFacts:
     if not isinstance(raw, dict):
         raise ConfigError("config.json is not a JSON object")
     arch = raw.get("architectures") or []
+    if isinstance(arch, str):
+        arch = [arch]  # transformers accepts one class name as a string (manifest.consistency warns)
     if not isinstance(arch, list) or not all(isinstance(a, str) for a in arch):
         raise ConfigError('"architectures" is not a list of class names')
     id2label = raw.get("id2label")

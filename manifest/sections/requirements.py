@@ -11,9 +11,15 @@ Default requirements come from the checkpoint: ``config.json``'s
 X.Y may use config keys or file conventions that X.Y introduced, while transformers
 keeps reading checkpoints of older versions; patch releases do not change what is
 written, so the patch level is dropped (``>=4.8`` rather than ``>=4.8.2``, which would
-refuse a working 4.8.1). ``--require`` adds any specifier. An unmet requirement is
-``version-unsatisfied`` (an error); a checkpoint-derived requirement on a library that is
-not installed at all is a warning (this machine may verify without loading).
+refuse a working 4.8.1). ``--require`` adds any specifier. An unmet ``--require`` (or
+one recorded from it) is ``version-unsatisfied``, an error. The requirement config.json
+implies is a *warning* when unmet: transformers reads configs written by newer versions
+(unknown keys are kept as attributes), so a checkpoint saved by 5.25 over an installed
+5.24 loads and predicts the same. What really fails stays an error: a ``model_type`` the
+installed transformers does not know (the hint names close known types, for a typo), and
+a config value the installed version refuses (``side-file-invalid``, from
+:mod:`manifest.consistency`). A checkpoint-derived requirement on a library that is not
+installed at all is a warning too (this machine may verify without loading).
 """
 
 from __future__ import annotations
@@ -173,14 +179,15 @@ def check_requirement(text: str, source: str, *, user: bool) -> Finding | None:
         ok = False
     if ok:
         return None
+    if not user:
+        return Finding.of("version-unsatisfied",
+                          f"the checkpoint was written by a newer {req.name} than the installed {have} ({source}); "
+                          "it loads unless it uses a feature newer than the installed version",
+                          expected=str(req), actual=have, severity=Severity.WARNING,
+                          hint=f"pip install '{req}' to load it with the version that wrote it; "
+                               "the model_type and config values were checked against the installed version")
     return Finding.of("version-unsatisfied", f"{req.name} {have} is installed, but {text} is required (by {source})",
-                      expected=str(req), actual=have, hint=f"pip install '{req}'" + _why(source))
-
-
-def _why(source: str) -> str:
-    if source.startswith("config.json"):
-        return " (the checkpoint was written by a newer transformers; older versions may not read its config)"
-    return ""
+                      expected=str(req), actual=have, hint=f"pip install '{req}'")
 
 
 def check_model_type(art: Artifact) -> list[Finding]:
@@ -198,10 +205,16 @@ def check_model_type(art: Artifact) -> list[Finding]:
     have = installed_version("transformers")
     if cfg.auto_map:
         return []  # the checkpoint ships its own config class (remote-code finding covers it)
-    writer = f"; this checkpoint was written by transformers {cfg.transformers_version}" if cfg.transformers_version else ""
-    return [Finding.of("version-unsatisfied", f"the installed transformers {have} does not know model_type {cfg.model_type!r}",
+    import difflib
+
+    writer = f" (this checkpoint was written by transformers {cfg.transformers_version})" if cfg.transformers_version else ""
+    close = difflib.get_close_matches(cfg.model_type.lower(), list(known), n=3, cutoff=0.7)
+    typo = f"if it is a typo, set model_type to {' or '.join(repr(c) for c in close)} in config.json; otherwise " if close else ""
+    return [Finding.of("version-unsatisfied", f"the installed transformers {have} does not know model_type {cfg.model_type!r}: "
+                                              "from_pretrained raises",
                        path="config.json", actual=have, expected=cfg.model_type,
-                       hint=f"upgrade transformers (pip install -U transformers) to a version that supports {cfg.model_type!r}{writer}")]
+                       hint=f"{typo}upgrade transformers (pip install -U transformers) to a version that supports "
+                            f"{cfg.model_type!r}{writer}")]
 
 
 class RequirementsSection:
@@ -231,7 +244,8 @@ class RequirementsSection:
     def diagnose(self, art: Artifact, opts: Options, report: Report) -> Iterable[Finding]:
         for r in opts.requires:
             parse_requirement(r)
-        reqs = default_requirements(art) + [{"requirement": r, "source": "--require"} for r in opts.requires]
+        # --require first: when it repeats the config's own requirement, it is the user's (an error)
+        reqs = [{"requirement": r, "source": "--require"} for r in opts.requires] + default_requirements(art)
         out = self._check(art, reqs, report)
         out.extend(check_model_type(art))
         report.facts.setdefault("environment", environment())
