@@ -398,27 +398,41 @@ VOCAB_FILES = ("bpe.codes", "byte_maps.json", "dict.txt", "emoji.json", "entity_
                "vocab.json", "vocab.txt", "word_pronunciation.json", "word_shape.json")
 SWEEP = sorted({*LOADER_NAMES, *VOCAB_FILES})
 MODES = ("file", "empty-dir", "dir")
+OTHER_FORMS = ("symlink", "hardlink", "fifo")  # each to, or with the bytes of, a signed file
 PLACES = {"root": "", "nested": "1_Pooling/"}
 
 
 def _plant(d: Path, rel: str, mode: str) -> None:
+    """Plant ``rel`` in the signed tree ``d`` (replacing a signed file of that name)."""
     p = d / rel
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.is_file():  # a signed name: replace it
         p.unlink()
     if mode == "file":
         p.write_text('{"pwned": true}\n')
+    elif mode == "symlink":
+        p.symlink_to(os.path.relpath(d / _other(rel), p.parent))
+    elif mode == "hardlink":
+        os.link(d / _other(rel), p)
+    elif mode == "fifo":
+        os.mkfifo(p)
     else:
         p.mkdir()
         if mode == "dir":
             (p / "default.jinja").write_text("{{ 'pwned' }}")
 
 
-def _verify_in_process(lab: Lab, d: Path) -> Any:
-    """What ``manifest verify D --key PUB --expect-model --expect-revision --no-cache`` runs (the
-    CLI is exercised by the attack tests; here hundreds of plants must stay fast)."""
+def _other(rel: str) -> str:
+    """A signed file other than ``rel`` (the target of a planted link)."""
+    return "config.json" if rel == "tokenizer_config.json" else "tokenizer_config.json"
+
+
+def _verify_in_process(lab: Lab, d: Path, fail_fast: bool = True) -> Any:
+    """What ``manifest verify D --key PUB --expect-model --expect-revision --no-cache --fail-fast``
+    runs. The CLI is exercised by the attack tests; here hundreds of plants must stay fast, and
+    ``--fail-fast`` changes only when a failing verify stops, never whether it fails."""
     return api.verify(d, options=Options(keys=[load_public_key(lab.pub)], expect_model=MINILM_ID, expect_revision=REVISION,
-                                         use_cache=False))
+                                         use_cache=False, fail_fast=fail_fast))
 
 
 def _related(finding_path: str | None, rel: str) -> bool:
@@ -443,7 +457,7 @@ def _sweep(lab: Lab, tmp: Path, prefix: str, mode: str) -> dict[str, str]:
 
 
 def test_the_sweep_base_verifies(lab: Lab, tmp_path: Path) -> None:
-    rep = _verify_in_process(lab, lab.clone("minilm", tmp_path / "clean"))
+    rep = _verify_in_process(lab, lab.clone("minilm", tmp_path / "clean"), fail_fast=False)
     assert rep.exit_status == 0, [(f.code, f.path) for f in rep.findings]
 
 
@@ -451,6 +465,11 @@ def test_the_sweep_base_verifies(lab: Lab, tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["file", "dir"])
 def test_every_loader_name_planted_fails_verify(lab: Lab, tmp_path: Path, place: str, mode: str) -> None:
     assert _sweep(lab, tmp_path, PLACES[place], mode) == {}
+
+
+@pytest.mark.parametrize("mode", OTHER_FORMS)
+def test_every_loader_name_as_a_link_or_fifo_fails_verify(lab: Lab, tmp_path: Path, mode: str) -> None:
+    assert _sweep(lab, tmp_path, "", mode) == {}
 
 
 # -- the guard: the installed transformers still looks up exactly these names
