@@ -39,12 +39,12 @@ class FileInfo:
 
 
 def is_ignored(rel: str, ignore: tuple[str, ...] | list[str]) -> bool:
-    """``name/`` ignores a directory of that name at any depth; anything else is an
-    exact path relative to the root."""
-    parts = rel.split("/")
+    """``name/`` ignores the directory of that path relative to the root (and everything
+    below it), at the root only: a nested ``1_Pooling/.git/`` is not ignored. Anything
+    else is an exact path relative to the root."""
     for rule in ignore:
         if rule.endswith("/"):
-            if rule[:-1] in parts[:-1]:
+            if rule != "/" and rel.startswith(rule):
                 return True
         elif rel == rule:
             return True
@@ -260,7 +260,7 @@ def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Itera
                 is_dir = False
             if is_dir:
                 if is_ignored(rel + "/x", ignore):
-                    continue  # pruned: .git/ is never walked
+                    continue  # pruned: the root's .git/ is never walked
                 subdirs.append((rel + "/", entry.path))
             else:
                 yield rel, entry.path

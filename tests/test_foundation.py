@@ -64,6 +64,48 @@ def test_git_and_cache_dirs_are_left_out_by_recorded_rules(minilm):
     assert api.verify(minilm).ok
 
 
+def test_git_and_cache_dirs_are_ignored_at_the_root_only(minilm):
+    """A nested ``.git/`` or ``.cache/`` is an ordinary part of the tree: recorded by create,
+    and an extra entry when it appears after signing (model_signing hashes it too)."""
+    (minilm / "1_Pooling" / ".git").mkdir()
+    (minilm / "1_Pooling" / ".git" / "kept.py").write_text("x = 1\n")
+    m = api.create(minilm)
+    assert "1_Pooling/.git/kept.py" in m.files
+    assert api.verify(minilm).ok
+    (minilm / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
+    (minilm / "1_Pooling" / ".cache").mkdir()
+    (minilm / "1_Pooling" / ".cache" / "x.json").write_text("{}")
+    r = api.verify(minilm)
+    assert not r.ok
+    extra = sorted(f.path for f in r.findings if f.code == "extra-file")
+    assert extra == ["1_Pooling/.cache/x.json", "1_Pooling/.git/evil.py"]
+
+
+def test_old_manifest_git_rule_now_means_the_root_only(minilm):
+    """A manifest written when ``.git/`` meant any depth keeps verifying its tree; its rule
+    now leaves out only the root's .git/."""
+    (minilm / ".git").mkdir()
+    (minilm / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    m = api.create(minilm, write=False)
+    assert m.ignore[:2] == [".git/", ".cache/"]
+    (minilm / "manifest.json").write_text(m.dumps())
+    assert api.verify(minilm).ok
+    (minilm / "1_Pooling" / ".git").mkdir()
+    (minilm / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
+    errors = api.verify(minilm).errors
+    assert [f.path for f in errors if f.code == "extra-file"] == ["1_Pooling/.git/evil.py"]
+
+
+def test_is_ignored_rules():
+    from manifest.inventory import is_ignored
+
+    rules = (".git/", ".cache/", "manifest.json", "sub/dir/")
+    assert is_ignored(".git/HEAD", rules) and is_ignored(".cache/huggingface/x.lock", rules)
+    assert is_ignored("sub/dir/x", rules) and is_ignored("manifest.json", rules)
+    for rel in ("1_Pooling/.git/evil.py", "a/.cache/x", "x.git/y", "sub/manifest.json", ".git", "sub/dirx/y", "other/sub/dir/x"):
+        assert not is_ignored(rel, rules), rel
+
+
 def test_clean_signed_checkpoint_verifies(minilm, cli, keypair):
     priv, pub = keypair
     assert cli("create", minilm, "--key", priv, "--model-id", "sentence-transformers/all-MiniLM-L6-v2").code == 0

@@ -677,6 +677,35 @@ for _name, (_make, _cmd, _exit, _code) in _DIR_CASES.items():
     case(_exit, _code, "paths")(_fn)
 
 
+# --- issue 11: entries the manifest does not account for, verified with the signer's key
+def _keyed_dir_case(make: Callable[[Ctx, Path], None]) -> Callable[[Ctx], Call]:
+    def build(ctx: Ctx) -> Call:
+        d = ctx.clone()
+        make(ctx, d)
+        return Call(["verify", str(d), "--json", "-q", "--no-cache", "--key", str(ctx.base.pub),
+                     "--expect-model", MODEL_ID, "--expect-revision", REVISION])
+
+    return build
+
+
+def _plant(rel: str, data: str = "import os\n") -> Callable[[Ctx, Path], None]:
+    def make(ctx: Ctx, d: Path) -> None:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(data)
+
+    return make
+
+
+_KEYED_CASES: dict[str, tuple[Callable[[Ctx, Path], None], int, str]] = {
+    "nested_git_dir_planted": (_plant("1_Pooling/.git/evil.py"), 1, "extra-file"),
+    "nested_cache_dir_planted": (_plant("1_Pooling/.cache/huggingface/evil.json", "{}"), 1, "extra-file"),
+}
+for _name, (_make, _exit, _code) in _KEYED_CASES.items():
+    _fn = _keyed_dir_case(_make)
+    _fn.__name__ = f"case_{_name}"
+    case(_exit, _code, "paths")(_fn)
+
+
 # --- permission denied: root bypasses file modes, so drop the two capabilities that let it
 _DROP = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
 

@@ -240,3 +240,25 @@ def test_valid_conformance_vectors_parse_and_match_the_schema(vector: str, valid
         with pytest.raises(ManifestError) as e:
             verify_oms(tmp_path, path, options=opts)
         assert e.value.exit_status == 2 and "model_signing verify" in e.value.message
+
+
+def test_nested_git_is_inside_the_scope_in_both_tools(cli, signed, damaged: Path, tmp_path: Path) -> None:
+    """model_signing leaves out only the root's .git (and .gitattributes, .github, .gitignore):
+    a nested ``.git/`` is hashed by both tools, so one planted after signing fails both."""
+    (damaged / "1_Pooling" / ".git").mkdir()
+    (damaged / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
+    for bundle in (signed["ours"], signed["theirs"]):
+        assert ms_verify(damaged, bundle, signed["pub"]) is not None
+        r = cli("verify", damaged, "--oms", bundle, "--key", signed["pub"], "--json", "-q", "--no-cache")
+        assert r.code == 1 and ("extra-file", "1_Pooling/.git/evil.py") in _codes(r)
+    # signed with it, it is in the exported scope, and the real verifier agrees
+    from manifest.api import create
+    from manifest.oms import export_oms
+    from manifest.options import Options
+
+    create(damaged, options=Options(use_cache=False))
+    sig = tmp_path / "nested.sig"
+    export_oms(damaged, signed["priv"], sig)
+    assert "1_Pooling/.git/evil.py" in [x["name"] for x in _payload(sig)["predicate"]["resources"]]
+    assert ms_verify(damaged, sig, signed["pub"]) is None
+    assert cli("verify", damaged, "--oms", sig, "--key", signed["pub"], "-q").code == 0
