@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
 from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
-from .findings import Finding
+from .findings import EXAMPLES, Finding, examples, group_repeats
 from .fsutil import read_input, write_atomic
 from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, is_within
 from .options import Options
@@ -222,8 +222,10 @@ def verify(
         _verify(root, settings, m, mpath, opts, report)
     except _Stop:
         pass
+    from .diagnosis import apply
     from .hints import add_refresh
 
+    apply(report)
     add_refresh(report, m, report.manifest)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report
@@ -266,14 +268,20 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     _check_file_set(art, m.files, "the manifest", opts, report)
     # 3. Sizes.
     sized: list[str] = []
+    resized: list[Finding] = []
     for p, entry in m.files.items():
         info = art.files.get(p)
         if info is None:
             continue
         if info.size != entry.size:
-            _emit(report, [Finding.of("size-mismatch", f"{info.size} bytes, manifest says {entry.size}", path=p, expected=entry.size, actual=info.size)], opts)
+            resized.append(Finding.of("size-mismatch", f"{info.size} bytes, manifest says {entry.size}", path=p, expected=entry.size, actual=info.size))
+            if opts.fail_fast:
+                break
         else:
             sized.append(p)
+    _emit_grouped(report, resized, lambda fs, items: f"{len(items)} files changed size: "
+                  + ", ".join(f"{f.path} ({f.actual} bytes, manifest says {f.expected})" for f in fs[:EXAMPLES])
+                  + (", ..." if len(fs) > EXAMPLES else ""), opts)
     report.mark_checked("sizes")
     algorithms = [a for a in (opts.algorithms or m.algorithms) if a in ALGORITHMS and a in m.algorithms]
     if opts.algorithms and not algorithms:
@@ -391,17 +399,36 @@ def _check_file_set(art: Artifact, listed: Mapping[str, Any], source: str, opts:
     """Missing and extra files against what ``source`` (a manifest, an OMS bundle) lists."""
     missing = [p for p in listed if p not in art.files]
     extra = [p for p in art.files if p not in listed]
-    _emit(report, (Finding.of("missing-file", f"listed in {source} but not in the directory", path=p) for p in missing), opts)
-    _emit(report, (Finding.of("extra-file", f"in the directory but not in {source}", path=p) for p in extra), opts)
+    _emit_grouped(report, [Finding.of("missing-file", f"listed in {source} but not in the directory", path=p) for p in missing],
+                  lambda fs, items: f"{len(items)} files listed in {source} are not in the directory: {examples(items)}", opts)
+    _emit_grouped(report, [Finding.of("extra-file", f"in the directory but not in {source}", path=p) for p in extra],
+                  lambda fs, items: f"{len(items)} files in the directory are not in {source}: {examples(items)}", opts)
     report.mark_checked("file-set")
 
 
-def _digest_mismatch(path: str, algorithms: list[str], got: Mapping[str, str], want: Mapping[str, str], source: str, opts: Options, report: Report) -> None:
+def _emit_grouped(report: Report, findings: list[Finding], describe: Any, opts: Options) -> None:
+    """Emit ``findings`` (one code, one kind of change per file), as one finding naming
+    the count and a few files when there are many (every path stays in ``items``)."""
+    if not opts.fail_fast:
+        findings = group_repeats(findings, lambda f: f.code, describe)
+    _emit(report, findings, opts)
+
+
+def _digest_mismatch(path: str, algorithms: list[str], got: Mapping[str, str], want: Mapping[str, str], source: str, opts: Options,
+                     report: Report, into: list[Finding]) -> None:
+    """A mismatch is collected in ``into`` (to be grouped), or emitted at once under --fail-fast."""
     for a in algorithms:
         if got[a] != want[a]:
             msg = f"{a} is {got[a][:16]}..., {source} says {want[a][:16]}..."
-            _emit(report, [Finding.of("digest-mismatch", msg, path=path, expected=want[a], actual=got[a])], opts)
+            f = Finding.of("digest-mismatch", msg, path=path, expected=want[a], actual=got[a])
+            if opts.fail_fast:
+                _emit(report, [f], opts)
+            into.append(f)
             return
+
+
+def _emit_digest_mismatches(report: Report, found: list[Finding], source: str, opts: Options) -> None:
+    _emit_grouped(report, found, lambda fs, items: f"{len(items)} files' content differs from {source} ({examples(items)})", opts)
 
 
 class _PendingDigests:
@@ -436,8 +463,9 @@ def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pat
 def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
     """Compare the digests of a :func:`_start_digests` job as they arrive."""
     algorithms, expected, source = p.algorithms, p.expected, p.source
+    mismatched: list[Finding] = []
     for path in p.known:
-        _digest_mismatch(path, algorithms, opts.known_digests[path], expected[path], f"{source} (staged Git LFS pointer)", opts, report)
+        _digest_mismatch(path, algorithms, opts.known_digests[path], expected[path], f"{source} (staged Git LFS pointer)", opts, report, mismatched)
     if p.known:
         report.stats["files_from_known_digests"] = len(p.known)
     cached: list[str] = []
@@ -454,9 +482,10 @@ def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
                 cached.append(info.path)
             else:
                 hashed_bytes += info.size
-            _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report)
+            _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report, mismatched)
     finally:
         p.close()
+    _emit_digest_mismatches(report, mismatched, source, opts)
     report.mark_checked("digests")
     report.stats.update({"files_hashed": len(p.job.todo), "bytes_hashed": hashed_bytes, "algorithms": algorithms})
     if cached:
@@ -506,6 +535,9 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
         _load_tier(art, opts, report)
     except _Stop:
         pass
+    from .diagnosis import apply
+
+    apply(report)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report
 

@@ -7,7 +7,8 @@ change once released. New codes may be added.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -109,6 +110,13 @@ class Finding:
     actual: Any = None
     hint: str | None = None
     severity: Severity = field(default=Severity.ERROR)
+    # What a grouped finding covers: the files or tensors that all show the same change
+    # (see :func:`group_repeats`); the message names the count and a few of them.
+    items: tuple[str, ...] | None = None
+    # A root cause carries an ``id``; the findings it explains point at it with
+    # ``caused_by`` (see :mod:`manifest.diagnosis`). Reports list root causes first.
+    id: str | None = None
+    caused_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in _CODES:
@@ -141,4 +149,63 @@ class Finding:
             d["actual"] = self.actual
         if self.hint is not None:
             d["hint"] = self.hint
+        if self.items is not None:
+            d["items"] = list(self.items)
+            d["count"] = len(self.items)
+        if self.id is not None:
+            d["id"] = self.id
+        if self.caused_by is not None:
+            d["caused_by"] = self.caused_by
         return d
+
+
+GROUP_MIN = 4  # this many findings with the same change become one
+EXAMPLES = 3  # items a grouped message names
+
+
+def examples(items: Sequence[str], n: int = EXAMPLES, quote: bool = False) -> str:
+    """``a, b, c, ...``: the first ``n`` items, for a grouped message."""
+    shown = [repr(i) if quote else i for i in items[:n]]
+    return ", ".join(shown) + (", ..." if len(items) > n else "")
+
+
+def group_repeats(
+    findings: Iterable[Finding],
+    key: Callable[[Finding], Hashable | None],
+    describe: Callable[[list[Finding], tuple[str, ...]], str],
+    *,
+    subject: Callable[[Finding], str] | None = None,
+    min_count: int = GROUP_MIN,
+) -> list[Finding]:
+    """Findings of one code that show the same change (equal ``key``, never None) over
+    ``min_count`` or more subjects become one finding, in the place of the first: its
+    message is ``describe(members, items)``, ``items`` lists every subject (a file path by
+    default), and ``expected``/``actual``/``path`` are kept where all members agree."""
+    subj = subject or (lambda f: f.path or "")
+    buckets: dict[Any, list[Finding]] = {}
+    order: list[list[Finding]] = []
+    for f in findings:
+        k = key(f)
+        if k is None:
+            order.append([f])
+            continue
+        bucket = buckets.get((f.code, f.severity, k))
+        if bucket is None:
+            bucket = buckets[(f.code, f.severity, k)] = []
+            order.append(bucket)
+        bucket.append(f)
+    out: list[Finding] = []
+    for members in order:
+        if len(members) < min_count:
+            out.extend(members)
+            continue
+        first = members[0]
+        items = tuple(subj(m) for m in members)
+
+        def common(attr: str, members: list[Finding] = members, first: Finding = first) -> Any:
+            v = getattr(first, attr)
+            return v if all(getattr(m, attr) == v for m in members) else None
+
+        out.append(replace(first, message=describe(members, items), items=items, path=common("path"),
+                           expected=common("expected"), actual=common("actual")))
+    return out

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from .diagnosis import TOKENIZER_ROOT
 from .inventory import DEFAULT_MANIFEST_NAME
 
 # Findings that mean "the files moved on from the manifest" (a refresh records the change);
@@ -67,7 +68,7 @@ def add_refresh(report: Any, m: Any, manifest_path: str | None) -> None:
         return
     cmd = refresh_command(report.artifact, m, output=default_output(report.artifact, manifest_path))
     for i, f in enumerate(report.findings):
-        if f.code not in STALE_CODES or (f.hint and "manifest create" in f.hint):
+        if f.code not in STALE_CODES or (f.hint and "manifest create" in f.hint) or f.id == TOKENIZER_ROOT:  # another tokenizer is no edit
             continue
         base = (f.hint or "").rstrip(". ")
         if base.endswith("create the manifest again"):

@@ -464,6 +464,9 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
         _load_tier(art, opts, report)
     except _Stop:
         pass
+    from .diagnosis import apply
+
+    apply(report)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report
 

@@ -178,8 +178,10 @@ def check_directory(
     by_kind: dict[str, list[str]] = {}
     for f in stale:
         kind = {"missing-file": "removed", "extra-file": "new"}.get(f.code, "changed")
-        if f.path and f.path not in by_kind.setdefault(kind, []):
-            by_kind[kind].append(f.path)
+        paths = list(f.items) if f.items is not None and f.code != "tensor-mismatch" else [f.path]  # a grouped finding lists its files
+        for path in paths:
+            if path and path not in by_kind.setdefault(kind, []):
+                by_kind[kind].append(path)
     summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in by_kind.items())
     head = f"{shown}: the manifest no longer matches the files" + (f" ({summary})" if summary else "")
     res.lines.insert(0, head)

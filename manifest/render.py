@@ -20,10 +20,17 @@ class Format(str, Enum):
 
 def render_text(report: Report) -> str:
     lines: list[str] = []
+    roots = {f.id for f in report.findings if f.id is not None}
     for f in report.findings:
+        if f.caused_by is not None and f.caused_by in roots:  # evidence, under its root cause (whose fix covers it)
+            lines.append(f"    {f.one_line()}")
+            continue
         lines.append(f.one_line())
         if f.hint:
             lines.append(f"  fix: {f.hint}")
+        n = sum(1 for e in report.findings if e.caused_by is not None and e.caused_by == f.id)
+        if n:
+            lines.append(f"  explains the next {n} finding(s):" if n > 1 else "  explains the next finding:")
     n_err = len(report.errors)
     n_warn = sum(1 for f in report.findings if f.severity is Severity.WARNING)
     what = "verified" if report.command == "verify" else "no problems found"

@@ -88,8 +88,14 @@ def finding_from(d: dict[str, Any]) -> Finding:
     """A finding back from its ``to_dict`` form; ValueError/TypeError/KeyError if it is not one."""
     if not isinstance(d["message"], str) or not all(isinstance(d.get(k), (str, type(None))) for k in ("path", "hint")):
         raise TypeError("not a finding")
+    items = d.get("items")
+    if items is not None and not (isinstance(items, list) and all(isinstance(i, str) for i in items)):
+        raise TypeError("not a finding")
+    if not all(isinstance(d.get(k), (str, type(None))) for k in ("id", "caused_by")):
+        raise TypeError("not a finding")
     return Finding(d["code"], d["message"], path=d.get("path"), expected=d.get("expected"), actual=d.get("actual"),
-                   hint=d.get("hint"), severity=Severity(d["severity"]))
+                   hint=d.get("hint"), severity=Severity(d["severity"]), items=tuple(items) if items is not None else None,
+                   id=d.get("id"), caused_by=d.get("caused_by"))
 
 
 class SectionCache:

@@ -148,3 +148,139 @@ def test_skipped_digests_are_named_with_the_error_count(minilm, cli):
     r = cli("verify", minilm, "--no-signature", "--exhaustive", "--json")
     doc = __import__("json").loads(r.out)
     assert "digests" in doc["checked"] and "digests" not in {n["check"] for n in doc["not_checked"]}
+
+
+# ----------------------------------------------------------------------------- root cause first
+def write_cased_wordpiece(src, dst, *, lowercase=False, pad_last=False, vocab_size=2000):
+    """Train a real cased WordPiece (the ``tokenizers`` library) on the checkpoint's own
+    text files and save it over ``dst`` as a BERT tokenizer is saved: tokenizer.json,
+    vocab.txt and tokenizer_config.json. ``lowercase`` switches lower-casing on over the
+    cased vocabulary; ``pad_last`` gives [PAD] the last special id instead of 0."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    text = [ln for f in ("README.md", "data_config.json") for ln in (src / f).read_text().splitlines() if ln.strip()]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    special = ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PAD]"] if pad_last else ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(text, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False)
+    tok.save(str(dst / "tokenizer.json"))
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    (dst / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab))
+    (dst / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "BertTokenizer", "do_lower_case": lowercase, "strip_accents": False, "model_max_length": 512,
+        "unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}, indent=2))
+    return tok.get_vocab_size()
+
+
+def test_replaced_tokenizer_leads_with_the_diagnosis(minilm, minilm_src, cli):
+    """A real other tokenizer (a cased WordPiece) saved over the real MiniLM: the first line
+    is the diagnosis, every other finding is listed under it as its evidence."""
+    import json
+
+    assert cli("create", minilm, "-q").code == 0
+    size = write_cased_wordpiece(minilm_src, minilm)
+    r = cli("verify", minilm, "--no-signature")
+    assert r.code == 1
+    lines = r.out.splitlines()
+    assert lines[0] == (f"error[tokenizer-mismatch]: tokenizer.json: the tokenizer does not belong to this model: tokenizer.json is "
+                        f"a cased WordPiece of {size} tokens, the model was fingerprinted with a lower-casing WordPiece of 30522 tokens, "
+                        "and 4 special tokens moved to other ids"), r.out
+    assert lines[1].startswith("  fix: restore every tokenizer file")
+    doc = json.loads(cli("verify", minilm, "--no-signature", "--json").out)
+    root, *evidence = doc["findings"]
+    assert root["id"] == "tokenizer-replaced" and root["items"] == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+    assert len(evidence) >= 8 and all(f["caused_by"] == "tokenizer-replaced" for f in evidence)
+    assert {("size-mismatch", p) for p in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")} <= {(f["code"], f.get("path")) for f in evidence}
+    assert all(f.get("hint") for f in doc["findings"])  # evidence keeps its own fix in JSON
+    assert "manifest create" not in root["hint"]  # another tokenizer is no change to record
+
+
+def test_contradicted_tokenizer_without_manifest_leads_with_the_diagnosis(minilm, minilm_src, cli):
+    """check (no manifest): a cased vocabulary behind lower-casing, with [PAD] at another id
+    than config.pad_token_id. Whatever else check finds about it comes under the diagnosis."""
+    import json
+
+    write_cased_wordpiece(minilm_src, minilm, lowercase=True, pad_last=True)
+    r = cli("check", minilm)
+    assert r.code == 1
+    assert r.out.splitlines()[0].startswith("error[tokenizer-mismatch]: tokenizer.json: the tokenizer does not belong to this model: "), r.out
+    doc = json.loads(cli("check", minilm, "--json").out)
+    root, *rest = doc["findings"]
+    assert root["id"] == "tokenizer-replaced"
+    on_tokenizer = [f for f in rest if f["severity"] == "error" and f.get("path") in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")]
+    assert len(on_tokenizer) >= 2 and all(f.get("caused_by") == "tokenizer-replaced" for f in on_tokenizer)
+
+
+def test_an_extended_tokenizer_is_not_called_foreign(tokcls_build, tmp_path, cli):
+    """The real stale_vocab checkpoint (3 tokens added, embeddings resized) against a
+    manifest of the clean one: tokens added, no 'does not belong' diagnosis."""
+    import shutil
+
+    from conftest import copy_checkpoint
+
+    d = copy_checkpoint(tokcls_build / "clean", tmp_path / "m")
+    assert cli("create", d, "-q").code == 0
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "added_tokens.json"):
+        if (tokcls_build / "stale_vocab" / name).exists():
+            shutil.copy(tokcls_build / "stale_vocab" / name, d / name)
+    r = cli("verify", d, "--no-signature")
+    assert r.code == 1 and "tokens added" in r.out and "does not belong" not in r.out, r.out
+
+
+# ----------------------------------------------------------------------------- repeats grouped
+def test_a_dtype_cast_of_every_tensor_is_one_finding(minilm, cli):
+    """The real weights cast to float16 and saved again: one finding for all the tensors
+    (JSON lists them all), with the file's size change under it as its evidence."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    assert cli("create", minilm, "-q").code == 0
+    tensors = load_file(str(minilm / "model.safetensors"))
+    floats = [n for n, a in tensors.items() if a.dtype == np.float32]
+    save_file({n: a.astype(np.float16) if a.dtype == np.float32 else a for n, a in tensors.items()}, str(minilm / "model.safetensors"))
+    r = cli("verify", minilm, "--no-signature")
+    assert r.code == 1
+    lines = r.out.splitlines()
+    assert lines[0].startswith(f"error[tensor-mismatch]: model.safetensors: all {len(floats)} F32 tensors changed dtype: F32 -> F16 ('"), r.out
+    assert "more" not in r.out and r.out.count("changed dtype") == 1
+    doc = json.loads(cli("verify", minilm, "--no-signature", "--json").out)
+    cast, size = doc["findings"][:2]
+    assert sorted(cast["items"]) == sorted(floats) and cast["count"] == len(floats)
+    assert cast["expected"] == "F32" and cast["actual"] == "F16"
+    assert size["code"] == "size-mismatch" and size["caused_by"] == cast["id"]
+    assert "manifest create" in cast["hint"]  # a cast may be intended: the fix records it
+
+
+def test_many_missing_files_are_one_finding(minilm, cli):
+    import json
+
+    assert cli("create", minilm, "-q").code == 0
+    gone = ["1_Pooling/config.json", "README.md", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]
+    for g in gone:
+        (minilm / g).unlink()
+    doc = json.loads(cli("verify", minilm, "--no-signature", "--json").out)
+    missing = [f for f in doc["findings"] if f["code"] == "missing-file"]
+    assert len(missing) == 1 and sorted(missing[0]["items"]) == sorted(gone) and missing[0]["count"] == 5
+    assert missing[0]["message"].startswith("5 files listed in the manifest are not in the directory: ")
+    fast = json.loads(cli("verify", minilm, "--no-signature", "--json", "--fail-fast").out)
+    assert [f["code"] for f in fast["findings"]] == ["missing-file"] and "items" not in fast["findings"][0]
+
+
+def test_few_repeats_stay_separate():
+    from manifest.findings import GROUP_MIN, Finding, group_repeats
+
+    fs = [Finding.of("missing-file", "gone", path=f"f{i}") for i in range(GROUP_MIN - 1)]
+    assert group_repeats(fs, lambda f: f.code, lambda m, items: "grouped") == fs
+    fs.append(Finding.of("missing-file", "gone", path="last"))
+    [g] = group_repeats(fs, lambda f: f.code, lambda m, items: f"{len(items)} gone")
+    assert g.message == f"{GROUP_MIN} gone" and g.items == tuple(f.path for f in fs) and g.path is None

@@ -189,10 +189,15 @@ def test_verify_names_a_swapped_vocabulary(minilm, cli):
     lines = (minilm / "vocab.txt").read_text().splitlines()
     (minilm / "tokenizer.json").unlink()
     (minilm / "vocab.txt").write_text("\n".join(lines[::-1]) + "\n")  # every id moves
-    r = cli("verify", minilm)
+    r = cli("verify", minilm, "--no-signature")
     assert r.code == 1
-    assert "error[tokenizer-mismatch]: vocab.txt: tokens changed or renumbered in ids 0-4095" in r.out
-    assert "fix: token ids moved" in r.out
+    # The diagnosis first (the same tokens at other ids), then the evidence under it.
+    assert r.out.startswith("error[tokenizer-mismatch]: vocab.txt: the tokenizer does not belong to this model: "
+                            "vocab.txt has the model's 30522 tokens at other ids"), r.out
+    assert "    error[tokenizer-mismatch]: vocab.txt: tokens changed or renumbered in ids 0-4095" in r.out
+    doc = json.loads(cli("verify", minilm, "--no-signature", "--json").out)
+    renumbered = [f for f in doc["findings"] if f["message"].startswith("tokens changed or renumbered")]
+    assert renumbered[0]["hint"].startswith("token ids moved") and renumbered[0]["caused_by"] == "tokenizer-replaced"
 
 
 def test_malformed_tokenizer_is_side_file_invalid(minilm, cli):

@@ -9,11 +9,14 @@ weights is checked by the config section (:mod:`manifest.consistency`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
+from ..diagnosis import RESTORE_TOKENIZER, TOKENIZER_ROOT, describe_tokenizer, is_tokenizer_file
 from ..errors import InputError
-from ..findings import Finding
+from ..findings import EXAMPLES, Finding, group_repeats
 from ..formats.config import signable
 from ..formats.tokenizer import Tokenizer, TokenizerError, describe_changes, describe_pipeline, read_tokenizer, summary
 from ..inventory import Artifact
@@ -42,6 +45,12 @@ def live_tokenizer(art: Artifact) -> Tokenizer | TokenizerError | InputError | N
         return e
     except OSError as e:
         return InputError(f"cannot read: {e.strerror}")
+
+
+def _special_token(f: Finding) -> str:
+    """The token a "special token '[UNK]' moved ..." finding is about."""
+    m = re.match(r"special token (?P<q>['\"])(?P<tok>.*?)(?P=q) ", f.message)
+    return m.group("tok") if m else f.message
 
 
 class TokenizerSection:
@@ -80,10 +89,47 @@ class TokenizerSection:
         if isinstance(tok, (TokenizerError, InputError)):
             report.mark_not_checked("tokenizer (manifest)", "the tokenizer cannot be read")
             return []
-        out = [
-            Finding.of("tokenizer-mismatch", msg, path=tok.source, hint=HINTS.get(kind, RESTORE),
-                       expected=recorded.get("fingerprint") if kind == "other" else None)
-            for kind, msg in describe_changes(recorded, tok) + describe_pipeline(recorded, tok)
-        ]
+        changes = describe_changes(recorded, tok) + describe_pipeline(recorded, tok)
+        kinds: dict[int, str] = {}
+        out: list[Finding] = []
+        for kind, msg in changes:
+            f = Finding.of("tokenizer-mismatch", msg, path=tok.source, hint=HINTS.get(kind, RESTORE),
+                           expected=recorded.get("fingerprint") if kind == "other" else None)
+            kinds[id(f)] = kind
+            out.append(f)
+
+        def describe(members: list[Finding], items: tuple[str, ...]) -> str:
+            shown = "; ".join(m.message.removeprefix("special token ") for m in members[:EXAMPLES])
+            return f"{len(members)} special tokens changed: {shown}{'; ...' if len(members) > EXAMPLES else ''}"
+
+        out = group_repeats(out, lambda f: "special" if kinds.get(id(f)) == "special" else None, describe,
+                            subject=_special_token)
         report.mark_checked("tokenizer fingerprint")
+        if foreign(changes):
+            live = {"model": tok.model, "size": tok.size, "lowercase": tok.lowercase}
+            if all(recorded.get(k) == v for k, v in live.items()):
+                what = f"{tok.source} has the model's {tok.size} tokens at other ids"
+            else:
+                what = f"{tok.source} is {describe_tokenizer(live)}, the model was fingerprinted with {describe_tokenizer(recorded)}"
+            msg = f"the tokenizer does not belong to this model: {what}{_moved(changes)}"
+            root = Finding.of("tokenizer-mismatch", msg, path=tok.source, hint=RESTORE_TOKENIZER, id=TOKENIZER_ROOT,
+                              items=tuple(sorted(p for p in art.files if is_tokenizer_file(p))))
+            out = [root, *(replace(f, caused_by=TOKENIZER_ROOT) for f in out)]
         return out
+
+
+def foreign(changes: list[tuple[str, str]]) -> bool:
+    """Whether the changes add up to another tokenizer, not an edit of this one: another
+    model type or vocabulary, or the vocabulary resized or renumbered while special
+    tokens moved to other ids. (Tokens added at the end, with new special tokens, are
+    an extension: resize_token_embeddings and fine-tuning make that intended.)"""
+    kinds = {k for k, _ in changes}
+    if kinds & {"replaced", "model"}:
+        return True
+    moved = any(k == "special" and "moved from id" in m for k, m in changes)
+    return moved and bool(kinds & {"removed", "added", "renumbered"})
+
+
+def _moved(changes: list[tuple[str, str]]) -> str:
+    n = sum(1 for k, m in changes if k == "special" and "moved from id" in m)
+    return f", and {n} special token{'s' if n != 1 else ''} moved to other ids" if n else ""

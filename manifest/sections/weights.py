@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import InputError, ManifestInvalid
-from ..findings import Finding, Severity
+from ..findings import Finding, Severity, examples, group_repeats
 from ..formats import INDEX_SUFFIXES, PICKLE_SUFFIXES
 from ..formats.safetensors import Header, HeaderError, TensorInfo, read_header
 from ..inventory import Artifact
@@ -314,10 +314,29 @@ def _describe(t: dict[str, Any]) -> str:
     return f"{t['dtype']}{list(t['shape'])}"
 
 
+def _rename_rule(old: str, new: str) -> tuple[str, str] | None:
+    """How a rename changed the name, when it is a prefix added or removed (``bert.``)."""
+    if new.endswith("." + old) or (new.endswith(old) and new != old):
+        return ("added", new[: len(new) - len(old)])
+    if old.endswith(new) and old != new:
+        return ("removed", old[: len(old) - len(new)])
+    return None
+
+
 def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, TensorInfo]) -> list[Finding]:
-    """``tensor-mismatch`` findings between a recorded tensor table and a live header."""
+    """``tensor-mismatch`` findings between a recorded tensor table and a live header.
+    The same change over many tensors (a dtype cast, a prefix added to every name) is
+    one finding naming the count and a few tensors; ``items`` lists them all."""
     now: dict[str, dict[str, Any]] = {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in live.items()}
+    total = len(recorded)
     out: list[Finding] = []
+    keys: dict[int, Any] = {}  # id(finding) -> what is the same across a group
+    subjects: dict[int, str] = {}
+
+    def add(f: Finding, subject: str, key: Any) -> None:
+        keys[id(f)], subjects[id(f)] = key, subject
+        out.append(f)
+
     removed = [n for n in recorded if n not in now]
     added = [n for n in now if n not in recorded]
     # A tensor that vanished while one of identical dtype and shape appeared: a rename.
@@ -328,30 +347,53 @@ def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, 
     for n in removed:
         cands = pool.get(_describe(recorded[n]))
         if cands:
-            renamed.append((n, cands.pop(0)))
+            rule = None
+            for i, c in enumerate(cands):  # prefer the candidate that is the same name with a prefix changed
+                if _rename_rule(n, c) is not None:
+                    rule = i
+                    break
+            renamed.append((n, cands.pop(rule or 0)))
     renamed_old = {a for a, _ in renamed}
     renamed_new = {b for _, b in renamed}
     for old, new in renamed:
-        out.append(Finding.of("tensor-mismatch", f"tensor {old!r} was renamed to {new!r} ({_describe(now[new])})",
-                              path=rel, expected=old, actual=new))
+        add(Finding.of("tensor-mismatch", f"tensor {old!r} was renamed to {new!r} ({_describe(now[new])})",
+                       path=rel, expected=old, actual=new), old, ("renamed", _rename_rule(old, new)) if _rename_rule(old, new) else None)
     for n in removed:
         if n not in renamed_old:
-            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(recorded[n])}) is gone", path=rel, expected=n))
+            add(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(recorded[n])}) is gone", path=rel, expected=n), n, ("gone",))
     for n in added:
         if n not in renamed_new:
-            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(now[n])}) is new", path=rel, actual=n))
+            add(Finding.of("tensor-mismatch", f"tensor {n!r} ({_describe(now[n])}) is new", path=rel, actual=n), n, ("new",))
     for n, rec in recorded.items():
         cur = now.get(n)
         if cur is None:
             continue
         if cur["dtype"] != rec["dtype"]:
-            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} changed dtype: {rec['dtype']} -> {cur['dtype']}",
-                                  path=rel, expected=rec["dtype"], actual=cur["dtype"]))
+            add(Finding.of("tensor-mismatch", f"tensor {n!r} changed dtype: {rec['dtype']} -> {cur['dtype']}",
+                           path=rel, expected=rec["dtype"], actual=cur["dtype"]), n, ("dtype", rec["dtype"], cur["dtype"]))
         if list(cur["shape"]) != list(rec["shape"]):
             same_bytes = cur["dtype"] == rec["dtype"] and _numel(cur["shape"]) == _numel(rec["shape"])
             why = " (same byte count: transposed or reshaped, only the header shows it)" if same_bytes else ""
-            out.append(Finding.of("tensor-mismatch", f"tensor {n!r} changed shape: {list(rec['shape'])} -> {cur['shape']}{why}",
-                                  path=rel, expected=list(rec["shape"]), actual=cur["shape"]))
+            add(Finding.of("tensor-mismatch", f"tensor {n!r} changed shape: {list(rec['shape'])} -> {cur['shape']}{why}",
+                           path=rel, expected=list(rec["shape"]), actual=cur["shape"]), n, None)
+
+    def describe(members: list[Finding], items: tuple[str, ...]) -> str:
+        key = keys[id(members[0])]
+        n = len(items)
+        count = f"all {n} tensors" if n == total and key[0] in ("gone", "renamed") else f"{n} tensors"
+        if key[0] == "dtype":
+            of_dtype = sum(1 for t in recorded.values() if t["dtype"] == key[1])
+            some = f"all {n} {key[1]} tensors" if n == of_dtype else f"{n} of the {of_dtype} {key[1]} tensors"
+            return f"{some} changed dtype: {key[1]} -> {key[2]} ({examples(items, quote=True)})"
+        if key[0] == "gone":
+            return f"{count} of the manifest are gone ({examples(items, quote=True)})"
+        if key[0] == "new":
+            return f"{count} are new ({examples(items, quote=True)})"
+        how, prefix = key[1]
+        first = members[0]
+        return (f"{count} were renamed, prefix {prefix!r} {how} (e.g. {first.expected!r} -> {first.actual!r})")
+
+    out = group_repeats(out, lambda f: keys.get(id(f)), describe, subject=lambda f: subjects[id(f)])
     if len(out) > MAX_FINDINGS_PER_FILE:
         more = len(out) - MAX_FINDINGS_PER_FILE
         out = [*out[:MAX_FINDINGS_PER_FILE],
