@@ -164,13 +164,32 @@ def create(
 
         m.signatures = [sign(signed, key)]
     if write:
+        text = m.dumps().encode("utf-8")
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise InputError(_too_large(len(text), m), code="manifest-too-large", path=str(out))
         try:
-            write_atomic(out, m.dumps().encode("utf-8"))
+            write_atomic(out, text)
         except OSError as e:
             raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
     if create_cache is not None:  # the first verify of this manifest then needs no read
         create_cache.save_as(("verify", str(root.resolve()), _identity(m, signed)), list(m.files))
     return m
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1_000_000 else f"{n / 1e3:.0f}k" if n >= 10_000 else str(n)
+
+
+def _too_large(size: int, m: Manifest) -> str:
+    """Name the limit and what fills the manifest, not the model's files."""
+    weights = m.sections.get("weights")
+    tensors = weights.get("totals", {}).get("tensors") if isinstance(weights, dict) else None
+    what = [f"{_count(len(m.files))} file{'s' if len(m.files) != 1 else ''}"]
+    if isinstance(tensors, int) and tensors:
+        what.insert(0, f"{_count(tensors)} tensors")
+    cap = f"{MAX_MANIFEST_BYTES >> 20} MiB" if MAX_MANIFEST_BYTES % (1 << 20) == 0 else f"{MAX_MANIFEST_BYTES >> 10} KiB"
+    shown = f"{size / 1e6:.0f} MB" if size >= 10**7 else f"{size / 1e3:.0f} kB"
+    return f"the manifest would be {shown}: {', '.join(what)}; over the {cap} cap a verifier reads (nothing was written)"
 
 
 # --------------------------------------------------------------------------- verify

@@ -8,8 +8,11 @@ invalid UTF-8, a BOM, documents over a size cap and deep nesting.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import rfc8785
@@ -52,12 +55,35 @@ def _float(text: str) -> float:
     return value
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing a large document builds millions of
+    objects and no cycle, and every collection the allocations trigger would scan them
+    all again (a 1.4M-tensor header parsed 3x slower with it running)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_QUOTED_BRACKETS = re.compile(rb'"[^"]*"')
 # An integer over MAX_INT_DIGITS digits needs a run of that many digits somewhere in the
 # text: without one, the per-integer Python hook (30 000 calls for a tokenizer.json,
-# two thirds of its parse time) is not needed.
-_LONG_DIGITS = re.compile(rb"[0-9]{" + str(MAX_INT_DIGITS + 1).encode() + rb"}")
+# two thirds of its parse time) is not needed. Digits become "0" and everything else
+# " ", then a plain substring search finds a run (10x faster than a regex).
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * (MAX_INT_DIGITS + 1)
+_KEEP = b'[]{}"'
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_SKELETON = bytes(b for b in range(256) if b not in _KEEP)
+
+
+def _has_long_integer(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
 
 
 def _check_depth(data: bytes, max_depth: int) -> None:
@@ -66,8 +92,15 @@ def _check_depth(data: bytes, max_depth: int) -> None:
     Strings are cut out, everything but brackets dropped, then innermost ``[]``/``{}``
     pairs removed one level per pass: C-speed passes, as many as the depth, so a large
     tokenizer.json costs milliseconds (the C parser already turned pathological
-    nesting into a RecursionError)."""
-    skeleton = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    nesting into a RecursionError). Without a backslash in the text, strings are cut
+    out of the bracket-and-quote skeleton (a fraction of the size): an empty ``""``
+    there is a string without brackets, or the boundary between two strings."""
+    if b"\\" in data:
+        skeleton = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    else:
+        skeleton = data.translate(None, _NOT_SKELETON).replace(b'""', b"")
+        if b'"' in skeleton:
+            skeleton = _QUOTED_BRACKETS.sub(b"", skeleton)
     for _ in range(max_depth):
         if not skeleton:
             return
@@ -87,13 +120,14 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
     except UnicodeDecodeError as e:
         raise JSONError(f"not UTF-8 at byte {e.start}") from None
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_pairs,
-            parse_constant=_constant,
-            parse_int=_int if _LONG_DIGITS.search(data) else None,
-            parse_float=_float,
-        )
+        with gc_paused():
+            value = json.loads(
+                text,
+                object_pairs_hook=_pairs,
+                parse_constant=_constant,
+                parse_int=_int if _has_long_integer(data) else None,
+                parse_float=_float,
+            )
     except JSONError:
         raise
     except RecursionError:
@@ -180,7 +214,8 @@ def canonical_bytes(obj: Any) -> bytes:
 
     The C encoder writes them (:func:`fast_canonical`) unless the document holds what
     it would write differently; then ``rfc8785`` does."""
-    fast = fast_canonical(obj)
+    with gc_paused():
+        fast = fast_canonical(obj)
     if fast is not None:
         return fast
     try:
@@ -270,7 +305,8 @@ def dumps_pretty(obj: Any, *, width: int = 160) -> str:
             return {k: shape(o[k], indent + 2) for k in sorted(o)}
         return [shape(v, indent + 2) for v in o]
 
-    text = json.dumps(shape(obj, 0), indent=2, ensure_ascii=False, allow_nan=False)
+    with gc_paused():
+        text = json.dumps(shape(obj, 0), indent=2, ensure_ascii=False, allow_nan=False)
     parts = text.split(f'"{_HOLE}"')
     if len(parts) != len(leaves) + 1:  # a string equal to the placeholder: it cannot be written anyway
         raise JSONError("cannot pretty-print: a lone surrogate")

@@ -22,12 +22,14 @@ pickle checkpoint) is recognised from its first bytes and named in the error.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from math import prod
+from typing import Any, BinaryIO, NamedTuple
 
-from ..jsonio import JSONError, loads_strict
+from ..jsonio import JSONError, gc_paused, loads_strict
 
 MAX_HEADER = 100_000_000
 U64_MAX = (1 << 64) - 1
@@ -76,8 +78,10 @@ class HeaderError(ValueError):
         return str(self.args[0])
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(NamedTuple):
+    """One tensor of a header. A tuple (small and quick to build: a hostile header may
+    hold over a million of them)."""
+
     dtype: str
     shape: tuple[int, ...]
     start: int
@@ -85,10 +89,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -217,7 +218,8 @@ def read_header(fp: BinaryIO, file_size: int) -> Header:
             raise _not_safetensors(head + raw[:SNIFF_BYTES], "") from None
         raise HeaderError(f"header is not UTF-8 (byte {e.start})", rule="utf8") from None
     try:
-        doc = loads_strict(raw, max_bytes=MAX_HEADER)
+        with gc_paused():  # a header of a million tensors builds millions of objects and no cycle
+            doc = loads_strict(raw, max_bytes=MAX_HEADER)
     except JSONError as e:
         if not raw.lstrip(b" \t\r\n").startswith(b"{"):
             prefix = head + raw[:SNIFF_BYTES]
@@ -225,7 +227,8 @@ def read_header(fp: BinaryIO, file_size: int) -> Header:
                 prefix += _read_exact(fp, min(SNIFF_BYTES - len(raw), file_size - 8 - n))
             raise _not_safetensors(prefix, f"header is not valid JSON: {e}", rule="json") from None
         raise HeaderError(f"header is not valid JSON: {e}", rule="json") from None
-    return _validate(doc, n, raw, file_size)
+    with gc_paused():
+        return _validate(doc, n, raw, file_size)
 
 
 def parse_header_bytes(data: bytes) -> Header:
@@ -247,13 +250,27 @@ def _has_surrogate(s: str) -> bool:
     return False
 
 
+# A lone surrogate can only come from a \u escape (the raw header is valid UTF-8): without
+# one of D800-DFFF in the text, no name needs the per-name check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_INT_ONLY = frozenset({int})
+
+
 def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
     if not isinstance(doc, dict):
         raise HeaderError(f"header is a JSON {type(doc).__name__}, not an object", rule="json-object")
     meta: dict[str, str] = {}
     entries: list[tuple[str, TensorInfo]] = []
-    for name, t in doc.items():
-        if _has_surrogate(name):
+    append = entries.append
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    bits_of = DTYPE_BITS
+    # The parsed header is taken apart as it is read: each entry's JSON objects are freed
+    # once its TensorInfo exists, so the two never both hold a million tensors.
+    items = list(doc.items())
+    doc.clear()
+    for i, (name, t) in enumerate(items):
+        items[i] = None  # type: ignore[call-overload]
+        if surrogates and _has_surrogate(name):
             raise HeaderError(f"key {name.encode('utf-8', 'backslashreplace').decode()!r} holds a lone surrogate", rule="unicode")
         if name == "__metadata__":
             if t is None:
@@ -267,7 +284,17 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
                     raise HeaderError(f"__metadata__[{k!r}] holds a lone surrogate", rule="unicode")
             meta = dict(t)
             continue
-        entries.append((name, _tensor(name, t)))
+        # The common case, checked with C-level calls: exactly the three keys, a known
+        # dtype, a list of 64-bit unsigned dims, two 64-bit unsigned offsets.
+        if type(t) is dict and t.keys() == TENSOR_KEYS:
+            dtype, shape, offs = t["dtype"], t["shape"], t["data_offsets"]
+            if (type(dtype) is str and dtype in bits_of and type(shape) is list and type(offs) is list and len(offs) == 2
+                    and _INT_ONLY.issuperset(map(type, offs)) and 0 <= min(offs) and max(offs) <= U64_MAX
+                    and (not shape or (_INT_ONLY.issuperset(map(type, shape)) and 0 <= min(shape) and max(shape) <= U64_MAX))):
+                append((name, TensorInfo(dtype, tuple(shape), offs[0], offs[1])))
+                continue
+        append((name, _tensor(name, t)))  # raises with the precise rule
+    del items
     entries.sort(key=lambda kv: (kv[1].start, kv[1].end))
     pos = 0
     prev = None
@@ -279,9 +306,7 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
                               rule="offsets-gap", tensor=name)
         if t.start < pos:
             raise HeaderError(f"tensor {name!r}: data [{t.start}, {t.end}] overlaps tensor {prev!r}", rule="offsets-overlap", tensor=name)
-        numel = 1
-        for d in t.shape:
-            numel *= d
+        numel = prod(t.shape)
         nbits = numel * DTYPE_BITS[t.dtype]
         if numel > U64_MAX or nbits > U64_MAX:
             raise HeaderError(f"tensor {name!r}: shape {list(t.shape)} of {t.dtype} overflows 64-bit size arithmetic",

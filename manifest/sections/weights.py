@@ -28,6 +28,7 @@ from ..findings import Finding, Severity, examples, group_repeats
 from ..formats import INDEX_SUFFIXES, PICKLE_SUFFIXES
 from ..formats.safetensors import Header, HeaderError, TensorInfo, read_header
 from ..inventory import Artifact
+from ..jsonio import MAX_DOCUMENT_BYTES, gc_paused
 from ..options import Options
 from ..report import Report
 
@@ -79,12 +80,13 @@ def tensor_table(art: Artifact) -> dict[str, TensorInfo]:
     When two files hold a tensor of the same name, the first file in path order wins."""
 
     def compute() -> dict[str, TensorInfo]:
+        headers = [h for h in (header_of(art, rel) for rel in safetensors_files(art)) if isinstance(h, Header)]
+        if len(headers) == 1:
+            return headers[0].tensors  # read only: no copy of what may be a million entries
         out: dict[str, TensorInfo] = {}
-        for rel in safetensors_files(art):
-            h = header_of(art, rel)
-            if isinstance(h, Header):
-                for name, t in h.tensors.items():
-                    out.setdefault(name, t)
+        with gc_paused():
+            for h in reversed(headers):  # the first file in path order wins
+                out.update(h.tensors)
         return out
 
     return art.memo("tensor-table", compute)
@@ -403,14 +405,33 @@ def diff_tensors(rel: str, recorded: dict[str, dict[str, Any]], live: dict[str, 
 
 # ----------------------------------------------------------------------------- section
 def _file_record(rel: str, h: Header) -> dict[str, Any]:
+    with gc_paused():  # one small object per tensor, maybe a million, and no cycle
+        tensors = {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in sorted(h.tensors.items())}
     return {
         "path": rel,
         "header_sha256": header_digest(h),
         "header_len": h.header_len,
         "parameters": h.parameters,
         "bytes_by_dtype": h.bytes_by_dtype(),
-        "tensors": {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in sorted(h.tensors.items())},
+        "tensors": tensors,
     }
+
+
+# The fewest bytes one tensor takes in the written manifest besides its name: the line
+# `            "": {"dtype": "I8", "shape": []},` and its newline.
+MIN_TENSOR_LINE = 46
+
+
+def _refuse_oversized_table(headers: list[tuple[str, Header]]) -> None:
+    """Stop ``create`` before it builds a tensor table that cannot fit in a manifest
+    (a verifier reads at most MAX_DOCUMENT_BYTES), naming that limit, not the model."""
+    count = sum(len(h.tensors) for _, h in headers)
+    at_least = sum(sum(map(len, h.tensors)) for _, h in headers) + count * MIN_TENSOR_LINE
+    if at_least > MAX_DOCUMENT_BYTES:
+        n = f"{count / 1e6:.1f}M" if count >= 1_000_000 else f"{count / 1e3:.0f}k"
+        raise InputError(f"the manifest would be at least {at_least / 1e6:.0f} MB: {n} tensors in {len(headers)} safetensors "
+                         f"file{'s' if len(headers) != 1 else ''}; over the {MAX_DOCUMENT_BYTES // (1 << 20)} MiB cap a verifier reads "
+                         "(nothing was written)", code="manifest-too-large")
 
 
 class WeightsSection:
@@ -419,14 +440,16 @@ class WeightsSection:
     def record(self, art: Artifact, opts: Options) -> dict[str, Any] | None:
         """The tensor table of every safetensors file. Refuses (exit 2) to fingerprint a
         file that is not valid safetensors: a manifest must not enshrine a broken file."""
-        files: list[dict[str, Any]] = []
+        headers: list[tuple[str, Header]] = []
         for rel in safetensors_files(art):
             h = header_of(art, rel)
             if isinstance(h, HeaderError):
                 raise InputError(f"refusing to fingerprint a broken weight file: {h.message}", code=h.code, path=rel)
             if isinstance(h, OSError):
                 raise InputError(f"cannot read the safetensors header: {h.strerror or h}", code="unreadable", path=rel)
-            files.append(_file_record(rel, h))
+            headers.append((rel, h))
+        _refuse_oversized_table(headers)
+        files = [_file_record(rel, h) for rel, h in headers]
         if not files:
             return None
         facts = load_facts(art)
