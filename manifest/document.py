@@ -211,9 +211,14 @@ class Manifest:
             msg = f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems"
             rejected.append(Finding.of("path-collision", msg, path=b))
         sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
-        for k in KNOWN_SECTIONS & set(sections):
+        for k in sorted(KNOWN_SECTIONS & set(sections)):
             if not isinstance(sections[k], dict):
                 raise ManifestInvalid(f'section "{k}" must be an object')
+            from .shapes import section_problem
+
+            why = section_problem(k, sections[k])
+            if why is not None:  # compared as it is, a wrong type could pass where a mismatch belongs
+                raise ManifestInvalid(f'section "{k}" is malformed: {why}')
         return cls(
             files=files,
             algorithms=list(algorithms),

@@ -110,7 +110,8 @@ def seeds() -> dict[str, list[bytes]]:
         model_id="org/name",
         revision="r1",
         expires="2099-01-01T00:00:00Z",
-        sections={"config": {"model_type": "bert", "hidden_size": 384}},
+        sections={"config": {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": 30522, "hidden_size": 384, "dtype": "float32",
+                             "transformers_version": "4.40.0", "tie_word_embeddings": None, "remote_code": False}},
     )
     m.signatures = [sign(m.signed_bytes(), generate("ed25519"))]
     out["manifest"].append(m.dumps().encode())

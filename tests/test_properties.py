@@ -29,8 +29,9 @@ from manifest import api
 from manifest.document import Manifest
 from manifest.errors import ManifestError
 from manifest.formats.safetensors import HeaderError, read_header
+from manifest.jsonio import JSONError, canonical_bytes
 from manifest.options import Options
-from manifest.signing import generate, keyid
+from manifest.signing import generate, keyid, sign
 
 SMALL_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "modules.json",
                "1_Pooling/config.json"]
@@ -224,12 +225,22 @@ def _section_paths(doc: dict[str, Any], sections: tuple[str, ...]) -> list[tuple
 WRONG = st.sampled_from([None, 0, -1, 10**30, "x", "", True, 1.5, [], [1], {}, {"a": 1}, [[]], {"": None}])
 
 
+def _section_validator(section: str) -> Any:
+    """The independent oracle: jsonschema with the section's schema from schemas/."""
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "schemas" / f"section-{section}.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
 @pytest.mark.parametrize("section", ["weights", "tokenizer", "config", "requirements"])
 @SLOW
 @given(data=st.data())
-def test_verify_survives_wrong_shapes_in_recorded_sections(tiny: Tiny, section: str, data: st.DataObject) -> None:
-    """A recorded section is data from the manifest (unsigned, when no --key is given):
-    any value of the wrong type anywhere in it is a finding or a one-line error, never a crash."""
+def test_wrong_shapes_in_recorded_sections_are_manifest_invalid(tiny: Tiny, section: str, data: st.DataObject) -> None:
+    """A recorded section is data from the manifest (unsigned, when no --key is given).
+    Any edit that breaks its JSON Schema (schemas/section-*.schema.json, checked with
+    jsonschema) makes the manifest ``manifest-invalid`` (exit 2), signed or not; an edit
+    the schema allows gives a report or a one-line error, never a crash."""
     doc = json.loads(tiny.manifest)
     doc["signatures"] = []
     if data.draw(st.booleans(), label="stale fingerprints"):
@@ -247,14 +258,60 @@ def test_verify_survives_wrong_shapes_in_recorded_sections(tiny: Tiny, section: 
         for k in path[:-1]:
             node = node[k]
         node[path[-1]] = copy.deepcopy(data.draw(WRONG, label="value"))  # never share (or nest) one sampled object
+    schema_valid = _section_validator(section).is_valid(doc["signed"][section])
+    signed = data.draw(st.booleans(), label="signed")
+    keys = []
+    if signed:  # re-signed with the trusted key: the signature passes, the shape alone must decide
+        try:
+            doc["signatures"] = [sign(canonical_bytes(doc["signed"]), tiny.key)]
+            keys = [tiny.key.public_key()]
+        except JSONError:  # 10**30 cannot be signed (nor read: see the loader's own checks)
+            pass
     try:
-        m = Manifest.from_document(doc)
-    except ManifestError:
+        report = api.verify(tiny.dir, Manifest.from_document(doc), options=Options(keys=keys, use_cache=False))
+    except ManifestError as e:
+        if not schema_valid:
+            assert e.code == "manifest-invalid", e.one_line()
         return
-    try:
-        api.verify(tiny.dir, m, options=Options(use_cache=False))
-    except ManifestError:
-        pass
+    assert schema_valid, f"a {section} section that breaks its schema was compared: {[f.one_line() for f in report.findings]}"
+
+
+@pytest.mark.parametrize("section", ["weights", "tokenizer", "config", "requirements"])
+@QUICK
+@given(data=st.data())
+def test_the_section_shape_check_agrees_with_jsonschema(tiny: Tiny, section: str, data: st.DataObject) -> None:
+    """manifest/shapes.py (the runtime check, no jsonschema import) says what jsonschema
+    says of the same edited section, on the same schema."""
+    from manifest.shapes import section_problem
+
+    value = json.loads(tiny.manifest)["signed"][section]
+    holder = {section: value}
+    for _ in range(data.draw(st.integers(0, 3), label="edits")):
+        paths = _section_paths({"signed": holder}, (section,))
+        path = data.draw(st.sampled_from(paths), label="path")
+        node: Any = holder
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = copy.deepcopy(data.draw(WRONG | st.sampled_from([2, "F16", "BF17", "a" * 64, "sha256:" + "0" * 64, [0, "x", True]]),
+                                                 label="value"))
+    found = section_problem(section, holder[section])
+    assert (found is None) == _section_validator(section).is_valid(holder[section]), found
+
+
+def test_wrong_typed_recorded_values_named_in_the_audit_are_manifest_invalid(tiny: Tiny) -> None:
+    """The edits that used to verify as PASS, signed with the trusted key."""
+    for section, path, value in [("requirements", ("requires", 0, "requirement"), []), ("tokenizer", ("added_count",), "x"),
+                                 ("weights", ("totals", "bytes"), True), ("weights", ("files", 0, "header_len"), "1"),
+                                 ("config", ("architectures",), "BertModel"), ("tokenizer", ("lowercase",), 1)]:
+        doc = json.loads(tiny.manifest)
+        node = doc["signed"][section]
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        doc["signatures"] = [sign(canonical_bytes(doc["signed"]), tiny.key)]
+        with pytest.raises(ManifestError) as e:
+            api.verify(tiny.dir, Manifest.from_document(doc), options=Options(keys=[tiny.key.public_key()], use_cache=False))
+        assert e.value.code == "manifest-invalid" and section in str(e.value), (section, path, e.value.one_line())
 
 
 def test_tokenizer_compare_survives_a_wrong_special_token_id(tiny: Tiny) -> None:

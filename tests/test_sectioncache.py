@@ -111,7 +111,7 @@ def test_the_recorded_section_is_part_of_the_key(no_window: None, minilm: Path, 
     api.create(minilm)
     api.verify(minilm)
     m = json.loads((minilm / "manifest.json").read_text())
-    m["signed"]["tokenizer"]["fingerprint"] = "0" * 64
+    m["signed"]["tokenizer"]["fingerprint"] = "sha256:" + "0" * 64
     other = tmp_path / "other.json"
     other.write_text(json.dumps(m))
     rep = api.verify(minilm, other)
