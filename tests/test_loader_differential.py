@@ -56,8 +56,10 @@ pytestmark = pytest.mark.skipif(
 # =========================================================================== the signed bases
 @dataclass(frozen=True)
 class Base:
-    dir: Path
+    dir: Path  # the signed directory (for a Hugging Face cache: its HF_HOME)
     model_id: str
+    manifest: Path | None = None  # a manifest kept outside the tree (the Hugging Face cache)
+    load: str = ""  # the path a loader is given, relative to dir (a cache's snapshot)
 
 
 @dataclass
@@ -69,13 +71,12 @@ class Lab:
     pub: Path
     key: Any
     bases: dict[str, Base]
-    hub_manifest: Path  # the signed manifest of the Hugging Face cache base (kept outside the cache)
 
     def clone(self, base: str, dst: Path) -> Path:
         """A clone of a signed base: side files copied, weights hard-linked (never written through).
         The Hugging Face cache is cloned whole (HF_HOME), its links kept as links."""
         src = self.bases[base].dir
-        if base == "hub":
+        if base.startswith("hub"):
             shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
             return dst
         for p in sorted(src.rglob("*")):
@@ -113,29 +114,35 @@ def _make_lab(root: Path, minilm_src: Path, tokcls_build: Path) -> Lab:
     }
     for b in bases.values():
         _sign(b.dir, key, b.model_id)
-    # the MiniLM as `hf download` leaves it in a Hugging Face cache (HF_HOME), signed by repo id
-    cache = build_cache(minilm_src, root / "hf")
-    bases["hub"] = Base(cache.home, HUB_REPO)
-    p = subprocess.run([sys.executable, "-m", "manifest", "create", HUB_REPO, "-o", str(root / "hub-manifest.json"), "--key",
-                        str(root / "k.pem"), "--model-id", HUB_REPO, "--revision", HUB_COMMIT, "--no-cache", "-q"],
-                       env={**os.environ, **_hub_env(cache.home)}, capture_output=True, text=True, timeout=300, check=False)
-    assert p.returncode == 0, p.stderr
+    # the MiniLM as `hf download` leaves it in a Hugging Face cache (HF_HOME), signed by repo id;
+    # and the same without tokenizer.json
+    for name, src in (("hub", minilm_src), ("hub-notok", _copy(minilm_src, root / "src-notok", ("tokenizer.json",)))):
+        cache = build_cache(src, root / name)
+        bases[name] = Base(cache.home, HUB_REPO, root / f"{name}-manifest.json", str(cache.snapshot.relative_to(cache.home)))
+        p = subprocess.run([sys.executable, "-m", "manifest", "create", HUB_REPO, "-o", str(root / f"{name}-manifest.json"),
+                            "--key", str(root / "k.pem"), "--model-id", HUB_REPO, "--revision", HUB_COMMIT, "--no-cache", "-q"],
+                           env={**os.environ, **_hub_env(cache.home)}, capture_output=True, text=True, timeout=300, check=False)
+        assert p.returncode == 0, p.stderr
     # and the same MiniLM signed by the OpenSSF reference signer, for the verifier differential
     ms_sign(bases["minilm"].dir, root / "k.pem", root / "minilm.ms.sig")
-    return Lab(root, root / "k.pem", root / "k.pub.pem", key, bases, root / "hub-manifest.json")
+    return Lab(root, root / "k.pem", root / "k.pub.pem", key, bases)
 
 
 def _hub_env(home: Path) -> dict[str, str]:
     return {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "", "HUGGINGFACE_HUB_CACHE": ""}
 
 
-def _hub_attack(d: Path, lab: Lab, mutate: Callable[[Path], None]) -> Prepared:
-    """An attack on a clone of the signed Hugging Face cache (``d`` is its HF_HOME): loaded by
-    repo id, verified by repo id against the signed manifest."""
+def _hub_attack(d: Path, lab: Lab, mutate: Callable[[Path], None], base: str = "hub", by_path: bool = False) -> Prepared:
+    """An attack on a clone of a signed Hugging Face cache (``d`` is its HF_HOME), verified by
+    repo id against the signed manifest; loaded by repo id, or (``by_path``) from the snapshot
+    path the report names, as docs/workflows.md says to."""
     mutate(d / "hub" / ("models--" + HUB_REPO.replace("/", "--")))
-    args = ["verify", HUB_REPO, "-m", str(lab.hub_manifest), "--key", str(lab.pub), "--expect-model", HUB_REPO,
+    manifest = lab.bases[base].manifest
+    assert manifest is not None
+    args = ["verify", HUB_REPO, "-m", str(manifest), "--key", str(lab.pub), "--expect-model", HUB_REPO,
             "--expect-revision", HUB_COMMIT, "--no-cache", "--json", "-q"]
-    return Prepared(d, _hub_job(d), [args], _hub_env(d))
+    job = {"kind": "tokenizer", "path": str(d / lab.bases[base].load)} if by_path else _hub_job(d)
+    return Prepared(d, job, [args], _hub_env(d))
 
 
 def _hub_job(home: Path) -> dict[str, Any]:
@@ -276,6 +283,20 @@ def attack_weights_changed_and_manifest_signed_by_another_key(d: Path, lab: Lab)
     return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
 
 
+@attack(3, "minilm", "model_signing", "verified")
+def attack_nested_git_directory(d: Path, lab: Lab) -> None:
+    # no transformers code path reads it; the OMS reference verifier (model_signing) refuses it,
+    # and so must verify: the signed tree is the whole tree but for the root's .git/ and .cache/
+    (d / "1_Pooling" / ".git").mkdir()
+    (d / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
+
+
+@attack(3, "minilm", "model_signing", "verified")
+def attack_nested_cache_directory(d: Path, lab: Lab) -> None:
+    (d / "1_Pooling" / ".cache").mkdir()
+    (d / "1_Pooling" / ".cache" / "config.json").write_text("{}")
+
+
 # =========================================================================== running it all
 @dataclass
 class Results:
@@ -285,7 +306,7 @@ class Results:
 
 
 def _reference_job(base: Base, kind: str) -> dict[str, Any]:
-    return _hub_job(base.dir) if kind == "hub" else {"kind": kind, "path": str(base.dir)}
+    return _hub_job(base.dir) if kind == "hub" else {"kind": kind, "path": str(base.dir / base.load)}
 
 
 def _model_signing(lab: Lab, d: Path) -> dict[str, Any]:
@@ -343,7 +364,6 @@ def test_attack_changes_what_is_loaded_and_verify_fails(name: str, results: Resu
         assert r.code != 0, f"{name}: `manifest {' '.join(args)}` exited 0 while the loader reads {got}\n{r.out[-1500:]}"
         if r.out.strip().startswith("{"):
             assert json.loads(r.out)["verdict"] != "pass"
-
 
 
 # =========================================================================== the name sweep
@@ -506,3 +526,11 @@ def test_the_swept_names_are_the_installed_transformers_names() -> None:
     assert 'custom_generate_file = "custom_generate/generate.py"' in gen
     cfg = (TRANSFORMERS / "configuration_utils.py").read_text()
     assert 'file_name.startswith("config.") and file_name.endswith(".json")' in cfg
+
+
+@pytest.mark.parametrize("mode", ["file", "dir"])
+@pytest.mark.parametrize("ignored", [".git", ".cache"])
+def test_every_loader_name_planted_under_a_nested_git_or_cache_fails_verify(lab: Lab, tmp_path: Path, ignored: str,
+                                                                            mode: str) -> None:
+    """Only the root's .git/ and .cache/ are ignored: a nested one is part of the tree."""
+    assert _sweep(lab, tmp_path, f"1_Pooling/{ignored}/", mode) == {}
