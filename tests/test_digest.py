@@ -215,23 +215,40 @@ def test_blake3_manifest_round_trip_and_subset_selection(tmp_path: Path, cli: Ca
 def test_a_job_hashes_in_the_background_and_stops_within_a_block_when_closed(tmp_path: Path) -> None:
     """verify and create start the digests before the cheap checks and close the job
     when a cheap check fails: the workers must already be reading when hash_files
-    returns, and must stop at the next block boundary once closed."""
+    returns, and must stop at the next block boundary once closed.
+
+    Deterministic: each worker is held (in its progress callback) after its first block
+    until close() has begun, so no machine is fast enough to finish the files first."""
+    import threading
+
     size = 64 * BLOCK
     for name in ("a.bin", "b.bin"):
         with open(tmp_path / name, "wb") as f:
             f.truncate(size)  # sparse: reading it costs no disk
     art = discover(tmp_path)
     read: list[int] = []
-    job = hash_files(art, list(art.files.values()), ["sha256"], workers=2, on_bytes=read.append)
-    deadline = time.monotonic() + 30
-    while not read and time.monotonic() < deadline:  # nobody iterates the job: the threads run on their own
+    started, closing = threading.Event(), threading.Event()
+
+    def on_bytes(n: int) -> None:
+        read.append(n)
+        started.set()
+        assert closing.wait(60), "close() never began"
+
+    job = hash_files(art, list(art.files.values()), ["sha256"], workers=2, on_bytes=on_bytes)
+    assert started.wait(60), "no worker started before the job was iterated"  # nobody iterates the job: the threads run on their own
+    closer = threading.Thread(target=job.close)
+    closer.start()
+    deadline = time.monotonic() + 60
+    while not job._stop.is_set():  # close() has told the workers to stop (then it waits for them)
+        assert time.monotonic() < deadline
         time.sleep(0.001)
-    assert read, "no worker started before the job was iterated"
-    job.close()
+    closing.set()
+    closer.join(60)
+    assert not closer.is_alive(), "close() did not return"
     done = sum(read)
-    time.sleep(0.05)
+    assert len(read) <= 2 and done <= 2 * BLOCK, read  # each worker read one block, then stopped at the next boundary
+    job.close()  # idempotent
     assert sum(read) == done  # nothing is read after close() returned
-    assert done <= 2 * size - 2 * BLOCK, done  # both files abandoned before their end
     assert list(job) == []  # a closed job yields nothing
 
 
