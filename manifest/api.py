@@ -70,13 +70,33 @@ def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]
     Returns the root and discovery settings (the cache allows links into its blobs/)."""
     p = Path(target)
     if p.is_dir() or os.path.lexists(p):
-        return p, {}
+        from .hfcache import looks_like_repo_id
+
+        return p, ({"shadows_repo_id": True} if isinstance(target, str) and looks_like_repo_id(target) else {})
     from . import hfcache
 
     if hfcache.looks_like_repo_id(str(target)):
         snap = hfcache.resolve(str(target))
         return snap.root, {"follow_links_into": snap.blobs, "hub": snap}
     raise InputError(f"{target}: no such directory, and not an ORG/NAME in the Hugging Face cache", code="unreadable")
+
+
+def _target_facts(report: Report, target: str | os.PathLike[str], root: Path, settings: dict[str, Any]) -> None:
+    """Which place was checked, and the exact path a loader must be given."""
+    report.facts["snapshot_path"] = os.path.abspath(root)
+    snap = settings.get("hub")
+    if snap is not None:
+        report.facts["target"] = {"kind": "hf-cache", "repo_id": snap.repo_id, "commit": snap.commit}
+        return
+    report.facts["target"] = {"kind": "directory"}
+    if settings.get("shadows_repo_id"):
+        report.facts["target"]["shadows_repo_id"] = True
+        report.add(Finding.of(
+            "ambiguous-target",
+            f"{target} is a local directory and was checked as one, not the Hugging Face cache's snapshot of the repo {target}",
+            hint=f"write ./{target} for the directory or {target}@main (or @REVISION) for the cache, and give the loader "
+            f"exactly facts.snapshot_path ({os.path.abspath(root)})",
+        ))
 
 
 def _discover(root: Path, settings: dict[str, Any], ignore: list[str] | tuple[str, ...]) -> Artifact:
@@ -236,6 +256,7 @@ def verify(
             _refuse_link_out(mpath, root, settings)
         m = load_manifest(mpath)
     report = Report("verify", str(path), str(mpath) if mpath else None)
+    _target_facts(report, path, root, settings)
     t0 = time.perf_counter()
     try:
         _verify(root, settings, m, mpath, opts, report)
@@ -283,6 +304,8 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         except (ValueError, OSError):
             pass
     art = _discover(root, settings, ignore)
+    if "hub" in settings:
+        art._memo["manifest_files"] = sorted(m.files)  # the hub section's .no_exist check covers them too
     _emit(report, art.problems, opts)
     _check_file_set(art, m.files, "the manifest", opts, report)
     # 3. Sizes.
@@ -544,6 +567,7 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
     opts = options or Options(**kw)
     root, settings = resolve_target(path)
     report = Report("check", str(path))
+    _target_facts(report, path, root, settings)
     t0 = time.perf_counter()
     try:
         art = _discover(root, settings, list(DEFAULT_IGNORE))

@@ -82,8 +82,10 @@ _c("load-mismatch", "A structural load found state_dict keys or shapes that diff
 _c("load-failed", "The real load (from_pretrained and a forward pass) raised an error.", group="load", hint="`manifest check DIR` names the usual causes without loading; the error names the rest")
 # -- Hugging Face cache ----------------------------------------------------------------
 _c("hub-record-mismatch", "A cached file disagrees with the Hub's own record in the cache (blob name, tree listing).", group="hub", hint="the cached file is not what the Hub served: download it again (`hf download ORG/NAME FILE --force-download`)")
+_c("hub-absent-marker", "The Hugging Face cache marks a file the snapshot or manifest has as absent on the Hub (.no_exist/<commit>/<path>): loading by repo id skips it.", group="hub", hint="delete the marker and load the snapshot by its path (facts.snapshot_path)")
 _c("incomplete-download", "The cache holds an unfinished download (*.incomplete blob) or a snapshot misses a file.", group="hub", hint="download the model again (`hf download ORG/NAME`): an interrupted download resumes")
 # -- the run itself (one-line errors, exit 2 or 130) ---------------------------------------
+_c("ambiguous-target", "ORG/NAME is also a local directory: the directory was checked, not the Hugging Face cache's snapshot.", Severity.WARNING, group="run", hint="write ./ORG/NAME for the directory or ORG/NAME@REVISION for the cache")
 _c("usage", "The command line is wrong (unknown option value, conflicting options) (exit 2).", group="run", hint="see `manifest COMMAND --help`")
 _c("input-invalid", "An input file is unusable: over a size cap, or not of the expected kind (exit 2).", group="run", hint="pass a file of the expected kind and size")
 _c("manifest-too-large", "The manifest create would write is over the 64 MiB a verifier reads (millions of tensors or files); nothing was written (exit 2).", group="run", hint="leave generated or duplicate files out of the directory; a checkpoint of millions of tensors cannot be recorded tensor by tensor")

@@ -13,13 +13,23 @@ A cached repo looks like this (as huggingface_hub writes it)::
         snapshots/<commit>/<path> -> ../../blobs/<hash>
         trees/<commit>.json                   the Hub's file listing (sizes, blob ids, lfs_sha256)
 
-Discovery follows the snapshot's symlinks into that repo's ``blobs/`` and nowhere else.
+        .no_exist/<commit>/<path>             "the Hub has no such file": huggingface_hub and
+                                              transformers then treat <path> as absent
+
+Containment: every part of the repo folder that huggingface_hub creates (``blobs/``,
+``refs/`` and the ref file, ``snapshots/`` and the snapshot folder, ``trees/``,
+``.no_exist/``) must be a real directory (or file) inside the repo folder's real path,
+never a symlink: a linked ``blobs/`` would let a snapshot link reach any file. This is
+checked before huggingface_hub reads anything, and nothing outside is ever read or
+printed. Discovery then follows the snapshot's symlinks into that repo's real
+``blobs/`` and nowhere else.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +46,7 @@ class Snapshot:
     repo_id: str
     revision: str  # as asked for: a branch, tag or commit
     commit: str  # the commit hash it resolved to (the snapshot folder's name)
-    root: Path  # .../snapshots/<commit>
+    root: Path  # .../snapshots/<commit> (real path: no symlink in it below the repo folder)
     blobs: Path  # .../blobs (the only place snapshot links may point into)
 
     @property
@@ -76,6 +86,49 @@ def cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def repo_folder(where: Path, repo_id: str) -> Path:
+    """``<cache>/models--ORG--NAME``, named as huggingface_hub names it."""
+    return where / ("models--" + repo_id.replace("/", "--"))
+
+
+PARTS = ("blobs", "refs", "snapshots", "trees", ".no_exist")  # what huggingface_hub creates in a repo folder
+
+
+def linked_part(repo: Path, revision: str) -> str | None:
+    """The first part of the repo folder (relative, ``/``-separated) that is a symlink or
+    not of the kind huggingface_hub writes there; ``None`` if all are real. Only ``lstat``
+    is used: nothing a link points to is read."""
+    rev = revision.split("/")
+    wants = [(part, True) for part in PARTS]  # (part, must be a folder)
+    wants += [("/".join(["refs", *rev[: i + 1]]), i + 1 < len(rev)) for i in range(len(rev))]
+    for rel, folder in wants:
+        try:
+            st = os.lstat(repo.joinpath(*rel.split("/")))
+        except FileNotFoundError:
+            if rel.startswith("refs/"):
+                return None  # the ref parts come last: nothing deeper exists
+            continue
+        except OSError:
+            return rel
+        if stat.S_ISLNK(st.st_mode):
+            return rel
+        if folder and not stat.S_ISDIR(st.st_mode):
+            return rel
+        if not folder and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            return rel  # a FIFO or device as the ref file (a folder there is simply not a ref)
+    return None
+
+
+def _refuse_linked(repo: Path, revision: str, target: str) -> None:
+    bad = linked_part(repo, revision)
+    if bad is not None:
+        raise InputError(
+            f"{target}: {repo.name}/{bad} in the Hugging Face cache is a symlink or not what huggingface_hub writes there; "
+            "the cache's parts must be real folders and files inside the repo folder (nothing it points to is read)",
+            code="unsafe-path",
+        )
+
+
 def resolve(target: str) -> Snapshot:
     """Find ``ORG/NAME[@REVISION]`` in the local cache with no network.
 
@@ -90,7 +143,11 @@ def resolve(target: str) -> Snapshot:
         raise InputError(
             f"{target}: no such directory (cache targets need huggingface_hub: pip install 'model-manifest[hub]')", code="unreadable"
         ) from None
+    if any(part in ("", ".", "..") for part in revision.split("/")):
+        raise InputError(f"{target}: not a usable revision", code="unreadable")
     where = cache_dir()
+    repo = repo_folder(where, repo_id)
+    _refuse_linked(repo, revision, target)  # before huggingface_hub reads refs/ or lists snapshots/
     try:
         path = str(snapshot_download(repo_id, revision=revision, cache_dir=str(where), local_files_only=True))
     except IncompleteSnapshotError as e:
@@ -102,11 +159,21 @@ def resolve(target: str) -> Snapshot:
         ) from None
     except (HFValidationError, ValueError) as e:
         raise InputError(f"{target}: not a usable repo id ({' '.join(str(e).split())[:200]})", code="unreadable") from None
-    root = Path(path)
-    commit = root.name
+    commit = Path(path).name
     if not _COMMIT.match(commit):
-        raise InputError(f"{target}: resolved to {root}, which is not a snapshot folder of the cache", code="unreadable")
-    return Snapshot(repo_id=repo_id, revision=revision, commit=commit, root=root, blobs=root.parent.parent / "blobs")
+        raise InputError(f"{target}: did not resolve to a snapshot folder of the cache", code="unreadable")
+    real_repo = Path(os.path.realpath(repo))
+    _refuse_linked(real_repo, revision, target)
+    root = real_repo / "snapshots" / commit
+    try:
+        st = os.lstat(root)
+    except OSError:
+        raise InputError(f"{target}: snapshots/{commit} cannot be read", code="unreadable") from None
+    if not stat.S_ISDIR(st.st_mode) or os.path.realpath(path) != str(root):
+        raise InputError(
+            f"{target}: {repo.name}/snapshots/{commit} is a symlink or lies outside the repo folder; it is not read", code="unsafe-path"
+        )
+    return Snapshot(repo_id=repo_id, revision=revision, commit=commit, root=root, blobs=real_repo / "blobs")
 
 
-__all__ = ["Snapshot", "cache_dir", "looks_like_repo_id", "resolve", "split_target"]
+__all__ = ["Snapshot", "cache_dir", "linked_part", "looks_like_repo_id", "repo_folder", "resolve", "split_target"]

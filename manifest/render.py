@@ -52,6 +52,9 @@ def render_text(report: Report) -> str:
     sections = report.facts.get("sections_from_cache")
     if sections:
         lines.append(f"  reused from the stat cache (no file changed): the {', '.join(sections)} checks")
+    target = report.facts.get("target")
+    if isinstance(target, dict) and target.get("kind") == "hf-cache" and report.facts.get("snapshot_path"):
+        lines.append(f"  checked the Hugging Face cache snapshot; load exactly this path (not the repo id): {report.facts['snapshot_path']}")
     lines.extend(_load_lines(report))
     return "\n".join(lines) + "\n"
 

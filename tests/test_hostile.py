@@ -870,6 +870,81 @@ def case_write_through_a_shared_mapping_after_a_cached_verify(ctx: Ctx) -> Call:
         [f["path"] for f in json.loads(r.out)["findings"] if f["code"] == "digest-mismatch"], ["vocab.txt"]))
 
 
+# --- issue 11, class 6: the Hugging Face cache target (built by huggingface_hub itself)
+HF_COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+
+
+def _hf_cache(ctx: Ctx, absent: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
+    """The signed base checkpoint downloaded by huggingface_hub into a private cache
+    (tests/hf_cache_builder.py); returns the repo folder and the environment to use it."""
+    home = ctx.tmp / "hf"
+    p = subprocess.run([sys.executable, str(Path(__file__).parent / "hf_cache_builder.py"), str(ctx.base.dir), str(home / "hub"),
+                        MODEL_ID, HF_COMMIT, *[x for a in absent for x in ("--absent", a)]],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    env = {"HF_HOME": str(home), "HF_HUB_CACHE": "", "HUGGINGFACE_HUB_CACHE": "", "HF_HUB_OFFLINE": "1"}
+    return home / "hub" / ("models--" + MODEL_ID.replace("/", "--")), env
+
+
+def _hf_verify(ctx: Ctx, env: dict[str, str]) -> Run:
+    r = ctx._cli("verify", MODEL_ID, "--key", str(ctx.base.pub), "--expect-model", MODEL_ID, "--expect-revision", REVISION,
+                 "--json", "-q", "--no-cache", env=env)
+    return Run(r.code, r.out, r.err)
+
+
+@case(1, "hub-absent-marker", "paths")
+def case_hf_cache_no_exist_marker_for_a_signed_file(ctx: Ctx) -> Call:
+    """huggingface_hub writes .no_exist/<commit>/tokenizer_config.json (the Hub's 404):
+    loading by repo id then drops the file (model_max_length 512 -> 1e30)."""
+    def run() -> Run:
+        _, env = _hf_cache(ctx, absent=("tokenizer_config.json",))
+        return _hf_verify(ctx, env)
+
+    return Call(runner=run, check=lambda r: _assert_eq(
+        [(f["code"], f.get("path")) for f in json.loads(r.out)["findings"]], [("hub-absent-marker", "tokenizer_config.json")]))
+
+
+def _hf_linked_part(part: str) -> Callable[[Ctx], Call]:
+    def build(ctx: Ctx) -> Call:
+        def run() -> Run:
+            repo, env = _hf_cache(ctx)
+            secret = ctx.tmp / "outside"
+            shutil.move(str(repo / part), str(secret))
+            os.symlink(secret, repo / part)
+            r = _hf_verify(ctx, env)
+            assert str(secret) not in r.out + r.err
+            return r
+
+        return Call(runner=run)
+
+    return build
+
+
+for _part in ("blobs", "refs", "snapshots", "trees"):
+    _fn = _hf_linked_part(_part)
+    _fn.__name__ = f"case_hf_cache_{_part}_folder_is_a_symlink_out"
+    case(2, "unsafe-path", "paths")(_fn)
+
+
+@case(2, "unsafe-path", "paths")
+def case_hf_cache_blobs_link_to_any_file(ctx: Ctx) -> Call:
+    """blobs/ -> a folder elsewhere holding "config.json's blob" with private values: the
+    snapshot link would read it and the report would echo them."""
+    def run() -> Run:
+        repo, env = _hf_cache(ctx)
+        name = os.path.basename(os.readlink(repo / "snapshots" / HF_COMMIT / "config.json"))
+        private = ctx.tmp / "private"
+        private.mkdir()
+        (private / name).write_text(json.dumps({"model_type": "bert", "secret": "PRIVATE_VALUE_42"}))
+        shutil.rmtree(repo / "blobs")
+        os.symlink(private, repo / "blobs")
+        r = _hf_verify(ctx, env)
+        assert "PRIVATE_VALUE_42" not in r.out + r.err and str(private) not in r.out + r.err
+        return r
+
+    return Call(runner=run)
+
+
 def _many_files(ctx: Ctx, n: int = 20_000) -> Path:
     """One shared directory of ``n`` empty files in 20 subdirectories (built once per
     session, beside the base checkpoint; the cases only read it)."""

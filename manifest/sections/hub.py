@@ -11,7 +11,11 @@ Runs only for ``ORG/NAME[@REV]`` targets (``art._memo["hub"]`` holds the
 
 Findings: ``hub-record-mismatch`` (a file disagrees with either record: size, blob
 name, content), ``incomplete-download`` (``*.incomplete`` blobs, files listed by the
-Hub but absent from the snapshot, snapshot links whose blob is gone).
+Hub but absent from the snapshot, snapshot links whose blob is gone),
+``hub-absent-marker`` (a ``.no_exist/<commit>/<path>`` marker for a file the snapshot,
+the Hub's listing or the manifest has: huggingface_hub's ``try_to_load_from_cache`` and
+so transformers' ``from_pretrained(repo_id)`` treat that file as absent and fall back to
+defaults, whatever the snapshot holds).
 
 Cost: sizes, names and the listing are free; small files are hashed (git SHA-1).
 LFS blobs are re-hashed (SHA-256) by ``check`` only: ``verify`` compares them with
@@ -116,9 +120,11 @@ def fetch_again(snap: Any, rel: str | None = None, *, force: bool = False) -> st
 def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterator[Finding]:
     report.facts["hub"] = {"repo_id": snap.repo_id, "revision": snap.revision, "commit": snap.commit, "snapshot": str(snap.root)}
     blobs = os.path.realpath(snap.blobs)
-    # -- the Hub's listing for this commit, if huggingface_hub cached one
+    # -- the Hub's listing for this commit, if huggingface_hub cached one (never through a link)
     tree: dict[str, TreeEntry] | None = None
-    if os.path.isfile(snap.tree_file):
+    if os.path.islink(snap.tree_file) or (os.path.lexists(snap.tree_file) and not os.path.isfile(snap.tree_file)):
+        report.mark_not_checked("hub-tree", f"trees/{snap.commit}.json is a symlink or not a regular file; it is not read")
+    elif os.path.isfile(snap.tree_file):
         try:
             tree = read_tree(snap.tree_file)
         except (OSError, ValueError) as e:
@@ -156,6 +162,9 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
                     hint=f"download it: {fetch_again(snap, rel)}",
                 )
         report.mark_checked("hub-tree")
+    # -- "the Hub has no such file" markers for files that are there
+    names = set(art.files) | set(tree or {}) | set(art._memo.get("manifest_files", ()))
+    yield from _absent_markers(snap, names, report)
     # -- unfinished downloads in this repo's blob store
     wanted = {e.blob_name: p for p, e in (tree or {}).items() if e.blob_name}
     try:
@@ -254,6 +263,45 @@ def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterat
         yield from _check_lfs(art, lfs_todo, opts, report)
     if report.command == "check" and not uncovered:  # every file's content was compared with a digest the Hub recorded
         report.mark_checked("digests")
+
+
+def _absent_markers(snap: Any, names: set[str], report: Report) -> Iterator[Finding]:
+    """``.no_exist/<commit>/<path>`` entries (and ``.no_exist/<revision>/`` when the
+    revision is not the commit) for a file in ``names``. huggingface_hub writes one
+    (an empty file) when the Hub answered 404 for that file at that commit, and its
+    ``try_to_load_from_cache`` checks ``os.path.isfile`` of it before looking at the
+    snapshot: transformers then treats the file as absent. The folders are listed
+    without following any link; a link inside is a finding of its own (huggingface_hub
+    would follow it), and nothing it points to is looked at."""
+    base = snap.repo_dir / ".no_exist"
+    revs = [snap.commit] + ([snap.revision] if snap.revision != snap.commit else [])
+    prefixes = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    for rev in revs:
+        top = base.joinpath(*rev.split("/"))
+        shown = f".no_exist/{rev}"
+        if not os.path.lexists(top):
+            continue
+        if os.path.islink(top) or not os.path.isdir(top):
+            yield Finding.of("hub-absent-marker", f"{shown} is a symlink or not a folder: huggingface_hub would look for "
+                             "\"no such file\" markers through it", path=shown, hint=f"delete {snap.repo_dir.name}/{shown}")
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):  # never follows links
+            dirnames.sort()
+            here = os.path.relpath(dirpath, top).replace(os.sep, "/")
+            for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+                rel = name if here == "." else f"{here}/{name}"
+                linked_dir = os.path.islink(os.path.join(dirpath, name)) and rel in prefixes
+                if rel in names or linked_dir:
+                    yield Finding.of(
+                        "hub-absent-marker",
+                        f"{shown}/{rel} marks it as absent on the Hub: huggingface_hub and transformers skip the file "
+                        "when loading by repo id and use defaults instead" if not linked_dir else
+                        f"{shown}/{rel} is a symlinked folder: huggingface_hub would look for \"no such file\" markers through it",
+                        path=rel,
+                        hint=f"delete {snap.repo_dir.name}/{shown}/{rel}, and load the verified snapshot by its path "
+                        "(facts.snapshot_path), not by repo id",
+                    )
+    report.mark_checked("hub-absent-markers")
 
 
 def _check_lfs(art: Artifact, todo: list[tuple[FileInfo, str]], opts: Options, report: Report) -> Iterator[Finding]:
