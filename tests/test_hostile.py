@@ -781,6 +781,33 @@ for _name, (_kind, _cmd, _exit, _code) in {
     case(_exit, _code, "paths")(_fn)
 
 
+# --- issue 11: what transformers finds by listing the folder; each one changes what it loads
+# (tests/test_loader_differential.py shows the change with the real loaders)
+def _link_to_signed(rel: str, target: str, hard: bool = False) -> Callable[[Ctx, Path], None]:
+    def make(ctx: Ctx, d: Path) -> None:
+        if (d / rel).exists():
+            (d / rel).unlink()
+        if hard:
+            os.link(d / target, d / rel)
+        else:
+            (d / rel).symlink_to(os.path.relpath(d / target, (d / rel).parent))
+
+    return make
+
+
+_LOADER_CASES: dict[str, tuple[Callable[[Ctx, Path], None], int, str]] = {
+    # tokenizer.json absent: any listed name containing "tekken.json" replaces the vocab file asked for
+    "backup_file_named_like_tekken_json": (_plant("old.tekken.json.bak", ""), 1, "extra-file"),
+    "additional_chat_template_planted": (_plant("additional_chat_templates/default.jinja", "{{ 'x' }}"), 1, "extra-file"),
+    "chat_template_hard_link_to_a_signed_file": (_link_to_signed("chat_template.jinja", "modules.json", hard=True), 1, "extra-file"),
+    "tokenizer_config_symlink_to_a_signed_file": (_link_to_signed("tokenizer_config.json", "config.json"), 1, "unsupported-file"),
+}
+for _name, (_make, _exit, _code) in _LOADER_CASES.items():
+    _fn = _keyed_dir_case(_make)
+    _fn.__name__ = f"case_{_name}"
+    case(_exit, _code, "paths")(_fn)
+
+
 # =========================================================================== data
 def _with_blob(ctx: Ctx, size: int, first: bytes = b"x") -> tuple[Path, Path]:
     """A clone with one extra private file ``blob.dat`` (sparse, ``size`` bytes starting

@@ -225,6 +225,13 @@ def attack_tekken_json_directory_holding_a_file(d: Path, lab: Lab) -> None:
     (d / "tekken.json" / "x").write_text("x")
 
 
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_backup_file_whose_name_contains_tekken_json(d: Path, lab: Lab) -> None:
+    # the listing is searched with re.search over all names joined: the match "tekken.json" then
+    # replaces the vocab file transformers asks for (an absent file), so vocab.txt is not read
+    (d / "old.tekken.json.bak").write_text("")
+
+
 @attack(1, "minilm", "tokenizer", *CHAT)
 def attack_chat_template_jinja_added(d: Path, lab: Lab) -> None:
     (d / "chat_template.jinja").write_text("{{ 'pwned: ' }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
