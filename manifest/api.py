@@ -19,7 +19,7 @@ from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
 from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
 from .findings import EXAMPLES, Finding, examples, group_repeats
-from .fsutil import read_input, write_atomic
+from .fsutil import RefusedTarget, check_target, read_input, refused_message, write_atomic
 from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, is_within
 from .options import Options
 from .report import Report
@@ -141,6 +141,8 @@ def create(
             pass
     if expires is not None and parse_time(expires) <= datetime.now(timezone.utc):
         raise UsageError(f"--expires {expires} is in the past: the manifest would never verify")
+    if write:
+        check_output(out)  # before any hashing; write_atomic checks again right before its rename
     art = _discover(root, settings, ignore)
     errors = [f for f in art.problems if f.is_error]
     if errors:
@@ -187,10 +189,7 @@ def create(
         text = m.dumps().encode("utf-8")
         if len(text) > MAX_MANIFEST_BYTES:
             raise InputError(_too_large(len(text), m), code="manifest-too-large", path=str(out))
-        try:
-            write_atomic(out, text)
-        except OSError as e:
-            raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
+        write_output(out, text)
     if create_cache is not None:  # the first verify of this manifest then needs no read
         create_cache.save_as(("verify", str(root.resolve()), _identity(m, signed)), list(m.files))
     return m
@@ -210,6 +209,24 @@ def _too_large(size: int, m: Manifest) -> str:
     cap = f"{MAX_MANIFEST_BYTES >> 20} MiB" if MAX_MANIFEST_BYTES % (1 << 20) == 0 else f"{MAX_MANIFEST_BYTES >> 10} KiB"
     shown = f"{size / 1e6:.0f} MB" if size >= 10**7 else f"{size / 1e3:.0f} kB"
     return f"the manifest would be {shown}: {', '.join(what)}; over the {cap} cap a verifier reads (nothing was written)"
+
+
+def check_output(out: Path) -> None:
+    try:
+        check_target(out)
+    except RefusedTarget as e:
+        raise InputError(refused_message(e), code="write-refused") from None
+
+
+def write_output(out: str | os.PathLike[str], data: bytes) -> None:
+    """Write an output file atomically; one-line errors: ``write-refused`` for a path that
+    exists and is not a regular file, ``write-failed`` for anything else."""
+    try:
+        write_atomic(out, data)
+    except RefusedTarget as e:
+        raise InputError(refused_message(e), code="write-refused") from None
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror or e}", code="write-failed") from None
 
 
 # --------------------------------------------------------------------------- verify

@@ -142,7 +142,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", metavar="DIR")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Manifest file to write (default DIR/manifest.json).")
+@click.option("-o", "--output", type=click.Path(),
+              help="Manifest file to write (default DIR/manifest.json); only an absent path or a regular file is replaced.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False), help="Private key (PEM) to sign with.")
 @click.option("--model-id", help="The model's id, e.g. org/name.")
 @click.option("--revision", help="The model's revision (commit, tag or version).")
@@ -234,7 +235,7 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: 
 
 @main.command()
 @click.option("-o", "--output", "prefix", default="manifest-key", show_default=True,
-              help="Writes PREFIX.pem (private, mode 0600) and PREFIX.pub.pem.")
+              help="Writes PREFIX.pem (private, mode 0600) and PREFIX.pub.pem; never over an existing path.")
 @click.option("--type", "kind", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519", show_default=True,
               help="Key type (OpenSSF Model Signing accepts only ecdsa-p256).")
 @click.option("--passphrase-env", default=None, metavar="VAR", help="Encrypt the private key with the passphrase in this environment variable.")
@@ -256,8 +257,8 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
 
 @main.command()
 @click.argument("directory", metavar="[DIR]", default=".", required=False)
-@click.option("--oms", "oms_path", required=True, type=click.Path(dir_okay=False),
-              help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig.")
+@click.option("--oms", "oms_path", required=True, type=click.Path(),
+              help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig (only an absent path or a regular file is replaced).")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False),
               help="ECDSA P-256 private key (PEM) to sign the bundle with.")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to export (default DIR/manifest.json).")

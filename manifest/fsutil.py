@@ -57,6 +57,43 @@ def read_input(path: str | os.PathLike[str], cap: int, what: str, code: str, mis
     return data
 
 
+class RefusedTarget(OSError):
+    """The output path exists and is not a regular file (a FIFO, socket, device,
+    directory or symlink): a writer never replaces what is not its own."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    return "not a regular file"
+
+
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`RefusedTarget` unless ``path`` is absent or a regular file (seen with
+    ``lstat``: a symlink is refused whatever it points to, and is never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        return  # a parent is not a directory: the write itself fails with a clear error
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedTarget(errno.EEXIST, f"exists and is {_kind(st.st_mode)}; it is never replaced", str(path))
+
+
+def refused_message(e: RefusedTarget) -> str:
+    """The one-line text for a refused output path."""
+    return f"{e.filename}: {e.strerror}; nothing was written"
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -92,6 +129,7 @@ def _write_unnamed(target: Path, directory: Path, data: bytes, mode: int) -> boo
         finally:
             os.close(dfd)
         tmp = str(directory / name)
+        check_target(target)  # again right before the rename: the path may have been swapped meanwhile
         os.replace(tmp, target)
         tmp = None
         return True
@@ -103,8 +141,13 @@ def _write_unnamed(target: Path, directory: Path, data: bytes, mode: int) -> boo
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically. Only an absent path or a regular file is
+    replaced: anything else (FIFO, socket, device node, directory, symlink) raises
+    :class:`RefusedTarget` and nothing is written. The check is made with ``lstat``
+    before writing and again right before the rename."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    check_target(target)
     if _write_unnamed(target, directory, data, mode):
         _fsync_dir(directory)
         return
@@ -117,6 +160,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        check_target(target)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

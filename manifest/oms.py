@@ -172,9 +172,8 @@ def export_oms(
     its PEM path). The bundle's own path is put outside the signing scope when it lies
     in the model directory. Translation only: run ``manifest verify`` first to know the
     manifest matches the files."""
-    from .api import load_manifest
+    from .api import check_output, load_manifest, write_output
     from .document import Manifest
-    from .fsutil import write_atomic
     from .inventory import DEFAULT_MANIFEST_NAME
 
     signing_key = _ec_key(key)
@@ -186,6 +185,7 @@ def export_oms(
         m = load_manifest(mpath)
         root = Path(directory) if directory is not None else (src if src.is_dir() else src.parent)
     out_path = Path(out)
+    check_output(out_path)
     extra: list[str] = []
     if root is not None:
         try:
@@ -195,7 +195,7 @@ def export_oms(
     subject = name or m.model_id or (root.resolve().name if root is not None else "model")
     statement, dropped = build_statement(m, name=subject, extra_ignore=extra)
     bundle = sign_statement(statement, signing_key)
-    write_atomic(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
+    write_output(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
     return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle)
 
 

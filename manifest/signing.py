@@ -9,6 +9,7 @@ selects which given key to try; nothing in the manifest is ever trusted as a key
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -94,15 +95,35 @@ def write_keypair(key: PrivateKey, private_path: Path, public_path: Path, passph
     )
     priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
     pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    from .fsutil import RefusedTarget, check_target, refused_message
+
     for p in (private_path, public_path):
-        if p.exists():
+        try:
+            check_target(p)
+        except RefusedTarget as e:
+            raise InputError(refused_message(e), code="write-refused") from None
+        if os.path.lexists(p):
             raise UsageError(f"{p} exists; refusing to overwrite a key")
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(priv)
-    os.chmod(private_path, 0o600)
-    with open(public_path, "xb") as f:
-        f.write(pub)
+    for p in (private_path, public_path):
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise InputError(f"cannot write {p}: no such directory {parent}; nothing was written", code="write-failed")
+    written: list[Path] = []
+    try:
+        for p, data, mode in ((private_path, priv, 0o600), (public_path, pub, 0o644)):
+            # O_EXCL: fails on anything that appeared meanwhile (a symlink too), never follows it
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+            written.append(p)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(p, mode)
+    except OSError as e:
+        for p in written:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+        if isinstance(e, FileExistsError):
+            raise InputError(f"{e.filename}: appeared while the key was written; nothing was written", code="write-refused") from None
+        raise InputError(f"cannot write {e.filename or private_path}: {e.strerror or e}; nothing was written", code="write-failed") from None
 
 
 def sign(data: bytes, key: PrivateKey) -> dict[str, str]:

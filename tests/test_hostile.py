@@ -1044,6 +1044,66 @@ def case_create_into_missing_directory(ctx: Ctx) -> Call:
     return Call(["create", str(ctx.clone()), "-q", "--no-cache", "-o", str(out)], check=lambda r: _assert_absent(ctx.tmp / "no-such-dir"))
 
 
+# --- issue 11: writers never replace what is not theirs (exit 2, error[write-refused], nothing written)
+def _unchanged(p: Path) -> Callable[[Run], None]:
+    st = os.lstat(p)
+
+    def check(r: Run) -> None:
+        now = os.lstat(p)
+        assert (now.st_mode, now.st_ino) == (st.st_mode, st.st_ino), f"{p} was replaced"
+
+    return check
+
+
+@case(2, "write-refused", "data")
+def case_create_output_is_a_fifo(ctx: Ctx) -> Call:
+    out = ctx.tmp / "m.json"
+    os.mkfifo(out)
+    return Call(["create", str(ctx.clone()), "-q", "--no-cache", "-o", str(out)], timeout=30, check=_unchanged(out))
+
+
+@case(2, "write-refused", "data")
+def case_create_output_is_a_symlink(ctx: Ctx) -> Call:
+    (ctx.tmp / "victim.txt").write_text("keep\n")
+    out = ctx.tmp / "m.json"
+    os.symlink(ctx.tmp / "victim.txt", out)
+
+    def check(r: Run) -> None:
+        assert out.is_symlink() and (ctx.tmp / "victim.txt").read_text() == "keep\n"
+
+    return Call(["create", str(ctx.clone()), "-q", "--no-cache", "-o", str(out)], check=check)
+
+
+@case(2, "write-refused", "data")
+def case_create_output_is_a_device_node(ctx: Ctx) -> Call:
+    out = ctx.tmp / "full"
+    try:
+        os.mknod(out, stat.S_IFCHR | 0o600, os.makedev(1, 7))  # like /dev/full, under tmp only
+    except OSError as e:
+        pytest.skip(f"cannot make a device node under tmp here: {e}")
+    return Call(["create", str(ctx.clone()), "-q", "--no-cache", "-o", str(out)], check=_unchanged(out))
+
+
+@case(2, "write-refused", "data")
+def case_keygen_output_is_a_fifo(ctx: Ctx) -> Call:
+    os.mkfifo(ctx.tmp / "k.pub.pem")
+    return Call(["keygen", "-o", str(ctx.tmp / "k")], timeout=30, check=lambda r: _assert_absent(ctx.tmp / "k.pem"))
+
+
+@case(2, "write-failed", "data")
+def case_keygen_into_missing_directory(ctx: Ctx) -> Call:
+    return Call(["keygen", "-o", str(ctx.tmp / "no-such-dir" / "k")], check=lambda r: _assert_absent(ctx.tmp / "no-such-dir"))
+
+
+@case(2, "write-refused", "data")
+def case_export_oms_is_a_fifo(ctx: Ctx) -> Call:
+    d = ctx.clone()
+    write_keypair(generate("ecdsa-p256"), ctx.tmp / "ec.pem", ctx.tmp / "ec.pub.pem")
+    out = ctx.tmp / "model.sig"
+    os.mkfifo(out)
+    return Call(["export", str(d), "--oms", str(out), "--key", str(ctx.tmp / "ec.pem")], timeout=30, check=_unchanged(out))
+
+
 # --- interrupted create: never a partial manifest, never a stray temporary file
 def _interrupted_create(sig: int, with_old: bool) -> Callable[[Ctx], Call]:
     def build(ctx: Ctx) -> Call:
