@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "oms-v1.0"
 SCHEMAS = ASSETS / "schemas" / "v1.0"
@@ -45,8 +47,11 @@ def ms_sign(model: Path, priv: Path, sig: Path) -> None:
     ).sign(model, sig)
 
 
-def ms_verify(model: Path, sig: Path, pub: Path) -> str | None:
-    """``model_signing verify key`` in-process: None when it verifies, else its error."""
+def ms_verify(model: Path, sig: Path, pub: Path) -> Exception | None:
+    """``model_signing verify key`` in-process: None when it verifies, else the exception
+    by which it refused. Only its refusals count (``ValueError`` for a mismatch of files or
+    key, cryptography's ``InvalidSignature`` for a bad signature): anything else, a misuse
+    of its API included, is raised."""
     import model_signing
 
     ignored = [sig.resolve().relative_to(model.resolve())] if sig.resolve().is_relative_to(model.resolve()) else []
@@ -54,9 +59,18 @@ def ms_verify(model: Path, sig: Path, pub: Path) -> str | None:
         model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).set_hashing_config(
             model_signing.hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
         ).verify(model, sig)
-    except Exception as e:  # model_signing raises ValueError and cryptography's InvalidSignature
-        return f"{type(e).__name__}: {e}"
+    except (ValueError, InvalidSignature) as e:
+        return e
     return None
+
+
+def ms_rejects(bad: tuple[Path, Path, Path], good: tuple[Path, Path, Path], kind: type[Exception], message: str) -> None:
+    """model_signing accepts ``good`` (model, signature, public key) and refuses ``bad``, by
+    the same call, with exactly ``kind`` and a message matching ``message``."""
+    assert ms_verify(*good) is None, "model_signing refuses the good case"
+    e = ms_verify(*bad)
+    assert type(e) is kind, f"expected {kind.__name__}, got {e!r}"
+    assert re.search(message, str(e)), f"{str(e)[:300]!r} does not match {message!r}"
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +164,8 @@ def test_tampered_file_fails_in_both_tools(cli, signed, damaged: Path) -> None:
         f.seek(40_000_000)
         f.write(b"\x7f\x7f\x7f\x7f")
     for bundle in (signed["ours"], signed["theirs"]):
-        err = ms_verify(damaged, bundle, signed["pub"])
-        assert err is not None and "model.safetensors" in err
+        ms_rejects((damaged, bundle, signed["pub"]), (signed["model"], bundle, signed["pub"]), ValueError,
+                   r"^Signature mismatch: .*Hash mismatch for 'model\.safetensors'")
         r = cli("verify", damaged, "--oms", bundle, "--key", signed["pub"], "--json", "-q", "--no-cache")
         assert r.code == 1 and ("digest-mismatch", "model.safetensors") in _codes(r)
 
@@ -171,7 +185,7 @@ def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_pat
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
     bad = tmp_path / "bad.sig"
     bad.write_text(json.dumps(bundle))
-    assert ms_verify(damaged, bad, pub) is not None
+    ms_rejects((damaged, bad, pub), (signed["model"], signed["ours"], pub), InvalidSignature, r"^$")
     r = cli("verify", damaged, "--oms", bad, "--key", pub, "--json", "-q")
     assert r.code == 1 and ("signature-invalid", None) in _codes(r)
     # without the key the files agree with the (forged) bundle: authenticity is reported as not checked
@@ -183,14 +197,15 @@ def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_pat
     raw[-1] ^= 1
     bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(raw)).decode()
     bad.write_text(json.dumps(bundle))
-    assert ms_verify(signed["model"], bad, pub) is not None
+    ms_rejects((signed["model"], bad, pub), (signed["model"], signed["ours"], pub), InvalidSignature, r"^$")
     r = cli("verify", signed["model"], "--oms", bad, "--key", pub, "--json", "-q")
     assert r.code == 1 and ("signature-invalid", None) in _codes(r)
 
 
 def test_wrong_key_is_untrusted_in_both_tools(cli, signed) -> None:
     for bundle in (signed["ours"], signed["theirs"]):
-        assert ms_verify(signed["model"], bundle, signed["other"]) is not None
+        ms_rejects((signed["model"], bundle, signed["other"]), (signed["model"], bundle, signed["pub"]), ValueError,
+                   r"^Key mismatch: The public key hash in the signature's verification material does not match")
         r = cli("verify", signed["model"], "--oms", bundle, "--key", signed["other"], "--json", "-q")
         assert r.code == 1 and ("untrusted-key", None) in _codes(r)
 
@@ -248,7 +263,8 @@ def test_nested_git_is_inside_the_scope_in_both_tools(cli, signed, damaged: Path
     (damaged / "1_Pooling" / ".git").mkdir()
     (damaged / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
     for bundle in (signed["ours"], signed["theirs"]):
-        assert ms_verify(damaged, bundle, signed["pub"]) is not None
+        ms_rejects((damaged, bundle, signed["pub"]), (signed["model"], bundle, signed["pub"]), ValueError,
+                   r"^Signature mismatch: \[\"Extra files found in model 'model': 1_Pooling/\.git/evil\.py\"\]$")
         r = cli("verify", damaged, "--oms", bundle, "--key", signed["pub"], "--json", "-q", "--no-cache")
         assert r.code == 1 and ("extra-file", "1_Pooling/.git/evil.py") in _codes(r)
     # signed with it, it is in the exported scope, and the real verifier agrees
