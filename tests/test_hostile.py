@@ -1075,7 +1075,7 @@ def case_create_output_is_a_symlink(ctx: Ctx) -> Call:
 
 
 @case(2, "write-refused", "data")
-def case_create_output_is_a_device_node(ctx: Ctx) -> Call:
+def case_char_device_as_create_output(ctx: Ctx) -> Call:
     out = ctx.tmp / "full"
     try:
         os.mknod(out, stat.S_IFCHR | 0o600, os.makedev(1, 7))  # like /dev/full, under tmp only
