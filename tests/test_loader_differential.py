@@ -304,6 +304,11 @@ def attack_nested_cache_directory(d: Path, lab: Lab) -> None:
     (d / "1_Pooling" / ".cache" / "config.json").write_text("{}")
 
 
+@attack(6, "hub", "hub", "model_max_length")
+def attack_no_exist_marker_hides_a_signed_file(d: Path, lab: Lab) -> Prepared:
+    return _hub_attack(d, lab, lambda c: _no_exist(c, "tokenizer_config.json"))
+
+
 # =========================================================================== running it all
 @dataclass
 class Results:
