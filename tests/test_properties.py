@@ -2,8 +2,8 @@
 
 * The manifest loader and the safetensors header reader never raise anything but the
   project's own errors, on arbitrary bytes and on mutations of real inputs.
-* Any single-byte change to a verified artifact (every file, weights included) or to
-  its signed manifest makes ``verify`` fail: a failing report (exit 1) or a
+* Any single-byte change to the real MiniLM checkpoint (every file; the weights' length,
+  header and data) or to a signed manifest makes ``verify`` fail: a failing report (exit 1) or a
   :class:`~manifest.errors.ManifestError` (exit 2). The only exempt manifest changes
   are those that leave the parsed document equal (insignificant whitespace).
 
@@ -171,19 +171,54 @@ def test_header_reader_on_mutated_real_headers(tiny: Tiny, data: st.DataObject) 
 
 
 # --------------------------------------------------------------------------- any byte change fails verify
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> Tiny:
+    """The real MiniLM checkpoint (a private copy: its bytes are changed one at a time), signed."""
+    d = tmp_path_factory.mktemp("real") / "minilm"
+    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
+    key = generate("ed25519")
+    api.create(d, key=key, options=Options(use_cache=False))
+    files = {p.relative_to(d).as_posix(): b"" for p in sorted(d.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    assert "model.safetensors" in files and len(files) >= 10
+    return Tiny(d, (d / "manifest.json").read_bytes(), key, files)
+
+
+@st.composite
+def real_offset(draw: st.DrawFn, t: Tiny) -> tuple[str, int]:
+    """A file of the real checkpoint and a byte of it: the weights' 8-byte length, JSON
+    header and tensor data (its first and last bytes among them), or any side file."""
+    rel = draw(st.sampled_from(sorted(t.files)), label="file")
+    size = (t.dir / rel).stat().st_size
+    if rel != "model.safetensors":
+        return rel, draw(st.integers(0, size - 1), label="offset")
+    with open(t.dir / rel, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    region = draw(st.sampled_from(["length", "header", "data", "edges"]), label="region")
+    lo, hi = {"length": (0, 7), "header": (8, 8 + n - 1), "data": (8 + n, size - 1), "edges": (8 + n, 8 + n)}[region]
+    if region == "edges":
+        return rel, draw(st.sampled_from([8 + n - 1, 8 + n, size - 1]), label="offset")
+    return rel, draw(st.integers(lo, hi), label="offset")
+
+
 @SLOW
 @given(st.data())
-def test_any_single_byte_change_to_the_artifact_fails_verify(tiny: Tiny, data: st.DataObject) -> None:
-    rel = data.draw(st.sampled_from(sorted(tiny.files)), label="file")
-    original = tiny.files[rel]
-    offset = data.draw(st.integers(0, len(original) - 1), label="offset")
-    new = data.draw(st.integers(0, 255).filter(lambda b: b != original[offset]), label="byte")
-    path = tiny.dir / rel
-    path.write_bytes(original[:offset] + bytes([new]) + original[offset + 1 :])
+def test_any_single_byte_change_to_the_real_checkpoint_fails_verify(real: Tiny, data: st.DataObject) -> None:
+    """One byte of the real MiniLM checkpoint (weights' header and data, tokenizer, config
+    and every other file) changed in place: verify with the trusted key fails."""
+    rel, offset = data.draw(real_offset(real), label="where")
+    new = data.draw(st.integers(0, 255), label="byte")
+    with open(real.dir / rel, "r+b") as f:
+        f.seek(offset)
+        old = f.read(1)[0]
+        assume(new != old)
+        f.seek(offset)
+        f.write(bytes([new]))
     try:
-        assert _verify_fails(tiny), f"{rel}[{offset}] = {new:#04x} still verifies"
+        assert _verify_fails(real), f"{rel}[{offset}] = {new:#04x} still verifies"
     finally:
-        path.write_bytes(original)
+        with open(real.dir / rel, "r+b") as f:
+            f.seek(offset)
+            f.write(bytes([old]))
 
 
 @SLOW
