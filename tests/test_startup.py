@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing")
+HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema")
 # Not heavy, but only needed for a signature or a platform cache directory.
 ON_DEMAND = ("cryptography", "platformdirs")
 
