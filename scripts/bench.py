@@ -229,7 +229,10 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"checkpoint: {len(files)} files, {total / 1e9:.2f} GB ({sum(f.endswith('.safetensors') for f in files)} shards), "
               f"written in {time.perf_counter() - t0:.1f} s to {tmp}")
-        env = dict(os.environ, MANIFEST_CACHE_DIR=str(tmp / "cache"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+        # MANIFEST_CACHE_WINDOW_MS: the files were just written; a 2 s racy window (instead of the
+        # kernel's writeback delay, ~50 s) lets the cached path be measured without waiting a minute
+        env = dict(os.environ, MANIFEST_CACHE_DIR=str(tmp / "cache"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
+                   MANIFEST_CACHE_WINDOW_MS="2000")
         m_sha, m_b3 = tmp / "m-sha256.json", tmp / "m-blake3.json"
         # Correctness first: both manifests verify, the truncated copy fails.
         run([*mf, "create", str(ck), "-q", "--no-cache", "-o", str(m_sha)], env)
@@ -246,7 +249,7 @@ def main() -> None:
             else:
                 os.link(f, dst)
         run([*mf, "verify", str(bad), "-m", str(m_sha), "-q", "--no-cache"], env, expect=1)
-        time.sleep(2.1)  # the stat cache does not trust files written in the last 2 s (racy timestamps)
+        time.sleep(2.1)  # past the (injected) racy window: the stat cache trusts the files
         run([*mf, "verify", str(ck), "-m", str(m_sha), "-q"], env)  # fill the stat cache
         run(["cat", *files], env)  # warm the page cache
         xargs = "printf '%s\\0' " + " ".join(f"'{f}'" for f in files) + " | xargs -0 -P2 -n1 sha256sum"
