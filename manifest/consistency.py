@@ -357,6 +357,40 @@ def check_values(cfg: ConfigFacts) -> list[Finding]:
     return out
 
 
+_TORCH_TO_ST = {"float32": "F32", "float": "F32", "float16": "F16", "half": "F16", "bfloat16": "BF16", "float64": "F64", "double": "F64"}
+_ST_TO_TORCH = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def check_dtype(cfg: ConfigFacts, tensors: dict[str, Any]) -> list[Finding]:
+    """The config's dtype (torch_dtype / dtype) against the dtype the weights are stored in:
+    transformers 5 loads in the config's dtype, so a mismatch silently changes precision."""
+    want = _TORCH_TO_ST.get((cfg.dtype or "").removeprefix("torch."))
+    if want is None or not tensors or cfg.raw.get("quantization_config"):
+        return []
+    by_dtype: dict[str, int] = {}
+    for t in tensors.values():
+        if t.dtype in _ST_TO_TORCH:
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + getattr(t, "nbytes", 0)
+    if not by_dtype:
+        return []
+    have = max(by_dtype, key=lambda k: by_dtype[k])
+    if have == want:
+        return []
+    key = "dtype" if "dtype" in cfg.raw else "torch_dtype"
+    share = "" if len(by_dtype) == 1 else " (most of the floating-point bytes)"
+    effect = ("precision is lost, and the outputs differ from the trained model's" if _bits(want) < _bits(have)
+              else "they are upcast, which takes more memory and does not restore precision the stored weights lack")
+    return [_f("shape-config-mismatch",
+               f"{key} is {cfg.dtype}, but the weights are stored as {have}{share}: from_pretrained loads them as "
+               f"{cfg.dtype} (transformers 5 follows the config's dtype): {effect}",
+               f"set {key} to {_ST_TO_TORCH[have]} in config.json to load the weights as stored, or pass dtype= to from_pretrained "
+               "if the change is intended", expected=_ST_TO_TORCH[have], actual=cfg.dtype, severity=Severity.WARNING)]
+
+
+def _bits(st: str) -> int:
+    return {"F64": 64, "F32": 32, "F16": 16, "BF16": 16}[st]
+
+
 def _uses_labels(cfg: ConfigFacts, tensors: dict[str, Any]) -> bool:
     arch = cfg.architectures[0] if cfg.architectures else ""
     return arch.endswith(LABEL_SUFFIXES) or classifier(tensors) is not None or not tensors
@@ -387,6 +421,7 @@ def cross_check(cfg: ConfigFacts | None, tok: Tokenizer | None, tensors: dict[st
     if cfg is not None:
         out.extend(check_heads(cfg, tensors))
         out.extend(check_family(cfg.raw, cfg.model_type, tensors))
+        out.extend(check_dtype(cfg, tensors))
     return out
 
 

@@ -9,6 +9,11 @@ writes, each saved with ``save_pretrained`` (model and tokenizer):
   ``model.resize_token_embeddings``, with config.json's ``vocab_size`` put back to the
   old 30522 (a config saved before the resize: weights and tokenizer say 30525).
 
+    python tests/build_checkpoints.py --trainer-state MODEL_DIR OUT_DIR
+
+writes a Trainer checkpoint's state files for MODEL_DIR into OUT_DIR (``optimizer.pt``,
+``scheduler.pt``, ``rng_state.pth``, ``training_args.bin``).
+
     python tests/build_checkpoints.py --families OUT_DIR
 
 writes one tiny randomly initialized checkpoint per model family of
@@ -51,6 +56,38 @@ def main(src: str, out: str) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+def trainer_state(model_dir: str, out: str) -> None:
+    """The files a Trainer checkpoint holds besides the model, written as the Trainer writes
+    them (torch.save of the optimizer, scheduler and RNG states and of TrainingArguments).
+    TrainingArguments is filled field by field: constructing it needs accelerate."""
+    import dataclasses
+    import random
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForTokenClassification, TrainingArguments, get_linear_schedule_with_warmup
+    from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    o = Path(out)
+    o.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForTokenClassification.from_pretrained(model_dir)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model(input_ids=torch.tensor([[101, 2000, 102]])).logits.sum().backward()
+    opt.step()
+    sched = get_linear_schedule_with_warmup(opt, 1, 10)
+    torch.save(opt.state_dict(), o / "optimizer.pt")
+    torch.save(sched.state_dict(), o / "scheduler.pt")
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}, o / "rng_state.pth")
+    args = TrainingArguments.__new__(TrainingArguments)
+    for f in dataclasses.fields(TrainingArguments):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        setattr(args, f.name, None if default is dataclasses.MISSING else default)
+    args.output_dir, args.eval_strategy, args.save_strategy = "out", IntervalStrategy("no"), SaveStrategy("steps")
+    args.lr_scheduler_type, args.optim = SchedulerType("linear"), OptimizerNames("adamw_torch")
+    torch.save(args, o / "training_args.bin")
+
+
 def families(out: str) -> None:
     import torch
     import transformers as t
@@ -81,5 +118,7 @@ def families(out: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--families":
         families(sys.argv[2])
+    elif sys.argv[1] == "--trainer-state":
+        trainer_state(sys.argv[2], sys.argv[3])
     else:
         main(sys.argv[1], sys.argv[2])

@@ -338,3 +338,85 @@ def test_odd_tokenizer_files_are_side_file_invalid(minilm, text):
     with pytest.raises(ManifestError) as e:
         api.create(minilm, write=False)
     assert e.value.code == "side-file-invalid" and e.value.path == "tokenizer.json"
+
+
+# --------------------------------------------------------------------------- missing side files
+def test_weights_without_config_fail_check_even_with_a_structural_load(tokcls, cli):
+    (tokcls / "config.json").unlink()
+    for extra in ((), ("--load", "structural")):
+        r = cli("check", tokcls, "--json", *extra)
+        assert r.code == 1, r.out
+        found = [(f["code"], f["severity"], f["path"]) for f in json.loads(r.out)["findings"]]
+        assert found == [("side-file-missing", "error", "config.json")]
+    assert "weights (model.safetensors) but no config.json: from_pretrained cannot build the model" in cli("check", tokcls).out
+
+
+def test_no_config_is_fine_where_nothing_loads_from_it(tmp_path, tokcls, minilm_src):
+    only_tok = tmp_path / "tok"  # a tokenizer-only directory
+    only_tok.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tokcls / name, only_tok / name)
+    assert api.check(only_tok).findings == []
+    adapter = tmp_path / "adapter"  # a PEFT adapter ships adapter_config.json, not config.json
+    adapter.mkdir()
+    shutil.copy2(tokcls / "model.safetensors", adapter / "adapter_model.safetensors")
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    assert "side-file-missing" not in api.check(adapter).codes()
+    st = tmp_path / "st"  # a sentence-transformers root whose model sits in a module folder with its config
+    (st / "0_Transformer").mkdir(parents=True)
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tokcls / f, st / "0_Transformer" / f)
+    (st / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]')
+    assert "side-file-missing" not in api.check(st).codes()
+    (st / "0_Transformer" / "config.json").unlink()
+    f = api.check(st).errors
+    assert [(x.code, x.path) for x in f] == [("side-file-missing", "0_Transformer/config.json")]
+
+
+def test_tokenizer_config_without_vocabulary_is_an_error_and_no_tokenizer_a_warning(tokcls):
+    (tokcls / "tokenizer.json").unlink()
+    rep = api.check(tokcls)
+    assert [(f.code, f.severity.value, f.path) for f in rep.findings] == [("side-file-missing", "error", "tokenizer_config.json")]
+    assert "(BertTokenizer) but no vocabulary" in rep.findings[0].message and "every word becomes the unknown token" in rep.findings[0].message
+    (tokcls / "tokenizer_config.json").unlink()
+    rep = api.check(tokcls)
+    assert rep.ok and [(f.code, f.severity.value) for f in rep.findings] == [("side-file-missing", "warning")]
+    assert "no tokenizer, but the model reads token ids (the embedding matrix bert.embeddings.word_embeddings.weight)" in rep.findings[0].message
+    # a byte-level tokenizer needs no vocabulary file
+    (tokcls / "tokenizer_config.json").write_text('{"tokenizer_class": "ByT5Tokenizer"}')
+    assert "side-file-missing" not in api.check(tokcls).codes()
+
+
+def test_config_dtype_against_the_weights_is_a_warning_naming_both(tokcls, cli):
+    edit_json(tokcls / "config.json", lambda c: c.update(dtype="float16"))
+    r = cli("check", tokcls, "--json")
+    assert r.code == 0
+    [f] = json.loads(r.out)["findings"]
+    assert (f["code"], f["severity"]) == ("shape-config-mismatch", "warning")
+    assert f["message"].startswith("dtype is float16, but the weights are stored as F32: from_pretrained loads them as float16")
+    assert f["hint"].startswith("set dtype to float32 in config.json")
+    edit_json(tokcls / "config.json", lambda c: (c.pop("dtype"), c.update(torch_dtype="float32")))
+    assert api.check(tokcls).findings == []
+
+
+def test_trainer_state_files_say_what_they_are(tokcls, tmp_path, cli):
+    p = subprocess.run([sys.executable, str(Path(__file__).parent / "build_checkpoints.py"), "--trainer-state", str(tokcls), str(tokcls)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = cli("check", tokcls, "--json")
+    assert r.code == 0, r.out
+    found = {f["path"]: f for f in json.loads(r.out)["findings"]}
+    assert sorted(found) == ["optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin"]
+    for f in found.values():
+        assert f["code"] == "pickle-file" and f["severity"] == "info", f
+        assert "saved by the Trainer to resume training: not model weights, and from_pretrained never reads it" in f["message"]
+        assert "pickle-based weights" not in f["message"]
+    assert found["training_args.bin"]["message"].startswith("the training arguments, saved by the Trainer")
+    assert "transformers.training_args.TrainingArguments" in found["training_args.bin"]["actual"]
+    assert "torch._utils._rebuild_tensor_v2" in found["optimizer.pt"]["actual"]
+    # a trainer file that imports what a Trainer never writes is still an error
+    import pickle
+
+    (tokcls / "scheduler.pt").write_bytes(pickle.dumps({"x": __import__("os").system}))
+    f = {x.path: x for x in api.check(tokcls).errors}["scheduler.pt"]
+    assert "imports posix.system" in f.message or "imports os.system" in f.message

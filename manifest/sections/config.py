@@ -10,12 +10,13 @@ over config, tokenizer and weights headers, and reports custom code (``remote-co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..consistency import cross_check
+from ..consistency import cross_check, input_embedding
 from ..errors import InputError
-from ..findings import Finding
+from ..findings import Finding, Severity
 from ..formats.config import CONFIG, ConfigError, ConfigFacts, read_config, remote_code, signable
 from ..formats.tokenizer import Tokenizer
 from ..inventory import Artifact
@@ -43,6 +44,61 @@ def live_config(art: Artifact) -> ConfigFacts | ConfigError | None:
         return ConfigError(str(e))
     except OSError as e:
         return ConfigError(f"cannot read config.json: {e.strerror}")
+
+
+#: File names from_pretrained loads weights from (transformers' own names, not adapters' or diffusers').
+_HF_WEIGHTS = re.compile(r"(?:model(?:-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|"
+                         r"pytorch_model(?:-\d+-of-\d+)?\.bin|pytorch_model\.bin\.index\.json|tf_model\.h5|flax_model\.msgpack)")
+#: Tokenizers that need no vocabulary file (bytes or code points are the ids).
+_NO_VOCAB = ("ByT5Tokenizer", "CanineTokenizer", "PerceiverTokenizer")
+_VOCAB_FILES = "tokenizer.json, vocab.txt, vocab.json + merges.txt, or a sentencepiece *.model"
+
+
+def missing_side_files(art: Artifact, cfg: ConfigFacts | None, tok: Any, tensors: dict[str, Any]) -> list[Finding]:
+    """Files from_pretrained needs beside what is there: config.json beside weights
+    (error: it raises), a tokenizer_config.json's vocabulary (error: transformers 5 builds
+    an empty tokenizer from it silently), and any tokenizer beside a model that reads token
+    ids (warning: a weights-only directory is a legitimate way to ship, but loading a
+    tokenizer from it gives an empty one)."""
+    out: list[Finding] = []
+    dirs = sorted({p.rpartition("/")[0] for p in art.files if _HF_WEIGHTS.fullmatch(p.rpartition("/")[2])})
+    for d in dirs:
+        cfg_path = f"{d}/{CONFIG}" if d else CONFIG
+        if cfg_path not in art.files:
+            where = f" in {d}/" if d else ""
+            weights = sorted(p for p in art.files if p.rpartition("/")[0] == d and _HF_WEIGHTS.fullmatch(p.rpartition("/")[2]))
+            out.append(Finding.of("side-file-missing", f"weights ({', '.join(weights[:3])}) but no config.json{where}: "
+                                                       "from_pretrained cannot build the model and raises",
+                                  path=cfg_path, expected=CONFIG,
+                                  hint="copy config.json from the checkpoint these weights were saved with "
+                                       "(model.config.save_pretrained(DIR) writes it)"))
+    if tok is not None:
+        return out  # a tokenizer is there (a broken one is the tokenizer section's finding)
+    if "tokenizer_config.json" in art.files:
+        try:
+            tc = art.read_json("tokenizer_config.json")
+        except Exception:  # unreadable: nothing more to say about it here
+            tc = None
+        cls = tc.get("tokenizer_class") if isinstance(tc, dict) else None
+        if isinstance(tc, dict) and cls not in _NO_VOCAB and not tc.get("auto_map"):
+            out.append(Finding.of("side-file-missing",
+                                  f"tokenizer_config.json{f' ({cls})' if isinstance(cls, str) else ''} but no vocabulary ({_VOCAB_FILES}): "
+                                  "transformers builds a tokenizer of only its special tokens, and every word becomes the unknown token",
+                                  path="tokenizer_config.json", expected="tokenizer.json",
+                                  hint="save the tokenizer again beside the model (tokenizer.save_pretrained(DIR)) "
+                                       "or copy tokenizer.json from the checkpoint it came from"))
+        return out
+    emb = input_embedding(tensors)
+    reads_ids = emb is not None or (not tensors and cfg is not None and cfg.vocab_size is not None)
+    if cfg is not None and reads_ids:
+        what = f"the embedding matrix {emb}" if emb else f"vocab_size {cfg.vocab_size}"
+        out.append(Finding.of("side-file-missing",
+                              f"no tokenizer, but the model reads token ids ({what}): a tokenizer loaded from this directory "
+                              "is empty or fails; the right one must come from elsewhere",
+                              path="tokenizer.json", severity=Severity.WARNING,
+                              hint="save the tokenizer beside the model (tokenizer.save_pretrained(DIR)), "
+                                   "or load it from the base model it was trained with"))
+    return out
 
 
 def _remote(art: Artifact) -> dict[str, Any]:
@@ -79,6 +135,7 @@ class ConfigSection:
         tok = live_tokenizer(art)
         tok_ok: Tokenizer | None = tok if isinstance(tok, Tokenizer) else None
         tensors = tensors_of(art)
+        out.extend(missing_side_files(art, cfg, tok, tensors))
         if cfg is not None or tok_ok is not None:
             out.extend(cross_check(cfg, tok_ok, tensors))
             report.mark_checked("consistency")

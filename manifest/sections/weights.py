@@ -201,6 +201,38 @@ def _index_findings(art: Artifact) -> Iterator[Finding]:
                              hint="re-save the checkpoint (save_pretrained) or download the index and all shards of one revision")
 
 
+_TRAINER_STATE = {"training_args.bin": "the training arguments", "optimizer.pt": "the optimizer state",
+                  "scheduler.pt": "the learning-rate scheduler state", "scaler.pt": "the mixed-precision grad scaler state",
+                  "rng_state.pth": "the random-number generator state"}
+#: Imports a Trainer state file needs besides a plain state dict's (its argument and enum classes).
+_TRAINER_MODULES = ("transformers.", "accelerate.", "torch.", "numpy.", "enum.", "builtins.getattr")
+
+
+def trainer_state(rel: str) -> str | None:
+    """What a Trainer checkpoint file is (``optimizer.pt``, ``rng_state_3.pth``, ...), or None."""
+    import re
+
+    name = re.sub(r"^rng_state_\d+\.pth$", "rng_state.pth", rel.rpartition("/")[2])
+    return _TRAINER_STATE.get(name)
+
+
+def _trainer_state_finding(rel: str, what: str, scan: Any, shown: str, partial: str) -> Finding:
+    """Trainer state beside the model: never read by from_pretrained, only by resuming training."""
+    stray = [i for i in scan.unexpected if not i.startswith(_TRAINER_MODULES)]
+    base = (f"{what}, saved by the Trainer to resume training: not model weights, and from_pretrained never reads it. "
+            f"It is a pickle ({scan.kind}) that torch.load would run")
+    hint = "nothing to do for inference; leave it out of a published model (only resuming training needs it)"
+    if scan.dangerous:
+        return Finding.of("pickle-file", f"{base}, and it imports {', '.join(scan.dangerous)}, which runs code{partial}; all imports: {shown}",
+                          path=rel, actual=list(scan.imports), severity=Severity.ERROR,
+                          hint="do not resume training from this file; delete it (only resuming training reads it)")
+    if stray:
+        return Finding.of("pickle-file", f"{base}, with imports a Trainer does not write: {', '.join(stray)}{partial}; all imports: {shown}",
+                          path=rel, actual=list(scan.imports), severity=Severity.WARNING, hint=hint)
+    return Finding.of("pickle-file", f"{base}; it imports {shown or 'nothing'}{partial}", path=rel, actual=list(scan.imports),
+                      severity=Severity.INFO, hint=hint)
+
+
 def _pickle_findings(art: Artifact) -> Iterator[Finding]:
     pickles = sorted(p for p in art.files if p.endswith(PICKLE_SUFFIXES))
     if not pickles:
@@ -225,6 +257,10 @@ def _pickle_findings(art: Artifact) -> Iterator[Finding]:
             continue
         shown = ", ".join(scan.imports[:12]) + (f" and {len(scan.imports) - 12} more" if len(scan.imports) > 12 else "")
         partial = "" if scan.complete else " (scan stopped at its size bound: there may be more)"
+        state = trainer_state(rel)
+        if state is not None:
+            yield _trainer_state_finding(rel, state, scan, shown, partial)
+            continue
         if scan.dangerous:
             yield Finding.of(
                 "pickle-file",
