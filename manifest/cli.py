@@ -83,8 +83,9 @@ load_options = [
     click.option("--load", type=click.Choice(["structural", "full"]), default=None,
                  help="Opt-in load tier: 'structural' builds the model on the meta device; 'full' runs from_pretrained and a forward pass."),
     click.option("--trust-remote-code", is_flag=True, help="Allow the load tier to run the checkpoint's own Python code."),
-    click.option("--memory-limit", default=None, help="Report memory-insufficient if loading needs more than this (e.g. 8GiB)."),
-    click.option("--check-memory", is_flag=True, help="Compare the bytes needed to load the weights with the memory available."),
+    click.option("--memory-limit", default=None,
+                 help="Report memory-insufficient if the estimated peak memory of a load exceeds this (e.g. 8GiB; docs/weights.md)."),
+    click.option("--check-memory", is_flag=True, help="Compare the estimated peak memory of a load with the memory available."),
 ]
 
 

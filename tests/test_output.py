@@ -284,3 +284,26 @@ def test_few_repeats_stay_separate():
     fs.append(Finding.of("missing-file", "gone", path="last"))
     [g] = group_repeats(fs, lambda f: f.code, lambda m, items: f"{len(items)} gone")
     assert g.message == f"{GROUP_MIN} gone" and g.items == tuple(f.path for f in fs) and g.path is None
+
+
+# ----------------------------------------------------------------------------- memory: an estimate of the real peak
+@pytest.mark.parametrize("which", ["minilm", "tokcls"])
+def test_memory_estimate_is_within_tolerance_of_a_real_full_load(which, request, cli):
+    """--memory-limit / --check-memory compare the estimated peak of a load (manifest/memory.py,
+    calibrated by scripts/calibrate_memory.py) with the limit: check it against the peak RSS
+    the real --load full measures on the bundled MiniLM and the fine-tuned tokcls."""
+    import importlib.util
+    import json
+
+    from manifest.memory import TOLERANCE
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("needs torch and transformers")
+    d = request.getfixturevalue(which)
+    r = cli("check", d, "--load", "full", "--json", "--no-cache")
+    doc = json.loads(r.out)
+    assert doc["exit_status"] == 0, doc["findings"]
+    peak = doc["stats"]["load:full_peak_rss_bytes"]
+    est = doc["facts"]["memory_estimate"]["bytes"]
+    assert abs(est - peak) <= TOLERANCE * peak, (est, peak)
+    assert est > 4 * doc["facts"]["weights"]["load_bytes"]  # the weights alone are a fifth of it

@@ -430,8 +430,29 @@ def test_memory_limit_below_the_load_size(minilm: Path, cli: Any) -> None:
     code, doc = run_json(cli, "check", str(minilm), "--memory-limit", "10MB")
     assert code == 1
     f = next(f for f in doc["findings"] if f["code"] == "memory-insufficient")
-    assert f["expected"] == 10_000_000 and f["actual"] == 90856960
+    from manifest.memory import RUNTIME_BYTES, WEIGHT_FACTOR
+
+    assert f["expected"] == 10_000_000 and f["actual"] == int(RUNTIME_BYTES + WEIGHT_FACTOR * 90856960)  # the estimated peak
     assert doc["facts"]["weights"]["bytes_by_dtype"] == {"F32": 90852864, "I64": 4096}
+    est = doc["facts"]["memory_estimate"]
+    assert est["weights_at_load_dtype"] == 90856960 and est["load_dtype"] == "F32" and est["bytes"] == f["actual"]
+
+
+def test_memory_limit_counts_the_runtime_not_only_the_weights(minilm: Path, cli: Any) -> None:
+    """200 MiB holds the 87 MiB of weights but not a load (about 450 MiB measured)."""
+    code, doc = run_json(cli, "check", str(minilm), "--memory-limit", "200MiB")
+    assert code == 1 and "memory-insufficient" in json_codes(doc)
+    msg = next(f["message"] for f in doc["findings"] if f["code"] == "memory-insufficient")
+    assert "for torch, transformers and one forward pass" in msg and "86.6 MiB of F32 weights" in msg, msg
+
+
+def test_memory_estimate_follows_the_config_dtype(minilm: Path) -> None:
+    """transformers loads floating tensors in config.json's dtype: float16 halves their bytes."""
+    cfg = json.loads((minilm / "config.json").read_text())
+    cfg["dtype"] = "float16"
+    (minilm / "config.json").write_text(json.dumps(cfg))
+    est = api.check(minilm).facts["memory_estimate"]
+    assert est["load_dtype"] == "F16" and est["weights_at_load_dtype"] == 90852864 // 2 + 4096
 
 
 def test_memory_limit_above_the_load_size_and_available_memory(minilm: Path) -> None:

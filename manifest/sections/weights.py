@@ -282,18 +282,41 @@ def _pickle_findings(art: Artifact) -> Iterator[Finding]:
             )
 
 
+def memory_estimate(art: Artifact) -> dict[str, Any]:
+    """The estimated peak memory of a real load (:mod:`manifest.memory`), from every
+    safetensors header that parses and config.json's dtype."""
+    from ..formats.config import ConfigError, read_config
+    from ..memory import estimate
+
+    tensors: dict[tuple[str, str], TensorInfo] = {}
+    for rel in safetensors_files(art):
+        h = live_header(art, rel)
+        if h is not None:
+            tensors.update(((rel, n), t) for n, t in h.tensors.items())
+    try:
+        cfg = read_config(art)
+    except (ConfigError, InputError, OSError, ValueError):
+        cfg = None
+    return estimate(tensors, cfg.dtype if cfg is not None else None)  # type: ignore[arg-type]
+
+
 def _memory_findings(art: Artifact, opts: Options, report: Report) -> Iterator[Finding]:
+    from ..memory import formula
+
     facts = load_facts(art)
     report.facts["weights"] = facts
-    need = facts["load_bytes"]
+    est = memory_estimate(art)
+    report.facts["memory_estimate"] = est
+    need = est["bytes"]
     if opts.memory_limit is None and not opts.check_memory:
         report.mark_not_checked("memory", "no --memory-limit or --check-memory given")
         return
+    how = f"an estimated {_human(need)} at its peak ({formula(est)})"
     if opts.memory_limit is not None:
         if need > opts.memory_limit:
             yield Finding.of(
                 "memory-insufficient",
-                f"loading the weights needs {_human(need)} ({need} bytes), over the --memory-limit of {_human(opts.memory_limit)}",
+                f"loading the model needs {how}, over the --memory-limit of {_human(opts.memory_limit)}",
                 expected=opts.memory_limit, actual=need, hint="load in a smaller dtype, shard across devices, or raise the limit",
             )
     if opts.check_memory:
@@ -305,7 +328,7 @@ def _memory_findings(art: Artifact, opts: Options, report: Report) -> Iterator[F
             if need > avail:
                 yield Finding.of(
                     "memory-insufficient",
-                    f"loading the weights needs {_human(need)} ({need} bytes), but only {_human(avail)} is available",
+                    f"loading the model needs {how}, but only {_human(avail)} is available",
                     expected=avail, actual=need, hint="free memory, load in a smaller dtype, or use device_map/offloading",
                 )
     unknown = [rel for rel in safetensors_files(art) if live_header(art, rel) is None]
