@@ -94,7 +94,7 @@ _c("input-invalid", "An input file is unusable: over a size cap, or not of the e
 _c("manifest-too-large", "The manifest create would write is over the 64 MiB a verifier reads (millions of tensors or files); nothing was written (exit 2).", group="run", hint="leave generated or duplicate files out of the directory; a checkpoint of millions of tensors cannot be recorded tensor by tensor")
 _c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run", hint="run the command again")
 _c("write-failed", "The manifest, key or bundle could not be written (no such directory, no space, no permission); nothing partial is left (exit 2).", group="run", hint="check that the output directory exists, is writable and has space")
-_c("write-refused", "An output path (create -o, keygen -o, export --oms) exists and is not a regular file (a FIFO, symlink, device node, socket or directory): it is never replaced, and nothing is written (exit 2).", group="run")
+_c("write-refused", "An output path (create -o, keygen -o, export --oms) exists and is not a regular file (a FIFO, symlink, device node, socket or directory): it is never replaced, and nothing is written (exit 2).", group="run", hint="write to a new path, or remove what is there first if it is yours")
 _c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run", hint="run again with MANIFEST_DEBUG=1 and report the traceback")
 
 
