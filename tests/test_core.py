@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ WEIGHTS = "model.safetensors"
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Any, dict[str, Any]]:
-    """The real MiniLM (weights hard-linked, never written), its signed manifest's document, its key."""
+    """A copy of the real MiniLM (not hard-linked: a link elsewhere to the same inode moves
+    its ctime, which verify rightly reports as file-changed), its signed manifest's document, its key."""
     d = tmp_path_factory.mktemp("core") / "minilm"
-    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__", WEIGHTS))
-    os.link(minilm_src / WEIGHTS, d / WEIGHTS)
+    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
     key = generate("ed25519")
     m = api.create(d, key=key, write=False, options=Options(use_cache=False))
     return d, key, m.to_document()
@@ -65,3 +64,154 @@ def test_the_unedited_resigned_manifest_verifies(signed: tuple[Path, Any, dict[s
     report = api.verify(d, _resigned(doc, key), options=Options(keys=[key.public_key()], use_cache=False))
     assert report, [f.one_line() for f in report.findings]
     assert "digests" in report.checked and report.stats["files_hashed"] == len(doc["signed"]["files"])
+
+
+# --------------------------------------------------------------------------- path rules
+@pytest.mark.parametrize(("rel", "why"), [
+    ("", "empty path"), ("a\x00b", "NUL byte in path"), ("a\nb", "newline in path"), ("a\rb", "newline in path"),
+    ("a\\b", "backslash in path"), ("/etc/passwd", "absolute path"), ("C:evil", "drive-letter path"), ("c:/x", "drive-letter path"),
+    ("\ud800", "path is not valid Unicode"), ("a/" * 2048 + "b", "path too long"), ("a/../b", "path component '..' is not allowed"),
+    ("./a", "path component '.' is not allowed"), ("a//b", "path component '' is not allowed"), ("a/", "path component '' is not allowed"),
+    ("x" * 256, "path component too long"), ("é" * 128, "path component too long"), ("a\x1fb", "control character in path"),
+    ("a\x7fb", "control character in path"), ("a\x01", "control character in path"),
+])
+def test_unsafe_paths_are_named(rel: str, why: str) -> None:
+    from manifest.paths import path_problem
+
+    assert path_problem(rel) == why
+
+
+@pytest.mark.parametrize("rel", ["a", "1_Pooling/config.json", "x" * 255, "é" * 127, "ab:c", ("d/" * 2047) + "f", "a b/~c.d", ".hidden", "a..b"])
+def test_safe_paths_pass(rel: str) -> None:
+    from manifest.paths import MAX_PATH_BYTES, path_problem
+
+    assert len(rel.encode()) <= MAX_PATH_BYTES
+    assert path_problem(rel) is None
+
+
+def test_path_rules_refuse_a_non_string() -> None:
+    from manifest.paths import path_problem
+
+    assert path_problem(None) == "empty path"  # type: ignore[arg-type]
+
+
+def test_collisions_by_case_and_normalization() -> None:
+    from manifest.paths import collision_key, find_collisions
+
+    assert collision_key("Caf\u00e9") == collision_key("cafe\u0301") == "caf\u00e9"
+    assert find_collisions(["a", "B", "A", "b", "c", "cafe\u0301", "Caf\u00e9", "C"]) == [("a", "A"), ("B", "b"), ("cafe\u0301", "Caf\u00e9"), ("c", "C")]
+    assert find_collisions(["a", "b"]) == []
+
+
+# --------------------------------------------------------------------------- findings, errors and exit codes
+def test_errors_carry_their_code_and_exit_status() -> None:
+    from manifest.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError, KeyError_, ManifestError, ManifestInvalid, UsageError
+
+    assert (EXIT_OK, EXIT_FAILED, EXIT_INPUT) == (0, 1, 2)
+    for cls, code in [(ManifestError, "error"), (InputError, "input-invalid"), (ManifestInvalid, "manifest-invalid"), (KeyError_, "key-invalid"),
+                      (UsageError, "usage")]:
+        e = cls("bad  thing\nsecond line")
+        assert (e.code, e.exit_status, e.path, e.message) == (code, 2, None, "bad  thing\nsecond line")
+        assert e.one_line() == f"error[{code}]: bad thing second line"
+    e = InputError("cannot read", code="unreadable", path="a/b.txt")
+    assert (e.code, e.path, e.one_line()) == ("unreadable", "a/b.txt", "error[unreadable]: a/b.txt: cannot read")
+    assert InputError.code == "input-invalid"  # a code given to one error does not change its class
+    assert ManifestError("").message == "" and ManifestError.__new__(ManifestError).message == "error"
+
+
+def test_verification_failed_names_the_first_error_and_exits_1() -> None:
+    from manifest.errors import VerificationFailed
+    from manifest.findings import Finding
+    from manifest.report import Report
+
+    r = Report("verify", "d")
+    r.add(Finding.of("cached-digest", "info only", path="x"))
+    r.add(Finding.of("size-mismatch", "3 bytes, manifest says 4", path="a"))
+    r.add(Finding.of("digest-mismatch", "other", path="b"))
+    e = VerificationFailed(r)
+    assert (e.code, e.exit_status, e.report) == ("size-mismatch", 1, r)
+    assert e.message == "2 finding(s), first: error[size-mismatch]: a: 3 bytes, manifest says 4"
+    empty = VerificationFailed(Report("verify", "d"))
+    assert (empty.code, empty.message) == ("verification-failed", "0 finding(s)")
+
+
+def test_a_report_fails_on_errors_only() -> None:
+    from manifest.findings import Finding, Severity
+    from manifest.report import Report
+
+    r = Report("verify", "d", "d/manifest.json")
+    assert r.ok and bool(r) and r.verdict == "pass" and r.exit_status == 0 and r.errors == []
+    r.add(Finding.of("pickle-file", "a warning", path="w.bin"))
+    r.add(Finding.of("cached-digest", "info", path="w.bin"))
+    assert r.ok and r.exit_status == 0 and [f.severity for f in r.findings] == [Severity.WARNING, Severity.INFO]
+    r.add(Finding.of("extra-file", "in the directory", path="x"))
+    assert not r.ok and not bool(r) and r.verdict == "fail" and r.exit_status == 1
+    assert [f.code for f in r.errors] == ["extra-file"] and r.codes() == ["pickle-file", "cached-digest", "extra-file"]
+    r.mark_not_checked("digests", "skipped")
+    r.mark_checked("digests")
+    r.mark_not_checked("digests", "too late")  # once checked, never "not checked"
+    r.mark_checked("digests")
+    r.mark_not_checked("load", "first reason")
+    r.mark_not_checked("load", "second reason")
+    assert r.checked == ["digests"] and r.not_checked == {"load": "first reason"}
+    d = r.to_dict()
+    assert (d["verdict"], d["exit_status"], d["command"]) == ("fail", 1, "verify")
+    assert (d["artifact"], d["manifest"], d["stopped_early"]) == ("d", "d/manifest.json", False)
+    assert d["checked"] == ["digests"] and d["not_checked"] == [{"check": "load", "reason": "first reason"}]
+    assert [f["code"] for f in d["findings"]] == ["pickle-file", "cached-digest", "extra-file"]
+
+
+def test_findings_take_their_code_defaults() -> None:
+    from manifest.findings import Finding, Severity, code_info
+
+    f = Finding.of("digest-mismatch", "changed  a lot\nreally", path="w.bin", expected="a", actual="b")
+    assert f.severity is Severity.ERROR and f.is_error and f.hint == code_info("digest-mismatch").hint
+    assert f.one_line() == "error[digest-mismatch]: w.bin: changed a lot really"
+    d = f.to_dict()
+    assert (d["code"], d["severity"], d["path"], d["expected"], d["actual"]) == ("digest-mismatch", "error", "w.bin", "a", "b")
+    w = Finding.of("pickle-file", "runs code", hint="my own fix")
+    assert w.severity is Severity.WARNING and not w.is_error and w.hint == "my own fix" and w.one_line() == "warning[pickle-file]: runs code"
+    assert Finding.of("cached-digest", "x", severity=Severity.ERROR).is_error  # an explicit severity wins
+    assert "path" not in Finding.of("extra-file", "x").to_dict()
+    with pytest.raises(ValueError, match="unregistered finding code 'no-such-code'"):
+        Finding("no-such-code", "x")
+
+
+# --------------------------------------------------------------------------- signatures
+def test_signature_checks_name_what_failed() -> None:
+    from manifest.signing import MAX_TRIES_PER_KEY, check_signatures, verify_one
+
+    data = b'{"a":1}'
+    k, other, p256 = generate("ed25519"), generate("ed25519"), generate("ecdsa-p256")
+    s, t = sign(data, k), sign(data, p256)
+    assert (s["alg"], t["alg"], s["keyid"]) == ("ed25519", "ecdsa-p256-sha256", keyid(k.public_key()))
+    assert verify_one(k.public_key(), data, s["sig"]) and verify_one(k.public_key(), data, s["sig"], "ed25519")
+    assert verify_one(p256.public_key(), data, t["sig"], "ecdsa-p256-sha256")
+    assert not verify_one(k.public_key(), data, s["sig"], "ecdsa-p256-sha256")  # a declared alg must be the key's own
+    assert not verify_one(k.public_key(), data + b" ", s["sig"])
+    assert not verify_one(other.public_key(), data, s["sig"])
+    assert not verify_one(p256.public_key(), data + b" ", t["sig"])
+    assert not verify_one(k.public_key(), data, "!!notbase64")
+    assert not verify_one(k.public_key(), data, s["sig"].rstrip("="))  # only the canonical base64 text counts
+
+    ok = check_signatures(data, [s], [k.public_key(), k.public_key()])
+    assert ok.trusted_keyids == [s["keyid"]] and ok.findings == []
+    both = check_signatures(data, [t, s, s], [k.public_key(), p256.public_key()])
+    assert both.trusted_keyids == [t["keyid"], s["keyid"]] and both.findings == []
+    missing = check_signatures(data, [], [k.public_key()])
+    assert missing.trusted_keyids == [] and [f.code for f in missing.findings] == ["signature-missing"]
+    untrusted = check_signatures(data, [s], [other.public_key()])
+    assert untrusted.trusted_keyids == [] and [f.code for f in untrusted.findings] == ["untrusted-key"]
+    assert untrusted.findings[0].actual == [s["keyid"][:16]] and s["keyid"][:16] in untrusted.findings[0].message
+    bad = check_signatures(data + b"x", [s], [k.public_key()])
+    assert bad.trusted_keyids == [] and [(f.code, f.actual) for f in bad.findings] == [("signature-invalid", s["keyid"])]
+    # a bad entry beside a good one by the same key: the key verified, nothing to report
+    forged = {**s, "sig": sign(b"other", k)["sig"]}
+    assert check_signatures(data, [forged, s], [k.public_key()]) == check_signatures(data, [s, forged], [k.public_key()])
+    assert check_signatures(data, [forged, s], [k.public_key()]).findings == []
+    # a flood of entries for one key: at most MAX_TRIES_PER_KEY are tried, so a good one after them is not reached
+    flood = [{**s, "sig": sign(bytes([i]), k)["sig"]} for i in range(MAX_TRIES_PER_KEY)]
+    r = check_signatures(data, [*flood, s], [k.public_key()])
+    assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid"]
+    r = check_signatures(data, [*flood[:-1], s], [k.public_key()])
+    assert r.trusted_keyids == [s["keyid"]] and r.findings == []
