@@ -87,7 +87,13 @@ def link(findings: list[Finding], facts: dict[str, Any], *, manifest: bool = Fal
     if not manifest and not any(f.id == TOKENIZER_ROOT for f in out):
         root = _tokenizer_contradicted(out, facts)
         if root is not None:
-            out.insert(0, root)
+            # A check that already states the diagnosis leads; else the rule's own finding does.
+            lead = next((i for i, f in enumerate(out) if f.code in TOKENIZER_CONTRADICTIONS and f.is_error and root.path == f.path
+                         and "does not belong to this model" in f.message), None)
+            if lead is not None:
+                out[lead] = replace(out[lead], id=TOKENIZER_ROOT)
+            else:
+                out.insert(0, root)
     roots = {f.id: f for f in out if f.id is not None}
     tok_root = roots.get(TOKENIZER_ROOT)
     # Each file's most specific error explains the bare "this file changed" findings on it.
