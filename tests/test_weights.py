@@ -261,9 +261,13 @@ def test_stale_index_pointing_at_the_wrong_shard(sharded: Path, cli: Any) -> Non
 
     edit_index(sharded, fn)
     code, doc = run_json(cli, "check", str(sharded))
-    assert code == 1
-    msgs = [f["message"] for f in doc["findings"] if f["code"] == "index-mismatch"]
-    assert any("'pooler.dense.bias'" in m and "model-00002-of-00002.safetensors" in m for m in msgs), msgs
+    # transformers reads every listed shard whole and loads the same model (the diagnosis
+    # corpus measures it): a warning, which names the stale entry
+    assert code == 0
+    found = [f for f in doc["findings"] if f["code"] == "index-mismatch"]
+    assert [f["severity"] for f in found] == ["warning"]
+    assert "'pooler.dense.bias'" in found[0]["message"] and "model-00002-of-00002.safetensors" in found[0]["message"]
+    assert "loaders that look tensors up in weight_map" in found[0]["hint"]
 
 
 def test_missing_shard(sharded: Path, cli: Any) -> None:
@@ -281,15 +285,17 @@ def test_index_missing_a_tensor_and_listing_a_ghost(sharded: Path) -> None:
         doc["weight_map"]["ghost.weight"] = doc["weight_map"].pop("pooler.dense.weight")
 
     edit_index(sharded, fn)
-    msgs = [f.message for f in api.check(sharded).findings if f.code == "index-mismatch"]
+    rep = api.check(sharded)
+    msgs = [f.message for f in rep.findings if f.code == "index-mismatch"]
     assert any("'pooler.dense.weight'" in m and "not in weight_map" in m for m in msgs), msgs
     assert any("'ghost.weight'" in m and "no shard holds it" in m for m in msgs), msgs
+    assert rep.ok  # warnings: transformers still loads every tensor of the listed shards
 
 
 def test_wrong_total_size(sharded: Path) -> None:
     edit_index(sharded, lambda d: d["metadata"].__setitem__("total_size", d["metadata"]["total_size"] + 4))
     f = only(api.check(sharded), "index-mismatch")
-    assert "total_size" in f.message and f.actual == f.expected - 4
+    assert "total_size" in f.message and f.actual == f.expected - 4 and f.severity.value == "warning"
 
 
 def test_tensor_in_two_shards(sharded: Path) -> None:
@@ -304,8 +310,9 @@ def test_tensor_in_two_shards(sharded: Path) -> None:
 
 def test_unlisted_sibling_shard(sharded: Path) -> None:
     save_file({"extra.weight": np.zeros(4, np.float32)}, str(sharded / "model-00003-of-00002.safetensors"))
-    msgs = [f.message for f in api.check(sharded).findings if f.code == "index-mismatch"]
-    assert any("'extra.weight'" in m and "unlisted" in m for m in msgs), msgs
+    rep = api.check(sharded)
+    msgs = [f.message for f in rep.errors if f.code == "index-mismatch"]
+    assert any("'extra.weight'" in m and "unlisted" in m for m in msgs), msgs  # never opened: an error
 
 
 def test_malformed_index(sharded: Path) -> None:

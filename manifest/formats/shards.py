@@ -47,6 +47,9 @@ class Problem:
     path: str
     expected: object = None
     actual: object = None
+    #: transformers still loads every tensor (it reads all listed shards whole and ignores
+    #: where weight_map says each tensor is); loaders that trust weight_map do not
+    loads_anyway: bool = False
 
 
 def is_index(rel: str) -> bool:
@@ -139,21 +142,29 @@ def check_index(
             owner[name] = s
             mapped = index.weight_map.get(name)
             if mapped is None:
-                where = "an unlisted shard" if s in unlisted else "its shard"
-                tensor_problems.append(Problem(f"tensor {name!r} of {where} {s} is not in weight_map (loaders would drop it)", p, actual=s))
+                if s in unlisted:
+                    tensor_problems.append(Problem(f"tensor {name!r} of the unlisted shard {s} is not in weight_map "
+                                                   "(loaders never open that shard, and the tensor is initialized at random)", p, actual=s))
+                else:
+                    tensor_problems.append(Problem(f"tensor {name!r} of its shard {s} is not in weight_map (transformers still loads it "
+                                                   "from the listed shard; loaders that follow weight_map drop it)", p, actual=s,
+                                                   loads_anyway=True))
             elif mapped != s:
                 tensor_problems.append(Problem(f"weight_map puts tensor {name!r} in {mapped}, but it is in {s}", p,
-                                               expected=mapped, actual=s))
+                                               expected=mapped, actual=s, loads_anyway=mapped in files))
     for name, s in index.weight_map.items():
         if s in files and header_of(s) is not None and name not in owner:
-            tensor_problems.append(Problem(f"weight_map lists tensor {name!r} in {s}, but no shard holds it", p, expected=s))
+            tensor_problems.append(Problem(f"weight_map lists tensor {name!r} in {s}, but no shard holds it", p, expected=s,
+                                           loads_anyway=True))
     if len(tensor_problems) > limit:
         more = len(tensor_problems) - limit
-        tensor_problems = [*tensor_problems[:limit], Problem(f"... and {more} more tensor disagreement(s) between index and shards", p)]
+        rest = all(x.loads_anyway for x in tensor_problems[limit:])
+        tensor_problems = [*tensor_problems[:limit],
+                           Problem(f"... and {more} more tensor disagreement(s) between index and shards", p, loads_anyway=rest)]
     out.extend(tensor_problems)
     if index.total_size is not None and all_parsed and index.total_size != total:
         file_total = sum(files[s] for s in shards)
         if index.total_size != file_total:
             out.append(Problem(f"metadata.total_size is {index.total_size}, but the shards hold {total} bytes of tensors",
-                               p, expected=index.total_size, actual=total))
+                               p, expected=index.total_size, actual=total, loads_anyway=True))
     return out

@@ -197,6 +197,13 @@ def _index_findings(art: Artifact) -> Iterator[Finding]:
             continue
         sizes = {p: i.size for p, i in art.files.items()}
         for prob in check_index(index, sizes, lambda s: clean_header(art, s) if s.endswith(".safetensors") else None):
+            if prob.loads_anyway:  # from_pretrained loads the same model: a stale index, not a broken checkpoint
+                yield Finding.of("index-mismatch", prob.message, path=prob.path, expected=prob.expected, actual=prob.actual,
+                                 severity=Severity.WARNING,
+                                 hint="the index is stale: transformers reads every listed shard whole and still loads the model, "
+                                      "but loaders that look tensors up in weight_map do not; re-save the checkpoint (save_pretrained) "
+                                      "or regenerate the index from the shards")
+                continue
             yield Finding.of("index-mismatch", prob.message, path=prob.path, expected=prob.expected, actual=prob.actual,
                              hint="re-save the checkpoint (save_pretrained) or download the index and all shards of one revision")
 
