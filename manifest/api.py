@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .digest import ALGORITHMS, DEFAULT_ALGORITHM, FileChanged, hash_files
+from .digest import ALGORITHMS, CHUNK_ALGORITHM, CHUNK_SIZE, DEFAULT_ALGORITHM, FileChanged, chunk_key, hash_files, split_chunks
 from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
 from .findings import EXAMPLES, Finding, examples, group_repeats
@@ -151,11 +151,14 @@ def create(
         raise InputError(f"{first.message}{more}", code=first.code, path=first.path)
     infos = list(art.files.values())
     digests: dict[str, dict[str, str]] = {}
+    chunks: dict[str, list[str]] = {}
     bar = _progress(opts, sum(i.size for i in infos), "hashing")
     create_cache = _cache(opts, ("create", str(root.resolve())))
     sections: dict[str, Any] = {}
     try:
-        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=create_cache, on_bytes=bar.update)
+        chunk_size = opts.chunk_size or CHUNK_SIZE
+        ckey = chunk_key(chunk_size)
+        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=create_cache, on_bytes=bar.update, chunk_size=chunk_size)
         try:
             for s in all_sections():  # while the threads hash: a side file that cannot be recorded stops them
                 rec = s.record(art, opts)
@@ -166,7 +169,11 @@ def create(
                     raise InputError("file changed while it was hashed; try again when nothing writes to it", code="file-changed", path=info.path)
                 if isinstance(res, Exception):
                     raise InputError(f"cannot read: {getattr(res, 'strerror', None) or res}", code="unreadable", path=info.path)
-                digests[info.path] = res
+                got = dict(res)
+                joined = got.pop(ckey, None)
+                if joined is not None:
+                    chunks[info.path] = split_chunks(joined)
+                digests[info.path] = got
         finally:
             job.close()
     finally:
@@ -179,6 +186,8 @@ def create(
         revision=revision,
         expires=expires,
         sections=sections,
+        chunk_size=chunk_size if chunks else None,
+        chunks=chunks,
     )
     signed = m.signed_bytes()  # the one canonicalization of this run: signed, and the caches' key
     if key is not None:
@@ -350,9 +359,18 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     # are stopped within one block), so the cheap checks still decide first.
     pending = None
     if algorithms and (opts.exhaustive or not report.errors):
-        expected = {p: e.digests for p, e in m.files.items()}
+        expected: dict[str, Mapping[str, str]] = {p: e.digests for p, e in m.files.items()}
         cache_key = ("verify", str(root.resolve()), _identity(m, signed))
-        pending = _start_digests(art, expected, sized, algorithms, opts, cache_key=cache_key, source="manifest")
+        chunked: dict[str, int] = {}
+        if m.chunks and m.chunk_size is not None and algorithms == [CHUNK_ALGORITHM]:
+            # Verified chunk by chunk, every core on one file: the signed chunk list binds
+            # the content as the whole-file digest does (docs/security.md).
+            ckey = chunk_key(m.chunk_size)
+            for p in sized:
+                if p in m.chunks and p not in opts.known_digests:
+                    chunked[p] = m.chunk_size
+                    expected[p] = {ckey: "".join(m.chunks[p])}
+        pending = _start_digests(art, expected, sized, algorithms, opts, cache_key=cache_key, source="manifest", chunked=chunked)
     try:
         # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
         sections = all_sections()
@@ -486,6 +504,66 @@ def _digest_mismatch(path: str, algorithms: list[str], got: Mapping[str, str], w
             return
 
 
+def _in_units(start: int, end: int) -> str:
+    """``1.50-1.56 GiB``: a byte range in the unit of its end."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if end >= scale:
+            return f"{start / scale:.2f}-{end / scale:.2f} {unit}"
+    return f"{start}-{end}"
+
+
+def damaged_tensors(art: Artifact, path: str, ranges: list[tuple[int, int]]) -> tuple[bool, list[str]]:
+    """Whether the byte ranges (``[start, end)`` in the file) touch a safetensors file's
+    header, and the tensors whose data overlaps them, in file order (from the file's
+    own header, never its data)."""
+    if not path.endswith(".safetensors"):
+        return False, []
+    from .sections.weights import live_header
+
+    h = live_header(art, path)
+    if h is None:
+        return bool(ranges), []
+    base = 8 + h.header_len
+    header = any(s < base for s, _ in ranges)
+    names = [n for n, t in h.tensors.items() if t.end > t.start and any(base + t.start < e and base + t.end > s for s, e in ranges)]
+    return header, names
+
+
+def _chunk_mismatch(art: Artifact, path: str, chunk_size: int, got: Mapping[str, str], want: Mapping[str, str], source: str,
+                    opts: Options, report: Report, into: list[Finding]) -> None:
+    """Name the damaged byte ranges of a file verified by chunks, the tensors in them, and
+    how to fetch only those bytes again."""
+    key = chunk_key(chunk_size)
+    have, need = split_chunks(got[key]), split_chunks(want[key])
+    bad = [k for k, (a, b) in enumerate(zip(have, need, strict=True)) if a != b]
+    if not bad:
+        return
+    size = art.files[path].size
+    runs: list[tuple[int, int]] = []  # [start, end) of each run of consecutive bad chunks
+    for k in bad:
+        s, e = k * chunk_size, min((k + 1) * chunk_size, size)
+        if runs and runs[-1][1] == s:
+            runs[-1] = (runs[-1][0], e)
+        else:
+            runs.append((s, e))
+    shown = ", ".join(_in_units(s, e) for s, e in runs[:3]) + (f" and {len(runs) - 3} more ranges" if len(runs) > 3 else "")
+    msg = f"bytes {shown} differ ({len(bad)} of {len(need)} chunks)"
+    header, tensors = damaged_tensors(art, path, runs)
+    what = (["the safetensors header"] if header else []) + (
+        [f"tensors {', '.join(tensors[:5])}" + (f" and {len(tensors) - 5} more" if len(tensors) > 5 else "")] if tensors else [])
+    if what:
+        msg += ": " + "; ".join(what)
+    ranges = ",".join(f"{s}-{e - 1}" for s, e in runs[:8])
+    hint = (f"download the file again, or fetch only the damaged bytes with an HTTP Range request (Range: bytes={ranges}; "
+            f"e.g. curl -L -r {runs[0][0]}-{runs[0][1] - 1} URL) and write them back at the same offsets")
+    f = Finding.of("digest-mismatch", msg, path=path, hint=hint,
+                   expected={"chunk_size": chunk_size, "chunks": len(need), "bad_chunks": bad,
+                             "byte_ranges": [[s, e - 1] for s, e in runs], "tensors": tensors, "header": header})
+    if opts.fail_fast:
+        _emit(report, [f], opts)
+    into.append(f)
+
+
 def _emit_digest_mismatches(report: Report, found: list[Finding], source: str, opts: Options) -> None:
     _emit_grouped(report, found, lambda fs, items: f"{len(items)} files' content differs from {source} ({examples(items)})", opts)
 
@@ -496,6 +574,8 @@ class _PendingDigests:
     def __init__(self, job: Any, bar: Any, known: list[str], expected: Mapping[str, Mapping[str, str]], algorithms: list[str], source: str):
         self.job, self.bar, self.known = job, bar, known
         self.expected, self.algorithms, self.source = expected, algorithms, source
+        self.chunked: dict[str, int] = {}  # paths verified by chunks -> chunk size
+        self.art: Artifact | None = None
 
     def close(self) -> None:
         self.job.close()
@@ -503,7 +583,7 @@ class _PendingDigests:
 
 
 def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
-                   *, cache_key: tuple[str, ...], source: str) -> _PendingDigests:
+                   *, cache_key: tuple[str, ...], source: str, chunked: dict[str, int] | None = None) -> _PendingDigests:
     """Start hashing ``paths`` (stat cache first) to compare with ``expected[path][algorithm]``."""
     infos = [art.files[p] for p in paths]
     # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
@@ -512,11 +592,13 @@ def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pat
     infos = [i for i in infos if i.path not in known_set]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     try:
-        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update)
+        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update, chunked=chunked)
     except BaseException:
         bar.close()
         raise
-    return _PendingDigests(job, bar, known, expected, algorithms, source)
+    pending = _PendingDigests(job, bar, known, expected, algorithms, source)
+    pending.chunked, pending.art = chunked or {}, art
+    return pending
 
 
 def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
@@ -541,12 +623,17 @@ def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
                 cached.append(info.path)
             else:
                 hashed_bytes += info.size
-            _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report, mismatched)
+            if info.path in p.chunked and p.art is not None:
+                _chunk_mismatch(p.art, info.path, p.chunked[info.path], res, expected[info.path], source, opts, report, mismatched)
+            else:
+                _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report, mismatched)
     finally:
         p.close()
     _emit_digest_mismatches(report, mismatched, source, opts)
     report.mark_checked("digests")
     report.stats.update({"files_hashed": len(p.job.todo), "bytes_hashed": hashed_bytes, "algorithms": algorithms})
+    if p.chunked:
+        report.stats["files_by_chunks"] = len(p.chunked)
     if cached:
         report.stats["files_from_cache"] = len(cached)
         report.facts["trusted_from_cache"] = cached

@@ -21,6 +21,7 @@ How it reads (each choice measured, see ``docs/performance.md``):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -35,6 +36,22 @@ BLAKE3_BLOCK = 4 << 20  # split over blake3's threads: 2 MiB each stays in L2 (1
 BLAKE3_THREADED_MIN = 32 << 20  # below this a file is hashed single-threaded (a pool costs more)
 MAX_WORKERS = 8
 POOL_MIN_BYTES = 16 << 20  # less than this is hashed in the calling thread: a pool (and its imports) costs more
+CHUNK_SIZE = 64 << 20  # chunk digests: chosen by measurement, see docs/performance.md
+CHUNK_ALGORITHM = "sha256"
+
+
+def chunk_key(chunk_size: int) -> str:
+    """The pseudo-algorithm under which a file's chunk digests travel (concatenated hex,
+    64 characters a chunk) through :func:`hash_files` and the stat cache."""
+    return f"{CHUNK_ALGORITHM}-chunks-{chunk_size}"
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    return -(-size // chunk_size)
+
+
+def split_chunks(joined: str) -> list[str]:
+    return [joined[i:i + 64] for i in range(0, len(joined), 64)]
 
 
 @dataclass(frozen=True)
@@ -116,11 +133,13 @@ def hash_one(
     threads: bool = True,
 ) -> Hashed:
     """Digest one file with every algorithm in one streaming pass (``threads``: a large
-    file may use an algorithm's own multi-threaded hasher).
+    file may use an algorithm's own multi-threaded hasher). A :func:`chunk_key` among the
+    algorithms also gives the SHA-256 of each chunk, on a second thread, in the same pass.
 
     Raises :class:`FileChanged` if the file is not exactly what discovery saw for the
     whole read, and ``OSError`` if it cannot be read."""
-    algs = list(algorithms)
+    algs = [a for a in algorithms if a in ALGORITHMS]
+    ckey = next((a for a in algorithms if a not in ALGORITHMS), None)
     big = threads and info.size >= BLAKE3_THREADED_MIN
     hashers: dict[str, Any] = {}
     for a in algs:
@@ -131,8 +150,20 @@ def hash_one(
     block = BLAKE3_BLOCK if big and any(ALGORITHMS[a].threaded for a in algs) else BLOCK
     buf = bytearray(min(block, limit))
     view = memoryview(buf)
-    total = 0
     started = time.time_ns()
+    chunker = None
+    if ckey is not None:
+        chunker = _Chunker(int(ckey.rsplit("-", 1)[1]), 4, len(buf))
+    try:
+        return _read_and_hash(artifact, info, hashers, updates, limit, view, chunker, ckey, started, on_bytes)
+    finally:
+        if chunker is not None:
+            chunker.close()
+
+
+def _read_and_hash(artifact: Artifact, info: FileInfo, hashers: dict[str, Any], updates: list[Any], limit: int, view: memoryview,
+                   chunker: _Chunker | None, ckey: str | None, started: int, on_bytes: Callable[[int], None] | None) -> Hashed:
+    total = 0
     with artifact.open(info.path) as f:
         fd = f.fileno()
         before = os.fstat(fd)
@@ -144,25 +175,132 @@ def hash_one(
         readinto = f.readinto  # type: ignore[attr-defined]
         while total < limit:
             want = limit - total
-            n = readinto(view if want >= len(buf) else view[:want])
+            if chunker is not None:
+                i = chunker.free.get()
+                if i < 0:  # pragma: no cover - the chunk thread failed
+                    break
+                view = chunker.bufs[i]
+            n = readinto(view if want >= len(view) else view[:want])
             if not n:
+                if chunker is not None:
+                    chunker.free.put(i)
                 break
-            chunk = view if n == len(buf) else view[:n]
+            chunk = view if n == len(view) else view[:n]
             for u in updates:
                 u(chunk)
+            if chunker is not None:
+                chunker.work.put((i, n))
             total += n
             if on_bytes is not None:
                 on_bytes(n)
         after = os.fstat(fd)
+    _check_unchanged(info, before, after, total, info.size)
+    out = {a: h.hexdigest() for a, h in hashers.items()}
+    if chunker is not None and ckey is not None:
+        out[ckey] = chunker.result()
+    return Hashed(out, started)
+
+
+def _check_unchanged(info: FileInfo, before: os.stat_result, after: os.stat_result, total: int, want: int) -> None:
     want_stat = (info.size, info.mtime_ns, info.ino, info.dev)
     if (
-        total != info.size
+        total != want
         or _stat_tuple(before) != _stat_tuple(after)
         or (before.st_size, before.st_mtime_ns, before.st_ino, before.st_dev) != want_stat
         or (info.ctime_ns and before.st_ctime_ns != info.ctime_ns)
     ):
-        raise FileChanged(_describe(info, before, after, total))
-    return Hashed({a: h.hexdigest() for a, h in hashers.items()}, started)
+        raise FileChanged(_describe(info, before, after, total if total != want else info.size))
+
+
+class _Chunker:
+    """Chunk digests of the blocks one reader hands over, on a thread of their own: the
+    reader keeps the whole-file hash, this thread the chunk hashes, both over the same
+    buffers (one read of the file). A buffer goes back to the reader once hashed here."""
+
+    def __init__(self, chunk_size: int, nbufs: int, block: int):
+        from _queue import SimpleQueue  # the C queue: no import of queue/heapq
+
+        self.chunk_size = chunk_size
+        self.bufs = [memoryview(bytearray(block)) for _ in range(nbufs)]
+        self.free: Any = SimpleQueue()
+        self.work: Any = SimpleQueue()
+        for i in range(nbufs):
+            self.free.put(i)
+        self.digests: list[str] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="manifest-chunks", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        h = hashlib.sha256()
+        filled = 0
+        size = self.chunk_size
+        try:
+            while True:
+                i, n = self.work.get()
+                if i is None:
+                    break
+                view = self.bufs[i][:n]
+                pos = 0
+                while pos < n:
+                    take = min(n - pos, size - filled)
+                    h.update(view[pos:pos + take])
+                    filled += take
+                    pos += take
+                    if filled == size:
+                        self.digests.append(h.hexdigest())
+                        h = hashlib.sha256()
+                        filled = 0
+                self.free.put(i)
+            if filled:
+                self.digests.append(h.hexdigest())
+        except BaseException as e:  # pragma: no cover - hashlib does not fail on a buffer
+            self.error = e
+            self.free.put(-1)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.work.put((None, 0))
+            self.thread.join()
+
+    def result(self) -> str:
+        self.close()
+        if self.error is not None:  # pragma: no cover
+            raise self.error
+        return "".join(self.digests)
+
+
+def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, on_bytes: Callable[[int], None] | None = None) -> Hashed:
+    """The SHA-256 of chunk ``index`` of one file (``{chunk_key: hex}``), read with its
+    own descriptor so that every core can take a chunk of the same file. The file's stat
+    is checked against discovery before and after, as for a whole file; the last chunk
+    reads one byte more, so a file that grew is detected."""
+    start = index * chunk_size
+    want = min(chunk_size, info.size - start)
+    last = start + want >= info.size
+    limit = want + 1 if last else want
+    h = hashlib.sha256()
+    buf = bytearray(min(BLOCK, limit))
+    view = memoryview(buf)
+    total = 0
+    started = time.time_ns()
+    with artifact.open(info.path) as f:
+        fd = f.fileno()
+        before = os.fstat(fd)
+        f.seek(start)
+        readinto = f.readinto  # type: ignore[attr-defined]
+        while total < limit:
+            left = limit - total
+            n = readinto(view if left >= len(buf) else view[:left])
+            if not n:
+                break
+            h.update(view if n == len(buf) else view[:n])
+            total += n
+            if on_bytes is not None:
+                on_bytes(n)
+        after = os.fstat(fd)
+    _check_unchanged(info, before, after, total, want)
+    return Hashed({chunk_key(chunk_size): h.hexdigest()}, started)
 
 
 def hash_file(
@@ -189,6 +327,8 @@ def hash_files(
     workers: int | None = None,
     cache: DigestCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    chunk_size: int | None = None,
+    chunked: dict[str, int] | None = None,
 ) -> HashJob:
     """Start hashing ``infos`` now; iterate the job for ``(info, digests or error, from_cache)``.
 
@@ -197,8 +337,14 @@ def hash_files(
     busy until the end), and yielded in that deterministic order. Errors are yielded,
     not raised: :class:`FileChanged` or ``OSError``. The threads start at once, so the
     caller can do cheap work meanwhile and :meth:`HashJob.close` the job if that work
-    decides the outcome (the workers then stop within one block)."""
-    return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes)
+    decides the outcome (the workers then stop within one block).
+
+    Chunk digests (``{chunk_key(size): concatenated hex}`` beside the others):
+    ``chunk_size`` adds them for every file larger than one chunk when SHA-256 is among
+    ``algorithms`` (``create``: both in one read); ``chunked`` (path -> chunk size) hashes
+    those files by chunks only, each chunk a task of its own, so that every core works on
+    one big file (``verify``)."""
+    return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes, chunk_size=chunk_size, chunked=chunked)
 
 
 class _OrderedPool:
@@ -208,7 +354,7 @@ class _OrderedPool:
     ``logging``, ``queue``: about 7 ms of imports before the first byte is hashed).
     ``fn`` should not raise (an exception becomes its result)."""
 
-    def __init__(self, fn: Callable[[FileInfo], Hashed | Exception], items: list[FileInfo], n: int):
+    def __init__(self, fn: Callable[[Any], Hashed | Exception], items: list[Any], n: int):
         self._fn, self._items = fn, items
         self._results: list[Hashed | Exception | None] = [None] * len(items)
         self._done = [threading.Event() for _ in items]
@@ -252,22 +398,42 @@ class HashJob:
     """A running :func:`hash_files`: iterate it once, or close it (both idempotent)."""
 
     def __init__(self, artifact: Artifact, infos: list[FileInfo], algorithms: list[str], *, workers: int | None,
-                 cache: DigestCache | None, on_bytes: Callable[[int], None] | None):
+                 cache: DigestCache | None, on_bytes: Callable[[int], None] | None,
+                 chunk_size: int | None = None, chunked: dict[str, int] | None = None):
         self._cache = cache
         self._on_bytes = on_bytes
         self.cached: list[tuple[FileInfo, dict[str, str]]] = []
+        chunked = chunked or {}
+        algs_of: dict[str, list[str]] = {}
         todo: list[FileInfo] = []
         for info in infos:
-            got = cache.get(info, algorithms) if cache is not None else None
+            if info.path in chunked:
+                algs = [chunk_key(chunked[info.path])]
+            elif chunk_size and info.size > chunk_size and CHUNK_ALGORITHM in algorithms:
+                algs = [*algorithms, chunk_key(chunk_size)]
+            else:
+                algs = algorithms
+            algs_of[info.path] = algs
+            got = cache.get(info, algs) if cache is not None else None
             if got is not None:
                 self.cached.append((info, got))
             else:
                 todo.append(info)
         todo.sort(key=lambda i: (-i.size, i.path))
         self.todo = todo
-        n = workers if workers and workers > 0 else default_workers(len(todo))
+        # A task is a whole file (index None) or one chunk of a file verified by chunks;
+        # the chunks of a file are consecutive, so results can be gathered in order.
+        tasks: list[tuple[FileInfo, int | None]] = []
+        for info in todo:
+            if info.path in chunked:
+                tasks.extend((info, k) for k in range(chunk_count(info.size, chunked[info.path])))
+            else:
+                tasks.append((info, None))
+        self._tasks = tasks
+        self._chunked = chunked
+        n = workers if workers and workers > 0 else default_workers(len(tasks))
         # Intra-file threads only when the files hashed at once cannot keep every core busy.
-        inner_threads = min(n, len(todo)) < (os.cpu_count() or 1)
+        inner_threads = min(n, len(tasks)) < (os.cpu_count() or 1)
         self._stop = threading.Event()  # set when the consumer goes away (Ctrl-C, --fail-fast): workers quit within one block
         self._closed = False
 
@@ -277,17 +443,20 @@ class HashJob:
             if on_bytes is not None:
                 on_bytes(k)
 
-        def work(info: FileInfo) -> Hashed | Exception:
+        def work(task: tuple[FileInfo, int | None]) -> Hashed | Exception:
+            info, index = task
             try:
-                return hash_one(artifact, info, algorithms, progress, threads=inner_threads)
+                if index is not None:
+                    return hash_chunk(artifact, info, index, chunked[info.path], progress)
+                return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads)
             except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
                 return e
 
         self._pool: Any = None
-        if not todo or sum(i.size for i in todo) < POOL_MIN_BYTES:
-            self._results: Iterator[Hashed | Exception] = map(work, todo)  # hashed while iterated, in this thread
+        if not tasks or sum(i.size for i in todo) < POOL_MIN_BYTES:
+            self._results: Iterator[Hashed | Exception] = map(work, tasks)  # hashed while iterated, in this thread
         else:
-            self._pool = _OrderedPool(work, todo, min(n, len(todo)))
+            self._pool = _OrderedPool(work, tasks, min(n, len(tasks)))
             self._results = iter(self._pool)
 
     def __iter__(self) -> Iterator[tuple[FileInfo, dict[str, str] | Exception, bool]]:
@@ -298,7 +467,19 @@ class HashJob:
                 if self._on_bytes is not None:
                     self._on_bytes(info.size)
                 yield info, got, True
-            for info, res in zip(self.todo, self._results, strict=True):
+            results = zip(self._tasks, self._results, strict=True)
+            for (info, index), first in results:
+                res = first
+                if index is not None:  # the first chunk of a file verified by chunks: gather the rest
+                    size = self._chunked[info.path]
+                    parts = [first] + [r for _, r in itertools.islice(results, chunk_count(info.size, size) - 1)]
+                    err = next((r for r in parts if not isinstance(r, Hashed)), None)
+                    if err is None:
+                        key = chunk_key(size)
+                        hashed = [r for r in parts if isinstance(r, Hashed)]
+                        res = Hashed({key: "".join(r.digests[key] for r in hashed)}, min(r.started_ns for r in hashed))
+                    else:
+                        res = err
                 if isinstance(res, Hashed):
                     if self._cache is not None:
                         self._cache.put(info, res)

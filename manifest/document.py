@@ -36,7 +36,14 @@ from .paths import find_collisions, path_problem
 
 TYPE = "model-manifest"
 FORMAT_VERSION = 1
-CORE_KEYS = {"_type", "version", "created_by", "created_at", "expires", "model", "hashing", "files"}
+# Minor versions add what a reader of an older minor version can skip and still verify
+# the files: 1 adds "chunks" (the SHA-256 of each fixed-size chunk of a large file). An
+# older reader keeps both members, covered by the signature, as sections it does not know.
+MINOR_VERSION = 1
+CORE_KEYS = {"_type", "version", "minor_version", "created_by", "created_at", "expires", "model", "hashing", "files", "chunks"}
+CHUNKS_KEYS = {"algorithm", "size", "files"}
+MIN_CHUNK = 4096
+MAX_CHUNK = 1 << 32
 KNOWN_SECTIONS = {"weights", "tokenizer", "config", "requirements"}
 WEAK_ALGORITHMS = {"md5", "sha1", "none", "crc32", "adler32", "md4"}
 _HEX = {"sha256": 64, "blake3": 64, "xxh3-128": 32}
@@ -92,6 +99,10 @@ class Manifest:
     rejected: list[Finding] = field(default_factory=list)
     # Set by from_document: the canonical bytes of the "signed" object exactly as received.
     received: bytes | None = field(default=None, repr=False, compare=False)
+    # Chunk digests (minor version 1): path -> SHA-256 of each chunk_size-byte chunk, in order.
+    chunk_size: int | None = None
+    chunks: dict[str, list[str]] = field(default_factory=dict)
+    minor_version: int | None = MINOR_VERSION  # None: an older manifest that has no such member
 
     # -- writing ----------------------------------------------------------------------
     def signed_dict(self) -> dict[str, Any]:
@@ -103,6 +114,10 @@ class Manifest:
             "hashing": {"algorithms": list(self.algorithms), "ignore": list(self.ignore)},
             "files": {p: e.to_dict() for p, e in sorted(self.files.items())},
         }
+        if self.minor_version is not None:
+            d["minor_version"] = self.minor_version
+        if self.chunks and self.chunk_size is not None:
+            d["chunks"] = {"algorithm": "sha256", "size": self.chunk_size, "files": {p: list(c) for p, c in sorted(self.chunks.items())}}
         if self.expires is not None:
             d["expires"] = self.expires
         model = {k: v for k, v in (("id", self.model_id), ("revision", self.revision)) if v is not None}
@@ -210,6 +225,10 @@ class Manifest:
         for a, b in find_collisions(list(files)):
             msg = f"manifest lists both {a!r} and {b!r}, which collide on case-insensitive or normalizing file systems"
             rejected.append(Finding.of("path-collision", msg, path=b))
+        minor = signed.get("minor_version")
+        if minor is not None and (not isinstance(minor, int) or isinstance(minor, bool) or minor < 0):
+            raise ManifestInvalid('"minor_version" must be a non-negative integer')
+        chunk_size, chunks = _chunks(signed.get("chunks"), files, "chunks" in signed)
         sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
         for k in sorted(KNOWN_SECTIONS & set(sections)):
             if not isinstance(sections[k], dict):
@@ -232,12 +251,47 @@ class Manifest:
             signatures=sigs_list,
             rejected=rejected,
             received=received,
+            chunk_size=chunk_size,
+            chunks=chunks,
+            minor_version=minor,
         )
 
     @property
     def cryptographic(self) -> bool:
         """True when at least one recorded digest is cryptographic."""
         return any(ALGORITHMS[a].cryptographic for a in self.algorithms if a in ALGORITHMS)
+
+
+def _chunks(raw: Any, files: dict[str, FileEntry], present: bool) -> tuple[int | None, dict[str, list[str]]]:
+    """The "chunks" member: ``{"algorithm": "sha256", "size": N, "files": {path: [hex, ...]}}``.
+    Every listed path is in the file table (or was refused for its path there) and has
+    exactly ceil(file size / N) digests, so each byte of the file is in exactly one chunk."""
+    if not present:
+        return None, {}
+    if not isinstance(raw, dict) or set(raw) != CHUNKS_KEYS:
+        raise ManifestInvalid(f'"chunks" must be an object with exactly the keys {sorted(CHUNKS_KEYS)}')
+    if raw["algorithm"] != "sha256":
+        raise ManifestUnsupported(f"chunk digest algorithm {raw['algorithm']!r} is unknown to this tool")
+    size = raw["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_CHUNK <= size <= MAX_CHUNK:
+        raise ManifestInvalid(f'"chunks.size" must be an integer from {MIN_CHUNK} to {MAX_CHUNK}')
+    listed = raw["files"]
+    if not isinstance(listed, dict):
+        raise ManifestInvalid('"chunks.files" must be an object')
+    out: dict[str, list[str]] = {}
+    for p, digests in listed.items():
+        if not isinstance(digests, list) or not all(isinstance(d, str) and len(d) == 64 and _HEXRE.match(d) for d in digests):
+            raise ManifestInvalid(f"chunks of {p!r}: must be a list of 64 lowercase hex digits each")
+        if path_problem(p) is not None:
+            continue  # refused in the file table already (unsafe-path); never opened
+        entry = files.get(p)
+        if entry is None:
+            raise ManifestInvalid(f"chunks of {p!r}: the file table does not list it")
+        want = -(-entry.size // size)
+        if len(digests) != want or entry.size == 0:
+            raise ManifestInvalid(f"chunks of {p!r}: {len(digests)} digests for {entry.size} bytes in chunks of {size} (expected {want})")
+        out[p] = list(digests)
+    return size, out
 
 
 def _signatures(sigs: Any) -> list[dict[str, str]]:

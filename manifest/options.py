@@ -27,6 +27,8 @@ class Options:
     known_digests: dict[str, dict[str, str]] = field(default_factory=dict)
     workers: int | None = None
     progress: bool = False
+    # create: the chunk size of chunk digests (None: digest.CHUNK_SIZE); files over one chunk get them
+    chunk_size: int | None = None
     # weights
     memory_limit: int | None = None  # bytes; compare load size with this
     check_memory: bool = False  # compare load size with available memory

@@ -271,8 +271,10 @@ def test_manifest_is_pretty_one_file_per_line_and_round_trips(minilm):
     m = api.create(minilm)
     text = (minilm / "manifest.json").read_text()
     lines = text.splitlines()
-    for p in m.files:
-        assert sum(1 for line in lines if json.dumps(p) + ":" in line) == 1
+    for p in m.files:  # the file table: one line per file, size and digests on it
+        assert sum(1 for line in lines if json.dumps(p) + ': {"sha256": ' in line) == 1
+    assert list(m.chunks) == ["model.safetensors"]  # 90 MB: two chunks of 64 MiB, one line
+    assert sum(1 for line in lines if '"model.safetensors": ["' in line) == 1
     again = Manifest.loads(text.encode())
     assert again.signed_bytes() == m.signed_bytes()
 

@@ -118,3 +118,169 @@ def test_nesting_check_fast_path_agrees_with_the_general_one(doc: Any, limit: in
     assert outcome(data, limit) == general_path(data, limit)
     spaced = json.dumps(doc, indent=1).encode()
     assert outcome(spaced, limit) == general_path(data, limit)
+
+
+# ----------------------------------------------------------------------------- chunk digests
+ASSETS = Path(__file__).resolve().parent / "assets"
+CHUNK = 64 << 10  # small chunks, so a real safetensors file of a few hundred KiB has several
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    """A real checkpoint written by the safetensors library: one file of ~600 KiB in
+    tensors of uneven sizes (some smaller than a chunk, some spanning several), and a
+    small side file below the chunk threshold."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    rng = np.random.default_rng(14)
+    tensors = {f"model.layers.{i}.mlp.down_proj.weight": rng.standard_normal((n, 64)).astype(np.float32)
+               for i, n in enumerate([50, 700, 3, 260, 1200, 90, 2])}
+    save_file(tensors, str(d / "model.safetensors"), metadata={"format": "np"})
+    (d / "config.json").write_text('{"model_type": "llama"}\n')
+    return d
+
+
+def offsets(path: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    """The data start and each tensor's [start, end) in the file, read with json and struct
+    (independently of the tool's reader)."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    return 8 + n, {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1]) for k, v in header.items()}
+
+
+def test_chunk_digests_equal_an_independent_hashlib_computation(shards: Path) -> None:
+    import hashlib
+
+    m = api.create(shards, options=Options(use_cache=False, chunk_size=CHUNK))
+    data = (shards / "model.safetensors").read_bytes()
+    assert len(data) > 4 * CHUNK
+    want = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+    assert m.chunk_size == CHUNK and m.chunks == {"model.safetensors": want}
+    assert m.files["model.safetensors"].digests["sha256"] == hashlib.sha256(data).hexdigest()  # the whole-file digest stays
+    doc = json.loads((shards / "manifest.json").read_text())
+    assert doc["signed"]["minor_version"] == 1
+    assert doc["signed"]["chunks"] == {"algorithm": "sha256", "size": CHUNK, "files": {"model.safetensors": want}}
+    report = api.verify(shards, options=Options(use_cache=False, integrity_only=True))
+    assert report and report.stats["files_by_chunks"] == 1
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last", "header"])
+def test_a_flipped_byte_is_located_to_its_chunk_and_the_tensors_in_it(shards: Path, where: str) -> None:
+    import random
+
+    api.create(shards, options=Options(use_cache=False, chunk_size=CHUNK))
+    path = shards / "model.safetensors"
+    size = path.stat().st_size
+    count = -(-size // CHUNK)
+    k = {"first": 0, "middle": count // 2, "last": count - 1, "header": 0}[where]
+    lo, hi = k * CHUNK, min((k + 1) * CHUNK, size)
+    data_start, spans = offsets(path)
+    at = random.Random(where).randrange(max(lo, data_start) if where != "header" else 8, hi if where != "header" else data_start)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x40]))
+    # --exhaustive: a changed header fails a cheaper check first, and is still located
+    report = api.verify(shards, options=Options(use_cache=False, integrity_only=True, exhaustive=True))
+    found = [f for f in report.findings if f.code == "digest-mismatch"]
+    assert len(found) == 1 and found[0].path == "model.safetensors"
+    facts = found[0].expected
+    assert facts["bad_chunks"] == [k] and facts["chunks"] == count
+    assert facts["byte_ranges"] == [[lo, hi - 1]]
+    assert facts["header"] is (lo < data_start)
+    if where == "header":  # the header no longer parses: its bytes are named, tensors cannot be
+        assert "the safetensors header" in found[0].message
+        return
+    assert facts["tensors"] == [n for n, (s, e) in sorted(spans.items(), key=lambda kv: kv[1]) if e > s and s < hi and e > lo]
+    assert f"(1 of {count} chunks)" in found[0].message
+    assert f"Range: bytes={lo}-{hi - 1}" in (found[0].hint or "")
+    if facts["tensors"]:
+        assert "tensors " + ", ".join(facts["tensors"][:5]) in found[0].message
+
+
+def test_two_damaged_ranges_are_both_named(shards: Path) -> None:
+    api.create(shards, options=Options(use_cache=False, chunk_size=CHUNK))
+    path = shards / "model.safetensors"
+    with open(path, "r+b") as f:
+        for at in (CHUNK + 5, 3 * CHUNK + 5, 4 * CHUNK + 5):
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 1]))
+    report = api.verify(shards, options=Options(use_cache=False, integrity_only=True))
+    (f,) = [f for f in report.findings if f.code == "digest-mismatch"]
+    assert f.expected["bad_chunks"] == [1, 3, 4]
+    assert f.expected["byte_ranges"] == [[CHUNK, 2 * CHUNK - 1], [3 * CHUNK, 5 * CHUNK - 1]]
+
+
+def test_chunk_digests_come_through_the_stat_cache_and_still_catch_a_change(shards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import statcache
+
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)  # trust files written just now (tmp may be tmpfs)
+    api.create(shards, options=Options(chunk_size=CHUNK))
+    first = api.verify(shards, options=Options(integrity_only=True))
+    assert first and first.stats.get("files_from_cache")
+    path = shards / "model.safetensors"
+    with open(path, "r+b") as f:
+        f.seek(2 * CHUNK)
+        f.write(b"\0\0\0\0")
+    os.utime(path, ns=(1, 1))
+    again = api.verify(shards, options=Options(integrity_only=True))
+    assert [f.expected["bad_chunks"] for f in again.findings if f.code == "digest-mismatch"] == [[2]]
+
+
+def test_an_old_format_manifest_still_verifies() -> None:
+    """tests/assets/manifest-1.0: a manifest written (and signed) before chunk digests
+    existed (no minor_version, no chunks), with the files it describes."""
+    from manifest.document import Manifest
+    from manifest.signing import load_public_key
+
+    d = ASSETS / "manifest-1.0"
+    raw = (d / "manifest.json").read_bytes()
+    assert b"minor_version" not in raw and b"chunks" not in raw
+    m = Manifest.loads(raw)
+    assert m.minor_version is None and m.chunks == {}
+    assert m.signed_bytes() == m.signed_payload()  # rebuilt without the new members: the signed bytes are unchanged
+    report = api.verify(d / "model", d / "manifest.json", options=Options(use_cache=False, keys=[load_public_key(d / "publisher.pub.pem")]))
+    assert report, [f.one_line() for f in report.findings]
+    assert "signature" in report.checked and "digests" in report.checked
+
+
+def _signed_with_chunks(shards: Path) -> dict[str, Any]:
+    api.create(shards, options=Options(use_cache=False, chunk_size=CHUNK))
+    return json.loads((shards / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("change", ["one digest fewer", "one digest more", "unlisted file", "size changed", "bad hex", "other algorithm",
+                                    "tiny chunks", "extra key"])
+def test_a_chunk_list_that_does_not_cover_the_file_exactly_is_refused(shards: Path, change: str) -> None:
+    from manifest.document import Manifest
+    from manifest.errors import ManifestInvalid
+
+    doc = _signed_with_chunks(shards)
+    c = doc["signed"]["chunks"]
+    digests = c["files"]["model.safetensors"]
+    if change == "one digest fewer":
+        digests.pop()
+    elif change == "one digest more":
+        digests.append(digests[-1])
+    elif change == "unlisted file":
+        c["files"]["nope.bin"] = digests[:1]
+    elif change == "size changed":
+        c["size"] *= 2
+    elif change == "bad hex":
+        digests[0] = digests[0].upper()
+    elif change == "other algorithm":
+        c["algorithm"] = "md5"
+    elif change == "tiny chunks":
+        c["size"] = 16
+    else:
+        c["extra"] = 1
+    with pytest.raises(ManifestInvalid):
+        Manifest.from_document(doc)
