@@ -158,7 +158,7 @@ def _header_findings(art: Artifact, rel: str) -> Iterator[Finding]:
         return
     hint = None
     if h.code == "truncated":
-        hint = "download the file again (huggingface-cli download, or git lfs pull)"
+        hint = f"download the file again (`hf download ORG/NAME {rel}`, or `git lfs pull`)"
     elif h.facts.get("rule") == "not-safetensors":
         hint = "the download saved something else (an error page, a pointer, another format); fetch the file again"
     yield Finding.of(h.code, h.message, path=rel, expected=h.facts.get("expected"), actual=h.facts.get("actual"), hint=hint)
