@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,32 @@ def build_cache(src: Path, home: Path, *, tree: bool = True) -> Cache:
     return cache
 
 
+def _copy_or_link(src: str, dst: str) -> None:
+    """Small files are copied; the 90 MB weights blob is hard-linked (see :func:`own`)."""
+    if os.path.getsize(src) >= 1 << 20:
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def own(blob: Path) -> Path:
+    """Replace a hard-linked blob by a private copy before writing into it."""
+    tmp = blob.with_name(blob.name + ".own")
+    shutil.copyfile(blob, tmp)
+    os.replace(tmp, blob)
+    return blob
+
+
 @pytest.fixture
-def hub(tmp_path: Path, hub_session: Cache) -> Cache:
-    """A private copy of the session's cache (links copied as links), for a test to damage."""
-    shutil.copytree(hub_session.home, tmp_path / "hf", symlinks=True)
-    return _cache(tmp_path / "hf", hub_session.listing)
+def hub(tmp_path: Path, hub_session: Cache) -> Iterator[Cache]:
+    """A private copy of the session's cache (links copied as links, the weights blob
+    hard-linked: call :func:`own` before changing it), for a test to damage."""
+    shared = hub_session.blob_of["model.safetensors"]
+    before = shared.stat()
+    shutil.copytree(hub_session.home, tmp_path / "hf", symlinks=True, copy_function=_copy_or_link)
+    yield _cache(tmp_path / "hf", hub_session.listing)
+    after = shared.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns), "a test wrote through the shared weights blob"
 
 
 def test_the_cache_is_huggingface_hubs_own(hub: Cache, minilm_src: Path) -> None:
@@ -165,7 +187,7 @@ def test_clean_cache_checks_offline_against_hub_records(cli, hub: Cache) -> None
     assert rep["facts"]["hub"]["commit"] == COMMIT
     assert not [f for f in rep["findings"] if f["code"] in ("hub-record-mismatch", "incomplete-download", "unsafe-path")]
     # bit rot that keeps size and mtime: the stat cache would trust the blob, --no-cache rehashes it
-    blob = hub.blob_of["model.safetensors"]
+    blob = own(hub.blob_of["model.safetensors"])
     st = blob.stat()
     assert cli("check", REPO, "-q", env=hub.env).code == 0  # fills the stat cache
     with open(blob, "r+b") as f:
@@ -186,7 +208,7 @@ def test_clean_cache_verifies_against_a_manifest_offline(cli, hub: Cache, keypai
     r = cli("verify", REPO, "-m", out, "--key", pub, "--expect-model", REPO, "--expect-revision", COMMIT, "-q", env=hub.env)
     assert r.code == 0, r.out + r.err
     # corrupt the weights blob in place: verify names the file
-    with open(hub.blob_of["model.safetensors"], "r+b") as f:
+    with open(own(hub.blob_of["model.safetensors"]), "r+b") as f:
         f.seek(10_000_000)
         f.write(b"\xff" * 16)
     r = cli("verify", REPO, "-m", out, "--key", pub, "-q", "--json", "--no-cache", env=hub.env)
@@ -195,7 +217,7 @@ def test_clean_cache_verifies_against_a_manifest_offline(cli, hub: Cache, keypai
 
 
 def test_corrupted_lfs_blob_is_named(hub: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
-    with open(hub.blob_of["model.safetensors"], "r+b") as f:
+    with open(own(hub.blob_of["model.safetensors"]), "r+b") as f:
         f.seek(50_000_000)
         f.write(b"\x00\x01\x02\x03")
     r = _check(hub, monkeypatch)
@@ -215,7 +237,7 @@ def test_corrupted_small_file_is_named_by_its_git_blob_id(hub: Cache, monkeypatc
 
 
 def test_truncated_blob_is_named(hub: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
-    blob = hub.blob_of["model.safetensors"]
+    blob = own(hub.blob_of["model.safetensors"])
     with open(blob, "r+b") as f:
         f.truncate(blob.stat().st_size - 4096)
     r = _check(hub, monkeypatch)
@@ -242,7 +264,7 @@ def test_missing_blob_and_missing_file_are_incomplete_downloads(hub: Cache, monk
 
 
 def test_incomplete_blob_is_reported(hub: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
-    blob = hub.blob_of["model.safetensors"]
+    blob = own(hub.blob_of["model.safetensors"])
     partial = blob.with_name(blob.name + ".incomplete")
     blob.rename(partial)
     with open(partial, "r+b") as f:
@@ -359,7 +381,7 @@ def hf_download_into(hub: Cache, *, absent: tuple[str, ...]) -> dict[str, dict[s
     files it has), answering 404 for ``absent``: it writes the markers itself."""
     src = hub.home / "src"
     if not src.exists():
-        shutil.copytree(hub.snapshot, src)  # the same bytes, as plain files
+        shutil.copytree(hub.snapshot, src, copy_function=lambda s, d: os.link(os.path.realpath(s), d))  # the same bytes, as plain files
     return hf_download(src, hub.home, absent=absent)
 
 

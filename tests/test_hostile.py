@@ -901,14 +901,25 @@ def case_write_through_a_shared_mapping_after_a_cached_verify(ctx: Ctx) -> Call:
 HF_COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
 
 
-def _hf_cache(ctx: Ctx, absent: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
-    """The signed base checkpoint downloaded by huggingface_hub into a private cache
-    (tests/hf_cache_builder.py); returns the repo folder and the environment to use it."""
-    home = ctx.tmp / "hf"
-    p = subprocess.run([sys.executable, str(Path(__file__).parent / "hf_cache_builder.py"), str(ctx.base.dir), str(home / "hub"),
+def _hf_download(src: Path, hub: Path, absent: tuple[str, ...] = ()) -> None:
+    p = subprocess.run([sys.executable, str(Path(__file__).parent / "hf_cache_builder.py"), str(src), str(hub),
                         MODEL_ID, HF_COMMIT, *[x for a in absent for x in ("--absent", a)]],
                        capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def _hf_cache(ctx: Ctx, absent: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
+    """The signed base checkpoint downloaded by huggingface_hub (tests/hf_cache_builder.py)
+    once per session, then cloned into a private cache by hard links (no case writes into
+    a file of it: they add, move, link or delete); ``absent`` files get huggingface_hub's
+    own .no_exist markers. Returns the repo folder and the environment to use the cache."""
+    shared = ctx.tmp.parent / "hf-hostile-base" / "hub"
+    if not shared.exists():
+        _hf_download(ctx.base.dir, shared)
+    home = ctx.tmp / "hf"
+    shutil.copytree(shared, home / "hub", symlinks=True, copy_function=os.link)
+    if absent:
+        _hf_download(ctx.base.dir, home / "hub", absent)
     env = {"HF_HOME": str(home), "HF_HUB_CACHE": "", "HUGGINGFACE_HUB_CACHE": "", "HF_HUB_OFFLINE": "1"}
     return home / "hub" / ("models--" + MODEL_ID.replace("/", "--")), env
 
