@@ -9,6 +9,11 @@ writes, each saved with ``save_pretrained`` (model and tokenizer):
   ``model.resize_token_embeddings``, with config.json's ``vocab_size`` put back to the
   old 30522 (a config saved before the resize: weights and tokenizer say 30525).
 
+    python tests/build_checkpoints.py --trained MINILM_DIR OUT_DIR
+
+writes a 9-label NER model fine-tuned a few steps, and the variants of it that need
+transformers to make (see :func:`trained`).
+
     python tests/build_checkpoints.py --trainer-state MODEL_DIR OUT_DIR
 
 writes a Trainer checkpoint's state files for MODEL_DIR into OUT_DIR (``optimizer.pt``,
@@ -56,6 +61,59 @@ def main(src: str, out: str) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+NER_DATA = [("Angela Merkel visited Paris in May .", [1, 2, 0, 5, 0, 0, 0]),
+            ("Google opened an office in Zurich .", [3, 0, 0, 0, 0, 5, 0]),
+            ("The Eiffel Tower is in France .", [0, 7, 8, 0, 0, 5, 0]),
+            ("Barack Obama spoke at Stanford University .", [1, 2, 0, 0, 3, 4, 0])]
+
+
+def trained(src: str, out: str) -> None:
+    """A 9-label NER BertForTokenClassification fine-tuned a few steps from MiniLM, and the
+    checkpoints a diagnosis corpus derives from it with transformers itself:
+
+    - ``clean``: model and tokenizer (save_pretrained);
+    - ``trainer``: the Trainer's state files for it (optimizer, scheduler, RNG, arguments);
+    - ``fp16``: the weights saved in float16 (config.json then put back to float32);
+    - ``resized``: 3 tokens added, embeddings resized, config.json's vocab_size put back."""
+    import torch
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    torch.manual_seed(0)
+    o = Path(out)
+    tok = AutoTokenizer.from_pretrained(src)
+    model = BertForTokenClassification.from_pretrained(
+        src, num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)), label2id={n: i for i, n in enumerate(NER_LABELS)})
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model.train()
+    for _ in range(6):
+        for text, labels in NER_DATA:
+            enc = tok(text.split(), is_split_into_words=True, return_tensors="pt")
+            target = torch.tensor([[-100 if w is None else labels[w] for w in enc.word_ids()]])
+            model(**enc, labels=target).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval()
+    model.save_pretrained(o / "clean")
+    tok.save_pretrained(o / "clean")
+    trainer_state(str(o / "clean"), str(o / "trainer"))
+    model.half().save_pretrained(o / "fp16")
+    tok.save_pretrained(o / "fp16")
+    model.float()
+    _set(o / "fp16" / "config.json", dtype="float32")
+    tok.add_tokens(ADDED)
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(o / "resized")
+    tok.save_pretrained(o / "resized")
+    _set(o / "resized" / "config.json", vocab_size=30522)
+
+
+def _set(path: Path, **kw: object) -> None:
+    cfg = json.loads(path.read_text())
+    cfg.update(kw)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def trainer_state(model_dir: str, out: str) -> None:
     """The files a Trainer checkpoint holds besides the model, written as the Trainer writes
     them (torch.save of the optimizer, scheduler and RNG states and of TrainingArguments).
@@ -72,7 +130,7 @@ def trainer_state(model_dir: str, out: str) -> None:
     o = Path(out)
     o.mkdir(parents=True, exist_ok=True)
     model = AutoModelForTokenClassification.from_pretrained(model_dir)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.classifier.parameters(), lr=1e-4)  # the head only: the same file format, 60 KB not 180 MB
     model(input_ids=torch.tensor([[101, 2000, 102]])).logits.sum().backward()
     opt.step()
     sched = get_linear_schedule_with_warmup(opt, 1, 10)
@@ -118,6 +176,8 @@ def families(out: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--families":
         families(sys.argv[2])
+    elif sys.argv[1] == "--trained":
+        trained(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "--trainer-state":
         trainer_state(sys.argv[2], sys.argv[3])
     else:
