@@ -202,6 +202,7 @@ class Manifest:
         files_raw = _obj(signed, "files", required=True)
         files: dict[str, FileEntry] = {}
         usable = [a for a in algorithms if a in ALGORITHMS]
+        entry_keys = frozenset({"size", *algorithms})
         for p, raw_entry in files_raw.items():
             why = path_problem(p)
             if why is not None:
@@ -210,11 +211,10 @@ class Manifest:
             if not isinstance(raw_entry, dict):
                 raise ManifestInvalid(f"file entry {p!r} must be an object")
             size = raw_entry.get("size")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size >= 1 << 63:
+            if type(size) is not int or size < 0 or size >= 1 << 63:
                 raise ManifestInvalid(f"file entry {p!r}: size must be a non-negative integer")
-            extra = set(raw_entry) - {"size", *algorithms}
-            if extra:
-                raise ManifestInvalid(f"file entry {p!r}: unknown keys {sorted(extra)}")
+            if not entry_keys.issuperset(raw_entry):
+                raise ManifestInvalid(f"file entry {p!r}: unknown keys {sorted(set(raw_entry) - entry_keys)}")
             digests: dict[str, str] = {}
             for a in usable:
                 d = raw_entry.get(a)

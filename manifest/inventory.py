@@ -74,6 +74,11 @@ class Artifact:
     def open(self, rel: str) -> BinaryIO:
         """Open a discovered regular file for reading, never following a link that
         discovery did not allow and never blocking on a FIFO."""
+        return self.open_with_stat(rel)[0]
+
+    def open_with_stat(self, rel: str) -> tuple[BinaryIO, os.stat_result]:
+        """:meth:`open`, and the ``fstat`` of what was opened (taken anyway to refuse a
+        file that is no longer regular: the digest engine needs no second one)."""
         info = self.files[rel]
         if info.source is not None:
             fd = os.open(info.source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -83,7 +88,7 @@ class Artifact:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(f"{rel} is no longer a regular file", code="unsupported-file", path=rel)
-            return os.fdopen(fd, "rb", buffering=0)
+            return os.fdopen(fd, "rb", buffering=0), st
         except BaseException:
             os.close(fd)
             raise

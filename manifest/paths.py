@@ -3,14 +3,37 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 
 
+# Every character path_problem refuses anywhere in a path: controls, DEL and backslash.
+_REFUSED_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_REFUSED_PARTS = frozenset({"", ".", ".."})
+
+
 def path_problem(rel: str) -> str | None:
-    """Why ``rel`` is not a safe relative POSIX path, or ``None`` if it is."""
+    """Why ``rel`` is not a safe relative POSIX path, or ``None`` if it is.
+
+    A path that passes every rule is recognised with a few C-level tests (discovery and
+    the manifest loader ask once per file); any other takes the rules one by one, which
+    name the first broken one."""
+    if type(rel) is str and rel and not _REFUSED_CHARS.search(rel) and rel[0] != "/" and rel[1:2] != ":":
+        try:
+            n = len(rel.encode("utf-8"))
+        except UnicodeEncodeError:
+            n = -1
+        if 0 <= n <= MAX_PATH_BYTES:
+            parts = rel.split("/")
+            if _REFUSED_PARTS.isdisjoint(parts) and (n <= MAX_COMPONENT_BYTES or all(len(p.encode()) <= MAX_COMPONENT_BYTES for p in parts)):
+                return None
+    return _path_problem_slow(rel)
+
+
+def _path_problem_slow(rel: str) -> str | None:
     if not isinstance(rel, str) or rel == "":
         return "empty path"
     if "\x00" in rel:
