@@ -10,7 +10,8 @@ names carry that size on which axis. One set of rules reads every family:
   and heads x head_dim must equal the query projection's rows;
 - the layer count (``num_hidden_layers`` / ``n_layer`` / ``num_layers`` ...) must equal
   the number of ``layer.N`` / ``layers.N`` / ``h.N`` / ``block.N`` indices, with no gap;
-- every layer holds the same tensors (one missing from a layer is initialized at random);
+- every layer holds the same tensors (one missing from a layer is initialized at random),
+  and in families whose layers all have biases, every weight has its bias;
 - the tensor names' base-model prefix belongs to the ``model_type`` (a BERT checkpoint
   relabelled ``roberta`` loads nothing).
 
@@ -48,6 +49,9 @@ class Family:
     divide: tuple[str, str] | None = None
     #: model_type -> the distinctive prefix of its tensor names when saved with a head
     prefixes: Mapping[str, str] = field(default_factory=dict)
+    #: for a family whose every linear and norm layer has a bias: the weights that have none
+    #: (embeddings, tied output projections); None when the family has bias-free layers
+    no_bias: str | None = None
 
 
 _BERT_KEYS = {"hidden": ("hidden_size",), "intermediate": ("intermediate_size",), "positions": ("max_position_embeddings",),
@@ -67,6 +71,7 @@ FAMILIES: tuple[Family, ...] = (
         layers=(("layers", r"(?:^|\.)encoder\.layer\.(\d+)\."),),
         divide=("hidden", "heads"),
         prefixes={"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta", "electra": "electra"},
+        no_bias=r"(?:^|\.)(?:\w+_embeddings|decoder)\.weight$",
     ),
     Family(
         "distilbert", ("distilbert",),
@@ -79,6 +84,7 @@ FAMILIES: tuple[Family, ...] = (
         layers=(("layers", r"(?:^|\.)transformer\.layer\.(\d+)\."),),
         divide=("hidden", "heads"),
         prefixes={"distilbert": "distilbert"},
+        no_bias=r"(?:^|\.)\w+_embeddings\.weight$",
     ),
     Family(
         "gpt2", ("gpt2",),
@@ -90,6 +96,7 @@ FAMILIES: tuple[Family, ...] = (
               ("hidden", r"(?:^|\.)h\.\d+\.mlp\.c_proj\.weight$", 1)),
         layers=(("layers", r"(?:^|\.)h\.(\d+)\."),),
         divide=("hidden", "heads"),
+        no_bias=r"(?:^|\.)(?:wte|wpe|lm_head)\.weight$",
     ),
     Family(
         "llama", ("llama", "mistral", "qwen2", "qwen3"), _LLAMA_KEYS,
@@ -173,8 +180,28 @@ def check_family(raw: Mapping[str, Any], model_type: str | None, shapes: Mapping
         return out  # no size is comparable when the names belong to another family
     out.extend(_divide(raw, fam))
     out.extend(_dims(raw, fam, shapes))
-    out.extend(_layers(raw, fam, shapes))
+    layers = _layers(raw, fam, shapes)
+    out.extend(layers)
+    named = {n for f in layers if isinstance(f.actual, list) for n in f.actual if isinstance(n, str)}
+    out.extend(_biases(fam, shapes, named))
     return out
+
+
+def _biases(fam: Family, shapes: Mapping[str, Any], named: set[str]) -> list[Finding]:
+    """A weight whose bias is not in the checkpoint, in a family where every such layer has one."""
+    if fam.no_bias is None:
+        return []
+    exempt = re.compile(fam.no_bias)
+    missing = sorted(n[:-len("weight")] + "bias" for n in shapes
+                     if n.endswith(".weight") and not exempt.search(n) and n[:-len("weight")] + "bias" not in shapes
+                     and n[:-len("weight")] + "bias" not in named)
+    if not missing:
+        return []
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return [Finding.of(SC, f"{len(missing)} bias tensor(s) are missing beside their weights: {', '.join(missing[:3])}{more}; "
+                           "from_pretrained initializes them afresh and the trained values are lost",
+                       path=CONFIG, actual=missing[:50],
+                       hint="the weights are incomplete: save the model again with save_pretrained, or download the weights again")]
 
 
 def _shape(t: Any) -> tuple[int, ...]:

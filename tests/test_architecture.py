@@ -110,6 +110,10 @@ def test_layer_rules_name_gaps_missing_tensors_and_foreign_prefixes(tiny):
     msgs = [f.message for f in check_family(raw, "bert", one)]
     assert msgs == ["1 tensor(s) that the other layers hold are missing: bert.encoder.layer.2.attention.self.query.bias; "
                     "from_pretrained initializes them at random"]
+    nobias = {n: s for n, s in shapes.items() if n != "classifier.bias"}
+    msgs = [f.message for f in check_family(raw, "bert", nobias)]
+    assert msgs == ["1 bias tensor(s) are missing beside their weights: classifier.bias; "
+                    "from_pretrained initializes them afresh and the trained values are lost"]
     msgs = [f.message for f in check_family(dict(raw, model_type="roberta"), "roberta", shapes)]
     assert len(msgs) == 1 and "tensor names start with 'bert.'" in msgs[0]
     # T5's relative attention bias lives in block 0 only: not a missing tensor

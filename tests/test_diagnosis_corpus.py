@@ -255,6 +255,7 @@ VARIANTS: dict[str, tuple[Damage, str, str]] = {
     "extra-unused-tensors": (_rewrite_tensors(_add_pooler), "same", "ok"),
     "missing-layer-tensor": (_rewrite_tensors(lambda t: t.pop("bert.encoder.layer.3.attention.self.query.bias")), "differs",
                              "error:shape-config-mismatch"),
+    "classifier-bias-missing": (_rewrite_tensors(lambda t: t.pop("classifier.bias")), "differs", "error:shape-config-mismatch"),
     "weights-f16-config-float32": (_from("fp16"), "differs", "warning:shape-config-mismatch"),
     "vocab-resized-config-stale": (_from("resized"), "raises", "error:shape-config-mismatch"),
     # -- tokenizer

@@ -175,6 +175,6 @@ def test_load_tier_with_a_relative_dir(tokcls, cli):
     rep = json.loads(r.out)
     assert "load:structural" in rep["checked"] and rep["facts"]["load:structural"]["class"] == "BertForTokenClassification"
     assert cli("create", rel, "-q", cwd=tokcls.parent).code == 0
-    r = cli("verify", rel, "--load", "structural", "--json", cwd=tokcls.parent)
+    r = cli("verify", rel, "--no-signature", "--load", "structural", "--json", cwd=tokcls.parent)
     assert r.code == 0, r.out + r.err
     assert json.loads(r.out)["facts"]["load:structural"]["expected_tensors"] == 103
