@@ -9,6 +9,7 @@ itself, the file set, sizes, headers and small side files, then full digests, th
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from .document import FileEntry, Manifest, parse_time
 from .errors import EXIT_INPUT, InputError, ManifestInvalid, UsageError, VerificationFailed
 from .findings import EXAMPLES, Finding, examples, group_repeats
 from .fsutil import RefusedTarget, check_target, read_input, refused_message, write_atomic
-from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, is_within
+from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, empty_dirs, is_within, literal_rel, unaccounted_dirs
 from .options import Options
 from .report import Report
 from .sections import all_sections
@@ -133,12 +134,9 @@ def create(
     if key is not None and not any(ALGORITHMS[a].cryptographic for a in algorithms):
         raise UsageError("a signature over non-cryptographic digests alone (xxh3-128) would guarantee nothing: add sha256 or blake3")
     ignore = list(DEFAULT_IGNORE)
-    if out.name != DEFAULT_MANIFEST_NAME:
-        try:
-            rel_out = out.resolve().relative_to(root.resolve()).as_posix()
-            ignore.append(rel_out)
-        except ValueError:
-            pass
+    rel_out = literal_rel(out, root)  # the literal path: a symlink's target is never left out
+    if rel_out is not None and rel_out not in ignore:
+        ignore.append(rel_out)
     if expires is not None and parse_time(expires) <= datetime.now(timezone.utc):
         raise UsageError(f"--expires {expires} is in the past: the manifest would never verify")
     if write:
@@ -188,6 +186,7 @@ def create(
         sections=sections,
         chunk_size=chunk_size if chunks else None,
         chunks=chunks,
+        directories=empty_dirs(art),
     )
     signed = m.signed_bytes()  # the one canonicalization of this run: signed, and the caches' key
     if key is not None:
@@ -239,6 +238,29 @@ def write_output(out: str | os.PathLike[str], data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- verify
+def own_path(path: str | os.PathLike[str], root: Path, settings: Mapping[str, Any], what: str) -> str | Finding | None:
+    """The entry a manifest or OMS bundle at ``path`` leaves out of the file set: its literal
+    path below ``root`` (never what a symlink points to), or None when it lies outside. A
+    symlink there is a ``manifest-symlink`` finding and leaves nothing out (a link into the
+    Hugging Face cache's blobs/ is how the cache stores every file, and is left out)."""
+    rel = literal_rel(path, root)
+    if rel is None:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return rel
+    if not stat.S_ISLNK(st.st_mode):
+        return rel
+    blobs = settings.get("follow_links_into")
+    real = os.path.realpath(path)
+    if blobs is not None and is_within(real, os.path.realpath(blobs)) and os.path.isfile(real):
+        return rel
+    target = os.readlink(path)
+    return Finding.of("manifest-symlink", f"the {what} is a symlink (to {target}) inside the directory: a {what} there must be a regular "
+                      "file; the entry it points to is checked like any other", path=rel)
+
+
 def _refuse_link_out(mpath: Path, root: Path, settings: dict[str, Any]) -> None:
     """The default DIR/manifest.json comes with the untrusted directory: a symlink from it
     to a file outside (e.g. a secret) is not read. Links into the HF cache's blobs/ are fine."""
@@ -324,16 +346,16 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     _check_claims(m, opts, report)
     # 2. Discover; file set.
     ignore = list(m.ignore)
-    if mpath is not None:
-        try:
-            ignore.append(mpath.resolve().relative_to(root.resolve()).as_posix())
-        except (ValueError, OSError):
-            pass
+    own = own_path(mpath, root, settings, "manifest") if mpath is not None else None
+    if isinstance(own, Finding):
+        _emit(report, [own], opts)
+    elif own is not None:
+        ignore.append(own)
     art = _discover(root, settings, ignore)
     if "hub" in settings:
         art._memo["manifest_files"] = sorted(m.files)  # the hub section's .no_exist check covers them too
     _emit(report, art.problems, opts)
-    _check_file_set(art, m.files, "the manifest", opts, report)
+    _check_file_set(art, m.files, "the manifest", opts, report, directories=m.directories)
     # 3. Sizes.
     sized: list[str] = []
     resized: list[Finding] = []
@@ -472,14 +494,25 @@ def _compare_section(s: Any, art: Artifact, recorded: Any, opts: Options, report
         raise ManifestInvalid(f"the manifest's {s.name} section is malformed ({type(e).__name__}: {e})") from None
 
 
-def _check_file_set(art: Artifact, listed: Mapping[str, Any], source: str, opts: Options, report: Report) -> None:
-    """Missing and extra files against what ``source`` (a manifest, an OMS bundle) lists."""
+def _check_file_set(art: Artifact, listed: Mapping[str, Any], source: str, opts: Options, report: Report,
+                    directories: list[str] | tuple[str, ...] = ()) -> None:
+    """Missing and extra files against what ``source`` (a manifest, an OMS bundle) lists,
+    and the directories: each one must hold a listed file or be a recorded (empty) one."""
     missing = [p for p in listed if p not in art.files]
     extra = [p for p in art.files if p not in listed]
     _emit_grouped(report, [Finding.of("missing-file", f"listed in {source} but not in the directory", path=p) for p in missing],
                   lambda fs, items: f"{len(items)} files listed in {source} are not in the directory: {examples(items)}", opts)
     _emit_grouped(report, [Finding.of("extra-file", f"in the directory but not in {source}", path=p) for p in extra],
                   lambda fs, items: f"{len(items)} files in the directory are not in {source}: {examples(items)}", opts)
+    present = set(art.dirs)
+    gone = [d for d in directories if d not in present]
+    _emit_grouped(report, [Finding.of("missing-directory", f"an empty directory recorded in {source} is not in the directory", path=d)
+                           for d in gone],
+                  lambda fs, items: f"{len(items)} empty directories recorded in {source} are not in the directory: {examples(items)}", opts)
+    stray = unaccounted_dirs(art.dirs, listed, directories)
+    _emit_grouped(report, [Finding.of("extra-directory", f"a directory no file of {source} lies in (loaders match directory names too)",
+                                      path=d) for d in stray],
+                  lambda fs, items: f"{len(items)} directories hold no file of {source}: {examples(items)}", opts)
     report.mark_checked("file-set")
 
 

@@ -169,6 +169,10 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
         out = output or str(Path(directory) / "manifest.json")
         signed = "signed" if m.signatures else "unsigned"
         click.echo(f"wrote {out}: {len(m.files)} files, {sum(e.size for e in m.files.values())} bytes, {signed}", err=True)
+        if m.directories:
+            click.echo(f"recorded {len(m.directories)} empty director{'y' if len(m.directories) == 1 else 'ies'} "
+                       f"({', '.join(d + '/' for d in m.directories[:3])}{', ...' if len(m.directories) > 3 else ''}): verify fails "
+                       "where one is missing, and git and the Hugging Face Hub do not keep empty directories", err=True)
 
 
 @main.command()
@@ -271,6 +275,9 @@ def export(directory: str, oms_path: str, key_path: str, manifest_path: str | No
 
     done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name)
     left = f"; outside the OMS signing scope (git files): {', '.join(done.left_out)}" if done.left_out else ""
+    if done.directories:
+        left += (f"; OMS records no directories, so verify --oms reports these empty ones as extra: "
+                 f"{', '.join(d + '/' for d in done.directories)}")
     click.echo(f"wrote {done.path}: OMS v1.0 bundle over {done.files} files, signed with ECDSA P-256{left}", err=True)
 
 

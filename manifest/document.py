@@ -11,6 +11,7 @@ On disk::
         "model": {"id": "org/name", "revision": "..."},                  # optional
         "hashing": {"algorithms": ["sha256"], "ignore": [".git/", ".cache/", "manifest.json"]},
         "files": {"config.json": {"sha256": "...", "size": 612}, ...},
+        "directories": ["empty/dir"],                                    # optional: directories holding no file
         "weights": {...}, "tokenizer": {...}, "config": {...}, "requirements": {...}
       }
     }
@@ -37,10 +38,11 @@ from .paths import find_collisions, path_problem
 TYPE = "model-manifest"
 FORMAT_VERSION = 1
 # Minor versions add what a reader of an older minor version can skip and still verify
-# the files: 1 adds "chunks" (the SHA-256 of each fixed-size chunk of a large file). An
-# older reader keeps both members, covered by the signature, as sections it does not know.
+# the files: 1 adds "chunks" (the SHA-256 of each fixed-size chunk of a large file) and
+# "directories" (the empty directories of the tree). An older reader keeps these members,
+# covered by the signature, as sections it does not know.
 MINOR_VERSION = 1
-CORE_KEYS = {"_type", "version", "minor_version", "created_by", "created_at", "expires", "model", "hashing", "files", "chunks"}
+CORE_KEYS = {"_type", "version", "minor_version", "created_by", "created_at", "expires", "model", "hashing", "files", "chunks", "directories"}
 CHUNKS_KEYS = {"algorithm", "size", "files"}
 MIN_CHUNK = 4096
 MAX_CHUNK = 1 << 32
@@ -95,6 +97,9 @@ class Manifest:
     expires: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     signatures: list[dict[str, str]] = field(default_factory=list)
+    # Directories that hold no listed file (empty ones), so that verify tells them from a
+    # directory added later. Written only when there are any.
+    directories: list[str] = field(default_factory=list)
     # Set by from_document: entries refused for their path (never opened) and weak settings.
     rejected: list[Finding] = field(default_factory=list)
     # Set by from_document: the canonical bytes of the "signed" object exactly as received.
@@ -118,6 +123,8 @@ class Manifest:
             d["minor_version"] = self.minor_version
         if self.chunks and self.chunk_size is not None:
             d["chunks"] = {"algorithm": "sha256", "size": self.chunk_size, "files": {p: list(c) for p, c in sorted(self.chunks.items())}}
+        if self.directories:
+            d["directories"] = sorted(self.directories)
         if self.expires is not None:
             d["expires"] = self.expires
         model = {k: v for k, v in (("id", self.model_id), ("revision", self.revision)) if v is not None}
@@ -229,6 +236,7 @@ class Manifest:
         if minor is not None and (not isinstance(minor, int) or isinstance(minor, bool) or minor < 0):
             raise ManifestInvalid('"minor_version" must be a non-negative integer')
         chunk_size, chunks = _chunks(signed.get("chunks"), files, "chunks" in signed)
+        directories = _directories(signed.get("directories", []), files, rejected)
         sections = {k: v for k, v in signed.items() if k not in CORE_KEYS}
         for k in sorted(KNOWN_SECTIONS & set(sections)):
             if not isinstance(sections[k], dict):
@@ -249,6 +257,7 @@ class Manifest:
             expires=expires,
             sections=sections,
             signatures=sigs_list,
+            directories=directories,
             rejected=rejected,
             received=received,
             chunk_size=chunk_size,
@@ -292,6 +301,24 @@ def _chunks(raw: Any, files: dict[str, FileEntry], present: bool) -> tuple[int |
             raise ManifestInvalid(f"chunks of {p!r}: {len(digests)} digests for {entry.size} bytes in chunks of {size} (expected {want})")
         out[p] = list(digests)
     return size, out
+
+
+def _directories(raw: Any, files: dict[str, FileEntry], rejected: list[Finding]) -> list[str]:
+    """The recorded empty directories: safe relative paths, each once, none a listed file."""
+    if not isinstance(raw, list) or not all(isinstance(d, str) for d in raw):
+        raise ManifestInvalid('"directories" must be a list of paths')
+    if len(set(raw)) != len(raw):
+        raise ManifestInvalid('"directories" lists a directory twice')
+    out: list[str] = []
+    for d in raw:
+        why = path_problem(d)
+        if why is not None:
+            rejected.append(Finding.of("unsafe-path", f"manifest directory refused: {why}; never opened", path=d.encode("unicode_escape").decode("ascii")))
+        elif d in files:
+            raise ManifestInvalid(f"{d!r} is listed both as a file and as a directory")
+        else:
+            out.append(d)
+    return out
 
 
 def _signatures(sigs: Any) -> list[dict[str, str]]:

@@ -26,6 +26,8 @@ STALE_CODES = frozenset(
         "size-mismatch",
         "missing-file",
         "extra-file",
+        "missing-directory",
+        "extra-directory",
         "tensor-mismatch",
         "config-mismatch",
         "tokenizer-mismatch",

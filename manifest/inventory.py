@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,6 +58,10 @@ class Artifact:
     root: Path
     files: dict[str, FileInfo]
     problems: list[Finding] = field(default_factory=list)
+    # Every directory below the root (relative POSIX paths, sorted; ignored ones left out).
+    # Loaders list folders and match names, so a directory is an entry like a file: the
+    # file-set check reports one that no listed file or recorded directory accounts for.
+    dirs: list[str] = field(default_factory=list)
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
@@ -171,6 +175,53 @@ def is_within(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
+def literal_rel(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str | None:
+    """``path`` relative to ``root`` as written (``os.path.abspath``: no symlink resolved),
+    when it names an entry below ``root``; else None. This is the one path a manifest or
+    bundle inside the tree leaves out of the file set: never the file a symlink points to.
+    A path whose ``..`` would climb through a symlinked directory (so that the lexical
+    reading names another entry than the file system's) gives None: nothing is left out."""
+    a, r = os.path.abspath(path), os.path.abspath(root)
+    if a == r or not is_within(a, r):
+        return None
+    rel = os.path.relpath(a, r).replace(os.sep, "/")
+    try:
+        given, lexical = os.stat(os.path.dirname(os.fspath(path)) or "."), os.stat(os.path.dirname(a))
+    except OSError:
+        return None
+    if (given.st_dev, given.st_ino) != (lexical.st_dev, lexical.st_ino):
+        return None
+    return rel
+
+
+def ancestors(paths: Iterable[str]) -> set[str]:
+    """Every proper ancestor directory of ``paths`` (``a/b/c`` gives ``a`` and ``a/b``)."""
+    out: set[str] = set()
+    for p in paths:
+        i = p.rfind("/")
+        while i > 0:
+            d = p[:i]
+            if d in out:
+                break
+            out.add(d)
+            i = d.rfind("/")
+    return out
+
+
+def empty_dirs(art: Artifact) -> list[str]:
+    """The directories of ``art`` with no file and no directory below them (what ``create``
+    records, so that verify can tell them from a directory added later)."""
+    below = ancestors([*art.files, *art.dirs])
+    return [d for d in art.dirs if d not in below]
+
+
+def unaccounted_dirs(dirs: Iterable[str], files: Iterable[str], recorded: Iterable[str]) -> list[str]:
+    """The directories in ``dirs`` that no listed file and no recorded directory lies in or below."""
+    rec = list(recorded)
+    accounted = ancestors([*files, *rec]) | set(rec)
+    return [d for d in dirs if d not in accounted]
+
+
 def discover(
     root: str | os.PathLike[str],
     *,
@@ -196,7 +247,8 @@ def discover(
     ignore_t = tuple(ignore)
     files: dict[str, FileInfo] = {}
     problems: list[Finding] = []
-    for rel, entry_path in _walk(rootp, problems, ignore_t):
+    dirs: list[str] = []
+    for rel, entry_path in _walk(rootp, problems, ignore_t, dirs):
         if is_ignored(rel, ignore_t):
             continue
         why = path_problem(rel)
@@ -241,12 +293,21 @@ def discover(
     for a, b in find_collisions(list(files)):
         problems.append(Finding.of("path-collision", f"collides with {a} on case-insensitive or normalizing file systems", path=b))
     files = dict(sorted(files.items()))
-    return Artifact(root=rootp, files=files, problems=problems, ignore=ignore_t)
+    safe_dirs: list[str] = []
+    for rel in dirs:
+        why = path_problem(rel)
+        if why is None:
+            safe_dirs.append(rel)
+        elif "/" not in rel or path_problem(rel.rsplit("/", 1)[0]) is None:  # the topmost bad name only
+            shown = rel.encode("unicode_escape").decode("ascii")
+            problems.append(Finding.of("unsafe-path", f"directory: {why}; nothing below it is read", path=shown))
+    return Artifact(root=rootp, files=files, problems=problems, ignore=ignore_t, dirs=sorted(safe_dirs))
 
 
-def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...], dirs: list[str]) -> Iterator[tuple[str, str]]:
     """Yield ``(relative posix path, os path)`` for every non-directory entry,
-    depth first, names sorted by code point. Directory symlinks are not descended."""
+    depth first, names sorted by code point, and append every directory walked (not
+    ignored) to ``dirs``. Directory symlinks are not descended (they are yielded)."""
     stack: list[tuple[str, str]] = [("", str(root))]
     while stack:
         prefix, dpath = stack.pop()
@@ -266,6 +327,7 @@ def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...]) -> Itera
             if is_dir:
                 if is_ignored(rel + "/x", ignore):
                     continue  # pruned: the root's .git/ is never walked
+                dirs.append(rel)
                 subdirs.append((rel + "/", entry.path))
             else:
                 yield rel, entry.path

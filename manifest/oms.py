@@ -34,7 +34,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,7 @@ class Exported:
     files: int
     left_out: list[str]  # manifest files outside the OMS signing scope (git files)
     bundle: dict[str, Any]
+    directories: list[str] = field(default_factory=list)  # the manifest's empty directories: OMS cannot record them
 
 
 def export_oms(
@@ -174,7 +175,7 @@ def export_oms(
     manifest matches the files."""
     from .api import check_output, load_manifest, write_output
     from .document import Manifest
-    from .inventory import DEFAULT_MANIFEST_NAME
+    from .inventory import DEFAULT_MANIFEST_NAME, literal_rel
 
     signing_key = _ec_key(key)
     if isinstance(manifest_or_dir, Manifest):
@@ -187,16 +188,14 @@ def export_oms(
     out_path = Path(out)
     check_output(out_path)
     extra: list[str] = []
-    if root is not None:
-        try:
-            extra.append(out_path.resolve().relative_to(root.resolve()).as_posix())
-        except ValueError:
-            pass
+    rel_out = literal_rel(out_path, root) if root is not None else None  # the literal path, never a symlink's target
+    if rel_out is not None:
+        extra.append(rel_out)
     subject = name or m.model_id or (root.resolve().name if root is not None else "model")
     statement, dropped = build_statement(m, name=subject, extra_ignore=extra)
     bundle = sign_statement(statement, signing_key)
     write_output(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
-    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle)
+    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle, list(m.directories))
 
 
 # --------------------------------------------------------------------------- reading
@@ -396,7 +395,7 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
     mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
     for a malformed or unsupported bundle (exit 2)."""
-    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, digests_skipped, resolve_target
+    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, digests_skipped, own_path, resolve_target
     from .sections import all_sections
     from .statcache import manifest_identity
 
@@ -442,14 +441,16 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
             report.mark_not_checked("revision", "an OMS bundle records no revision")
         # 2. File set, with OMS ignore rules (plus model_signing's defaults and the bundle itself).
         ignore = [*b.ignore_paths, *GIT_PATHS]
-        try:
-            ignore.append(Path(bundle_path).resolve().relative_to(root.resolve()).as_posix())
-        except (ValueError, OSError):
-            pass
+        own = own_path(bundle_path, root, settings, "OMS bundle")  # the literal path, never what a symlink points to
+        if isinstance(own, Finding):
+            _emit(report, [own], opts)
+        elif own is not None:
+            ignore.append(own)
         art = _discover(root, settings, [".git/"])
         art.files = {p: i for p, i in art.files.items() if not is_ignored(p, ignore)}
+        art.dirs = [d for d in art.dirs if not is_ignored(d, ignore)]
         _emit(report, [f for f in art.problems if not (f.path and is_ignored(f.path, ignore))], opts)
-        _check_file_set(art, b.resources, "the OMS bundle", opts, report)
+        _check_file_set(art, b.resources, "the OMS bundle", opts, report)  # OMS records no directories: each must hold a file
         report.mark_not_checked("sizes", "an OMS bundle records no sizes; the digests decide")
         # 3. Cheap format checks (headers, side files), as verify runs them.
         _run_sections(art, all_sections(), None, opts, report)

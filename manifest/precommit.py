@@ -136,6 +136,20 @@ def refresh_command(directory: str, m: Any, manifest_name: str, key: str | None)
 
 
 # --------------------------------------------------------------------------- the hook
+def _untracked(f: Any, tracked: set[str] | None) -> bool:
+    """An extra file git does not track, or an extra directory holding no tracked file
+    (git keeps no empty directory): not what a commit holds, so not counted."""
+    if tracked is None or f.code not in ("extra-file", "extra-directory"):
+        return False
+    paths = list(f.items) if f.items else [f.path]  # a grouped finding lists its paths
+    if f.code == "extra-file":
+        return all(p not in tracked for p in paths)
+    from .inventory import ancestors
+
+    tracked_dirs = ancestors(tracked)
+    return all(p not in tracked_dirs for p in paths)
+
+
 def check_directory(
     directory: Path,
     *,
@@ -156,7 +170,7 @@ def check_directory(
     opts = Options(use_cache=not full, known_digests=known)
     report = verify(directory, m, manifest_path=directory / manifest_name, options=opts)
     tracked = tracked_files(directory)
-    findings = [f for f in report.findings if not (f.code == "extra-file" and tracked is not None and f.path not in tracked)]
+    findings = [f for f in report.findings if not _untracked(f, tracked)]
     untracked = len(report.findings) - len(findings)
     errors = [f for f in findings if f.is_error]
     res = DirResult(shown, ok=not errors)
@@ -177,7 +191,7 @@ def check_directory(
     broken = [f for f in errors if f.code not in STALE_CODES]
     by_kind: dict[str, list[str]] = {}
     for f in stale:
-        kind = {"missing-file": "removed", "extra-file": "new"}.get(f.code, "changed")
+        kind = {"missing-file": "removed", "extra-file": "new", "missing-directory": "removed", "extra-directory": "new"}.get(f.code, "changed")
         paths = list(f.items) if f.items is not None and f.code != "tensor-mismatch" else [f.path]  # a grouped finding lists its files
         for path in paths:
             if path and path not in by_kind.setdefault(kind, []):

@@ -511,3 +511,15 @@ def test_a_marker_for_a_file_only_the_manifest_lists_is_named(cli, hub: Cache, k
     r = cli(*verify, env=hub.env)
     got = [(f["code"], f.get("path")) for f in _findings(r)]
     assert r.code == 1 and ("hub-absent-marker", "README.md") in got and ("missing-file", "README.md") in got, got
+
+
+def test_snapshot_directories_are_accounted_and_a_planted_one_fails(cli, hub: Cache, keypair) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot's folders (1_Pooling/) hold linked files and are accounted for by them; an
+    empty folder planted in the snapshot is a name a loader lists, so verify fails on it."""
+    _, verify = _signed(cli, hub, keypair)
+    assert (hub.snapshot / "1_Pooling").is_dir()
+    r = cli(*verify, env=hub.env)
+    assert r.code == 0, r.out + r.err
+    (hub.snapshot / "tekken.json").mkdir()
+    r = cli(*verify, env=hub.env)
+    assert r.code == 1 and ("extra-directory", "tekken.json") in [(f["code"], f.get("path")) for f in _findings(r)], r.out

@@ -696,14 +696,57 @@ def _plant(rel: str, data: str = "import os\n") -> Callable[[Ctx, Path], None]:
     return make
 
 
+def _empty_dir(rel: str) -> Callable[[Ctx, Path], None]:
+    def make(ctx: Ctx, d: Path) -> None:
+        (d / rel).mkdir(parents=True)
+
+    return make
+
+
+def _manifest_link_to(name: str) -> Callable[[Ctx, Path], None]:
+    """The signed manifest renamed to a name loaders read, and manifest.json a symlink to it."""
+    def make(ctx: Ctx, d: Path) -> None:
+        (d / "manifest.json").rename(d / name)
+        (d / "manifest.json").symlink_to(name)
+
+    return make
+
+
 _KEYED_CASES: dict[str, tuple[Callable[[Ctx, Path], None], int, str]] = {
     "nested_git_dir_planted": (_plant("1_Pooling/.git/evil.py"), 1, "extra-file"),
     "nested_cache_dir_planted": (_plant("1_Pooling/.cache/huggingface/evil.json", "{}"), 1, "extra-file"),
+    "empty_tekken_json_directory_planted": (_empty_dir("tekken.json"), 1, "extra-directory"),
+    "empty_chat_template_directory_planted_nested": (_empty_dir("1_Pooling/chat_template.jinja"), 1, "extra-directory"),
+    "empty_directory_tree_planted": (_empty_dir("additional_chat_templates/x/y"), 1, "extra-directory"),
+    "manifest_symlink_to_chat_template": (_manifest_link_to("chat_template.jinja"), 1, "manifest-symlink"),
+    "manifest_symlink_to_tokenizer_config_name": (_manifest_link_to("tokenizer.model"), 1, "manifest-symlink"),
 }
 for _name, (_make, _exit, _code) in _KEYED_CASES.items():
     _fn = _keyed_dir_case(_make)
     _fn.__name__ = f"case_{_name}"
     case(_exit, _code, "paths")(_fn)
+
+
+@case(1, "manifest-symlink", "paths")
+def case_manifest_given_with_m_is_a_symlink_in_the_tree(ctx: Ctx) -> Call:
+    d = ctx.clone()
+    (d / "manifest.json").rename(d / "chat_template.jinja")
+    (d / "signed.json").symlink_to("chat_template.jinja")
+    return Call(["verify", str(d), "-m", str(d / "signed.json"), "--json", "-q", "--no-cache", "--key", str(ctx.base.pub)],
+                check=lambda r: _assert_in('"chat_template.jinja"', r.out))
+
+
+@case(1, "manifest-symlink", "paths")
+def case_oms_bundle_in_the_tree_is_a_symlink(ctx: Ctx) -> Call:
+    from manifest.oms import export_oms
+
+    d = ctx.clone()
+    write_keypair(generate("ecdsa-p256"), ctx.tmp / "ec.pem", ctx.tmp / "ec.pub.pem")
+    export_oms(d, ctx.tmp / "ec.pem", d / "model.sig")  # its own path is outside its scope
+    (d / "model.sig").rename(d / "chat_template.jinja")
+    (d / "model.sig").symlink_to("chat_template.jinja")
+    return Call(["verify", str(d), "--oms", str(d / "model.sig"), "--json", "-q", "--no-cache", "--key", str(ctx.tmp / "ec.pub.pem")],
+                check=lambda r: _assert_in('"chat_template.jinja"', r.out))
 
 
 # --- permission denied: root bypasses file modes, so drop the two capabilities that let it

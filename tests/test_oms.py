@@ -278,3 +278,35 @@ def test_nested_git_is_inside_the_scope_in_both_tools(cli, signed, damaged: Path
     assert "1_Pooling/.git/evil.py" in [x["name"] for x in _payload(sig)["predicate"]["resources"]]
     assert ms_verify(damaged, sig, signed["pub"]) is None
     assert cli("verify", damaged, "--oms", sig, "--key", signed["pub"], "-q").code == 0
+
+
+def test_an_empty_directory_planted_after_signing_fails_verify_oms(cli, signed, damaged: Path) -> None:
+    """OMS records files only: every directory of the tree must hold a signed file. model_signing
+    itself does not see directories (its verify passes); ours refuses what a loader would list."""
+    (damaged / "tekken.json").mkdir()
+    for bundle in (signed["ours"], signed["theirs"]):
+        assert ms_verify(damaged, bundle, signed["pub"]) is None  # the reference verifier is blind to it
+        r = cli("verify", damaged, "--oms", bundle, "--key", signed["pub"], "--json", "-q", "--no-cache")
+        assert r.code == 1 and ("extra-directory", "tekken.json") in _codes(r), r.out
+
+
+def test_a_bundle_inside_the_tree_that_is_a_symlink_is_refused(cli, signed, damaged: Path) -> None:
+    """Only the bundle's literal path is left out: a link named like it leaves its target checked."""
+    import shutil
+
+    shutil.copyfile(signed["ours"], damaged / "chat_template.jinja")
+    (damaged / "model.sig").symlink_to("chat_template.jinja")
+    r = cli("verify", damaged, "--oms", damaged / "model.sig", "--key", signed["pub"], "--json", "-q", "--no-cache")
+    assert r.code == 1 and {("manifest-symlink", "model.sig"), ("extra-file", "chat_template.jinja")} <= set(_codes(r)), r.out
+
+
+def test_export_names_the_empty_directories_oms_cannot_record(cli, signed, damaged: Path, tmp_path: Path) -> None:
+    from manifest.api import create
+    from manifest.options import Options
+
+    (damaged / "logs").mkdir()
+    create(damaged, options=Options(use_cache=False))
+    r = cli("export", damaged, "--oms", tmp_path / "m.sig", "--key", signed["priv"])
+    assert r.code == 0 and "logs/" in r.err and "OMS records no directories" in r.err, r.err
+    r = cli("verify", damaged, "--oms", tmp_path / "m.sig", "--key", signed["pub"], "--json", "-q")
+    assert r.code == 1 and ("extra-directory", "logs") in _codes(r)
