@@ -42,7 +42,7 @@ def _edit_hex(digest: str, at: int) -> str:
     return digest[:at] + ("0" if digest[at] != "0" else "1") + digest[at + 1 :]
 
 
-@pytest.mark.parametrize("rel", [WEIGHTS, "vocab.txt", "1_Pooling/config.json"])
+@pytest.mark.parametrize("rel", ["vocab.txt", "1_Pooling/config.json", "tokenizer.json"])
 @pytest.mark.parametrize("at", [16, 40, 63])
 def test_a_digest_differing_only_after_its_16th_hex_character_fails(signed: tuple[Path, Any, dict[str, Any]], rel: str, at: int) -> None:
     """Re-signed with the trusted key, so the signature passes and only the full digest
@@ -55,6 +55,25 @@ def test_a_digest_differing_only_after_its_16th_hex_character_fails(signed: tupl
     report = api.verify(d, _resigned(doc, key), options=Options(keys=[key.public_key()], use_cache=False))
     assert report.facts["trusted_keyids"] == [keyid(key.public_key())]  # the signature is good
     assert [(f.code, f.path, f.expected, f.actual) for f in report.findings if f.is_error] == [("digest-mismatch", rel, edited, real)]
+    assert report.exit_status == 1
+
+
+@pytest.mark.parametrize("chunk", [0, -1])
+@pytest.mark.parametrize("at", [16, 63])
+def test_a_chunk_digest_differing_only_after_its_16th_hex_character_fails(signed: tuple[Path, Any, dict[str, Any]], chunk: int, at: int) -> None:
+    """The weights (larger than one chunk) are verified by their signed chunk digests: an
+    edit in the tail of one of them, re-signed, fails on the chunk comparison alone."""
+    d, key, doc = signed
+    doc = json.loads(json.dumps(doc))
+    chunks = doc["signed"]["chunks"]["files"][WEIGHTS]
+    assert len(chunks) >= 2
+    real = chunks[chunk]
+    chunks[chunk] = edited = _edit_hex(real, at)
+    report = api.verify(d, _resigned(doc, key), options=Options(keys=[key.public_key()], use_cache=False))
+    assert report.facts["trusted_keyids"] == [keyid(key.public_key())]
+    errors = [f for f in report.findings if f.is_error]
+    assert [(f.code, f.path) for f in errors] == [("digest-mismatch", WEIGHTS)], [f.one_line() for f in errors]
+    assert errors[0].expected["bad_chunks"] == [chunk % len(chunks)] and edited != real
     assert report.exit_status == 1
 
 
