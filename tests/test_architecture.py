@@ -119,3 +119,34 @@ def test_layer_rules_name_gaps_missing_tensors_and_foreign_prefixes(tiny):
     # T5's relative attention bias lives in block 0 only: not a missing tensor
     raw, shapes = _load(tiny / "t5")
     assert sum("relative_attention_bias" in n for n in shapes) == 2 and check_family(raw, "t5", shapes) == []
+
+
+def test_a_rope_type_the_installed_transformers_lacks_is_an_error(tiny, tmp_path):
+    """A config written by a newer transformers may name a rope type the installed one does
+    not compute: from_pretrained raises (measured here), so check must fail. A model
+    without rotary embeddings never reads the key."""
+    import shutil
+
+    d = shutil.copytree(tiny / "llama", tmp_path / "llama")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["rope_parameters"] = {"rope_type": "superrope", "rope_theta": 10000.0, "factor": 2.0}
+    (d / "config.json").write_text(json.dumps(cfg))
+    probe = ("import sys, transformers\n"
+             "try:\n    transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1])\nexcept Exception as e:\n"
+             "    print('RAISES', type(e).__name__)\nelse:\n    print('LOADS')\n")
+    p = subprocess.run([sys.executable, "-c", probe, str(d)], capture_output=True, text=True, timeout=300, check=False,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert "RAISES KeyError" in p.stdout, p.stdout + p.stderr[-2000:]
+    f = [x for x in api.check(d).errors if x.code == "version-unsatisfied"]
+    assert [x.message for x in f] == [
+        "the installed transformers 5.24.0 does not know rope_parameters rope_type 'superrope': from_pretrained raises"]
+    assert "llama3" in f[0].hint and "upgrade transformers" in f[0].hint
+    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert "version-unsatisfied" not in api.check(d).codes()
+    b = shutil.copytree(tiny / "bert", tmp_path / "bert")
+    cfg = json.loads((b / "config.json").read_text())
+    cfg["rope_scaling"] = {"type": "superrope"}  # BERT has no rotary embeddings: transformers ignores it
+    (b / "config.json").write_text(json.dumps(cfg))
+    assert "version-unsatisfied" not in api.check(b).codes()

@@ -16,7 +16,8 @@ one recorded from it) is ``version-unsatisfied``, an error. The requirement conf
 implies is a *warning* when unmet: transformers reads configs written by newer versions
 (unknown keys are kept as attributes), so a checkpoint saved by 5.25 over an installed
 5.24 loads and predicts the same. What really fails stays an error: a ``model_type`` the
-installed transformers does not know (the hint names close known types, for a typo), and
+installed transformers does not know (the hint names close known types, for a typo), a
+rope type it does not compute (read from the source text of ``modeling_rope_utils.py``), and
 a config value the installed version refuses (``side-file-invalid``, from
 :mod:`manifest.consistency`). A checkpoint-derived requirement on a library that is not
 installed at all is a warning too (this machine may verify without loading).
@@ -217,6 +218,78 @@ def check_model_type(art: Artifact) -> list[Finding]:
                             f"{cfg.model_type!r}{writer}")]
 
 
+_ROPE_TABLE = re.compile(r"^ROPE_INIT_FUNCTIONS\b[^=]*=\s*\{(.*?)^\}", re.M | re.S)
+
+
+def _source(rel: str) -> str | None:
+    base = transformers_dir()
+    if base is None:
+        return None
+    try:
+        with open(os.path.join(base, rel), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def known_rope_types() -> set[str] | None:
+    """The rope types the installed transformers computes, read from the source text of
+    ``modeling_rope_utils.py`` (never executed); None when it cannot be read."""
+    key = ("rope", installed_version("transformers"))
+    if key not in _KNOWN:
+        text = _source("modeling_rope_utils.py")
+        m = _ROPE_TABLE.search(text or "")
+        _KNOWN[key] = ({"default", *re.findall(r"""^\s*["']([\w-]+)["']\s*:""", m.group(1), re.M)} if m else None)
+    result: set[str] | None = _KNOWN[key]
+    return result
+
+
+def _model_source(model_type: str) -> str | None:
+    """The source text of the installed configuration and modeling modules of ``model_type``."""
+    mod = model_type.replace("-", "_")
+    parts = [_source(os.path.join("models", mod, f"{kind}_{mod}.py")) for kind in ("configuration", "modeling")]
+    return "\n".join(p for p in parts if p) if parts[0] else None
+
+
+def _rope_types(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(config key, rope type) pairs in rope_parameters / rope_scaling, per layer type too."""
+    out: list[tuple[str, str]] = []
+    for key in ("rope_parameters", "rope_scaling"):
+        v = raw.get(key)
+        blocks = [v] if isinstance(v, dict) and ("rope_type" in v or "type" in v) else list(v.values()) if isinstance(v, dict) else []
+        for b in blocks:
+            if isinstance(b, dict):
+                t = b.get("rope_type", b.get("type"))
+                if isinstance(t, str):
+                    out.append((key, t))
+    return out
+
+
+def check_rope(art: Artifact) -> list[Finding]:
+    """A rope type the installed transformers does not compute: from_pretrained raises
+    (KeyError in the rotary embedding), typically a config written by a newer version."""
+    try:
+        cfg = read_config(art)
+    except ConfigError:
+        return []
+    if cfg is None or cfg.model_type is None or installed_version("transformers") is None:
+        return []
+    pairs = _rope_types(cfg.raw)
+    known = known_rope_types() if pairs else None
+    model = _model_source(cfg.model_type) if known is not None else None
+    if not pairs or known is None or model is None or "rope" not in model:
+        return []  # a model without rotary embeddings never reads them
+    # a model may handle its own rope types (Qwen2-VL's "mrope"): named in its own source
+    pairs = [(k, t) for k, t in pairs if t not in known and f'"{t}"' not in model and f"'{t}'" not in model]
+    have = installed_version("transformers")
+    writer = f" (this checkpoint was written by transformers {cfg.transformers_version})" if cfg.transformers_version else ""
+    return [Finding.of("version-unsatisfied", f"the installed transformers {have} does not know {key} rope_type {t!r}: "
+                                              "from_pretrained raises", path="config.json", actual=have, expected=t,
+                       hint=f"upgrade transformers (pip install -U transformers){writer}; the installed version knows "
+                            f"{', '.join(sorted(known))}")
+            for key, t in dict.fromkeys(pairs)]
+
+
 class RequirementsSection:
     name = "requirements"
 
@@ -248,6 +321,7 @@ class RequirementsSection:
         reqs = [{"requirement": r, "source": "--require"} for r in opts.requires] + default_requirements(art)
         out = self._check(art, reqs, report)
         out.extend(check_model_type(art))
+        out.extend(check_rope(art))
         report.facts.setdefault("environment", environment())
         report.mark_checked("requirements")
         return out
