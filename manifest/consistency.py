@@ -37,8 +37,9 @@ _QA = re.compile(r"(?:^|\.)qa_outputs\.weight$")
 
 def _find(tensors: dict[str, Any], suffixes: tuple[str, ...]) -> str | None:
     """The tensor ending with the first suffix that matches (the shortest such name)."""
+    candidates = [n for n in tensors if n.endswith(suffixes)]  # one pass over a table of maybe 100k names
     for suf in suffixes:
-        hits = [n for n in tensors if n == suf or n.endswith("." + suf)]
+        hits = [n for n in candidates if n == suf or n.endswith("." + suf)]
         if hits:
             return min(hits, key=len)
     return None

@@ -162,32 +162,45 @@ _STR_ONLY = frozenset({str})
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+_SCALARS = frozenset({str, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple})
+_PLAIN_TYPES = _SCALARS | _CONTAINERS | {int}
+
+
 def _plain(obj: Any) -> bool:
     """True when ``obj`` is JSON data whose canonical form the C encoder writes: containers
     of exactly dict/list/tuple, string keys within the BMP, integers within 2**53, strings,
-    booleans and null; no float anywhere."""
+    booleans and null; no float anywhere.
+
+    Each container's members are judged by the set of their types (C-level); only
+    containers are pushed, so a table of a million small rows costs a few C calls a row."""
+    t = type(obj)
+    if t not in _CONTAINERS:
+        return t in _SCALARS or (t is int and -_SAFE_INT <= obj <= _SAFE_INT)
     stack = [obj]
     pop, extend = stack.pop, stack.extend
     try:
         while stack:
             o = pop()
-            t = type(o)
-            if t is str or t is bool or o is None:
-                continue
-            if t is int:
-                if -_SAFE_INT <= o <= _SAFE_INT:
-                    continue
-                return False
-            if t is dict:
+            if type(o) is dict:
                 if not _STR_ONLY.issuperset(map(type, o)):
                     return False
                 if not all(map(str.isascii, o)) and any(_NON_BMP.search(k) for k in o):
                     return False
-                extend(o.values())
-            elif t is list or t is tuple:
-                extend(o)
+                vals: Any = o.values()
             else:
-                return False
+                vals = o
+            kinds = set(map(type, vals))
+            if kinds <= _SCALARS:
+                continue
+            if not kinds <= _PLAIN_TYPES:
+                return False  # a float, or a type JSON does not have
+            if int in kinds:
+                ints = vals if kinds == {int} else [v for v in vals if type(v) is int]
+                if min(ints) < -_SAFE_INT or max(ints) > _SAFE_INT:
+                    return False
+            if not kinds.isdisjoint(_CONTAINERS):
+                extend(v for v in vals if type(v) in _CONTAINERS)
     except TypeError:
         return False
     return True

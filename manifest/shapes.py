@@ -96,6 +96,45 @@ def problem(value: Any, schema: dict[str, Any], defs: dict[str, Any], path: tupl
     return None
 
 
+_FAST_MIN = 64  # a map this large (a tensor table) has its values checked by a compiled predicate first
+_compiled: dict[int, Any] = {}
+
+
+def _predicate(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
+    """A function that is True exactly when a value meets ``schema``, built from C-level
+    tests, for the simple schemas of a table's rows (an object of fixed keys whose values
+    are counts, strings of an enum or pattern, or arrays of counts), else None. A value it
+    refuses goes through :func:`problem`, which says why; one it accepts needs no walk."""
+    if set(schema) == {"$ref"}:
+        return _predicate(defs[schema["$ref"].rpartition("/")[2]], defs)
+    keys = set(schema) - ANNOTATIONS
+    t = schema.get("type")
+    if t == "integer" and keys <= _BOUNDS:
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        return lambda v: type(v) is int and (lo is None or v >= lo) and (hi is None or v <= hi)
+    if (keys == {"enum"} and all(type(e) is str for e in schema["enum"])) or (t == "string" and keys == {"type", "enum"}):
+        allowed = frozenset(schema["enum"])
+        return lambda v: type(v) is str and v in allowed
+    if t == "string" and keys <= {"type", "pattern", "minLength"}:
+        rx = _pattern(schema.get("pattern", ""))
+        n = schema.get("minLength", 0)
+        return lambda v: type(v) is str and len(v) >= n and rx.search(v) is not None
+    if t == "array" and keys <= {"type", "items"} and isinstance(schema.get("items"), dict):
+        item = _predicate(schema["items"], defs)
+        if item is None:
+            return None
+        return lambda v: type(v) is list and all(map(item, v))
+    if t == "object" and keys <= {"type", "required", "properties", "additionalProperties"} and schema.get("additionalProperties") is False:
+        props = {k: _predicate(sub, defs) for k, sub in schema.get("properties", {}).items()}
+        if any(f is None for f in props.values()):
+            return None
+        allowed_keys = frozenset(props)
+        required = frozenset(schema.get("required", ()))
+        return lambda v: (type(v) is dict and allowed_keys.issuperset(v) and required.issubset(v)
+                          and all(props[k](x) for k, x in v.items()))
+    return None
+
+
 def _object(value: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any], path: tuple[Any, ...]) -> str | None:
     for k in schema.get("required", ()):
         if k not in value:
@@ -103,6 +142,16 @@ def _object(value: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any],
     props = schema.get("properties", {})
     extra = schema.get("additionalProperties", True)
     names = schema.get("propertyNames")
+    if isinstance(extra, dict) and names is None and not props and len(value) >= _FAST_MIN:
+        key = id(extra)
+        if key not in _compiled:
+            _compiled[key] = (_predicate(extra, defs), extra)  # the schema is kept alive with its id
+        pred = _compiled[key][0]
+        if pred is not None:
+            bad = next((k for k, v in value.items() if not pred(v)), None)
+            if bad is None:
+                return None
+            return problem(value[bad], extra, defs, (*path, bad))
     for k, v in value.items():
         if names is not None:
             found = problem(k, names, defs, (*path, k))

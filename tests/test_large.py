@@ -323,3 +323,34 @@ def test_many_small_files_hash_in_batches_to_the_same_digests(tmp_path: Path) ->
     got = [(info.path, res["sha256"]) for info, res, _ in job]  # type: ignore[index]
     assert dict(got) == want
     assert [p for p, _ in got] == [i.path for i in sorted(art.files.values(), key=lambda i: (-i.size, i.path))]
+
+
+# ----------------------------------------------------------------------------- section shapes
+tensor_rows = st.dictionaries(st.sampled_from(["dtype", "shape", "extra"]),
+                              st.sampled_from(["F32", "BF16", "Q4", "", None, True, 0, -1, 2**64]) | st.lists(
+                                  st.sampled_from([0, 1, 4096, -1, True, 1.5, "2"]), max_size=3), max_size=3)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(tensor_rows, min_size=1, max_size=3), st.integers(0, 2))
+def test_a_large_tensor_table_is_judged_as_the_generic_walk_judges_it(rows: list[Any], where: int) -> None:
+    """The compiled check of a big map's rows accepts exactly what the schema walk accepts,
+    and a refused table names the same first problem."""
+    from manifest._section_schemas import SCHEMAS
+    from manifest.shapes import _FAST_MIN, problem, section_problem
+
+    schema = SCHEMAS["weights"]
+    good = {"dtype": "F32", "shape": [2, 4]}
+    tensors = {f"t{i}": dict(good) for i in range(_FAST_MIN + 10)}
+    for i, row in enumerate(rows):
+        tensors[f"t{where * 20 + i}"] = row
+    section = {"version": 1, "totals": {"files": 1, "tensors": 1, "parameters": 0, "bytes": 0, "bytes_by_dtype": {}},
+               "files": [{"path": "m.safetensors", "header_sha256": "0" * 64, "header_len": 8, "parameters": 0, "bytes_by_dtype": {},
+                          "tensors": tensors}]}
+    row_schema = schema["$defs"]["file"]["properties"]["tensors"]["additionalProperties"]
+    first_bad = next((k for k, v in tensors.items() if problem(v, row_schema, schema["$defs"], ("files", 0, "tensors", k)) is not None), None)
+    got = section_problem("weights", section)
+    if first_bad is None:
+        assert got is None
+    else:
+        assert got == problem(tensors[first_bad], row_schema, schema["$defs"], ("files", 0, "tensors", first_bad))
