@@ -12,6 +12,7 @@ import pytest
 from manifest import api
 from manifest.document import Manifest
 from manifest.errors import ManifestInvalid, UsageError
+from manifest.options import Options
 from manifest.signing import generate, load_private_key, load_public_key, write_keypair
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # the Hub's lfs.sha256
@@ -64,6 +65,9 @@ def test_git_and_cache_dirs_are_left_out_by_recorded_rules(minilm):
     assert api.verify(minilm).ok
 
 
+INTEGRITY = Options(integrity_only=True)  # no trust anchor here: the file set is what is tested
+
+
 def test_git_and_cache_dirs_are_ignored_at_the_root_only(minilm):
     """A nested ``.git/`` or ``.cache/`` is an ordinary part of the tree: recorded by create,
     and an extra entry when it appears after signing (model_signing hashes it too)."""
@@ -71,11 +75,11 @@ def test_git_and_cache_dirs_are_ignored_at_the_root_only(minilm):
     (minilm / "1_Pooling" / ".git" / "kept.py").write_text("x = 1\n")
     m = api.create(minilm)
     assert "1_Pooling/.git/kept.py" in m.files
-    assert api.verify(minilm).ok
+    assert api.verify(minilm, options=INTEGRITY).ok
     (minilm / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
     (minilm / "1_Pooling" / ".cache").mkdir()
     (minilm / "1_Pooling" / ".cache" / "x.json").write_text("{}")
-    r = api.verify(minilm)
+    r = api.verify(minilm, options=INTEGRITY)
     assert not r.ok
     extra = sorted(f.path for f in r.findings if f.code == "extra-file")
     assert extra == ["1_Pooling/.cache/x.json", "1_Pooling/.git/evil.py"]
@@ -89,10 +93,10 @@ def test_old_manifest_git_rule_now_means_the_root_only(minilm):
     m = api.create(minilm, write=False)
     assert m.ignore[:2] == [".git/", ".cache/"]
     (minilm / "manifest.json").write_text(m.dumps())
-    assert api.verify(minilm).ok
+    assert api.verify(minilm, options=INTEGRITY).ok
     (minilm / "1_Pooling" / ".git").mkdir()
     (minilm / "1_Pooling" / ".git" / "evil.py").write_text("import os\n")
-    errors = api.verify(minilm).errors
+    errors = api.verify(minilm, options=INTEGRITY).errors
     assert [f.path for f in errors if f.code == "extra-file"] == ["1_Pooling/.git/evil.py"]
 
 
