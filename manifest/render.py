@@ -101,18 +101,26 @@ def _finding_file(report: Report, path: str | None) -> str | None:
     return path
 
 
+GITHUB_MAX_FILES = 200
+
+
 def render_github(report: Report) -> str:
     """One workflow command per finding (``::error``/``::warning``/``::notice``), then
     the text summary. GitHub turns the commands into annotations on the files."""
     level = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+    from .diagnosis import paths_of
+
     lines = []
     for f in report.findings:
-        props = [f"title={_gh_prop(f'manifest {report.command}: {f.code}')}"]
-        file = _finding_file(report, f.path)
-        if file:
-            props.insert(0, f"file={_gh_prop(file)}")
         msg = " ".join(f.message.split()) + (f" (fix: {f.hint})" if f.hint else "")
-        lines.append(f"::{level[f.severity]} {','.join(props)}::{_gh_data(msg)}")
+        # A grouped finding over many files annotates each of them (a few hundred at most).
+        files = paths_of(f)[:GITHUB_MAX_FILES] if f.items is not None and f.path is None else [f.path]
+        for path in files or [None]:
+            props = [f"title={_gh_prop(f'manifest {report.command}: {f.code}')}"]
+            file = _finding_file(report, path)
+            if file:
+                props.insert(0, f"file={_gh_prop(file)}")
+            lines.append(f"::{level[f.severity]} {','.join(props)}::{_gh_data(msg)}")
     return "\n".join(lines) + ("\n" if lines else "") + render_text(report)
 
 

@@ -273,6 +273,8 @@ def test_many_missing_files_are_one_finding(minilm, cli):
     missing = [f for f in doc["findings"] if f["code"] == "missing-file"]
     assert len(missing) == 1 and sorted(missing[0]["items"]) == sorted(gone) and missing[0]["count"] == 5
     assert missing[0]["message"].startswith("5 files listed in the manifest are not in the directory: ")
+    ann = [ln for ln in cli("verify", minilm, "--no-signature", "--format", "github").out.splitlines() if ln.startswith("::error ")]
+    assert sorted(ln.split("file=")[1].split(",")[0].rsplit("/minilm/", 1)[1] for ln in ann if "missing-file" in ln) == sorted(gone)
     fast = json.loads(cli("verify", minilm, "--no-signature", "--json", "--fail-fast").out)
     assert [f["code"] for f in fast["findings"]] == ["missing-file"] and "items" not in fast["findings"][0]
 
@@ -308,3 +310,20 @@ def test_memory_estimate_is_within_tolerance_of_a_real_full_load(which, request,
     est = doc["facts"]["memory_estimate"]["bytes"]
     assert abs(est - peak) <= TOLERANCE * peak, (est, peak)
     assert est > 4 * doc["facts"]["weights"]["load_bytes"]  # the weights alone are a fifth of it
+
+
+def test_a_half_finished_snapshot_is_one_finding(tmp_path, minilm_src, monkeypatch):
+    from test_hfcache import COMMIT, REPO, build_cache
+
+    from manifest.api import check
+
+    cache = build_cache(minilm_src, tmp_path / "hf")
+    for k, v in cache.env.items():
+        monkeypatch.setenv(k, v)
+    gone = ["1_Pooling/config.json", "README.md", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]
+    for g in gone:
+        (cache.snapshot / g).unlink()  # the Hub lists them; the snapshot lacks them
+    r = check(REPO)
+    [f] = [f for f in r.findings if f.code == "incomplete-download"]
+    assert sorted(f.items) == sorted(gone) and f.message.startswith(f"5 files listed by the Hub for commit {COMMIT[:12]} are missing")
+    assert f.hint == f"download them again: hf download {REPO} --revision {COMMIT}"

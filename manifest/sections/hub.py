@@ -101,7 +101,7 @@ class HubSection:
         snap = art._memo.get("hub")
         if snap is None:
             return ()
-        return list(_diagnose(art, snap, opts, report))
+        return _grouped(list(_diagnose(art, snap, opts, report)), snap)
 
     def compare(self, art: Artifact, recorded: Any, opts: Options, report: Report) -> Iterable[Finding]:
         return ()
@@ -115,6 +115,32 @@ def fetch_again(snap: Any, rel: str | None = None, *, force: bool = False) -> st
     if force:
         parts.append("--force-download")
     return " ".join(shlex.quote(p) for p in parts)
+
+
+_GONE = "the snapshot links to blob "
+_UNLISTED = "listed by the Hub for commit "
+
+
+def _grouped(findings: list[Finding], snap: Any) -> list[Finding]:
+    """Many files with the same download problem (half a snapshot missing) are one finding."""
+    from dataclasses import replace
+
+    from ..findings import examples, group_repeats
+
+    def key(f: Finding) -> str | None:
+        if f.code == "incomplete-download" and f.message.startswith(_GONE):
+            return "gone"
+        if f.code == "incomplete-download" and f.message.startswith(_UNLISTED):
+            return "unlisted"
+        return None
+
+    def describe(members: list[Finding], items: tuple[str, ...]) -> str:
+        if key(members[0]) == "gone":
+            return f"{len(items)} snapshot links point to blobs that are not in the cache (deleted or never finished): {examples(items)}"
+        return f"{len(items)} files listed by the Hub for commit {snap.commit[:12]} are missing from the snapshot: {examples(items)}"
+
+    out = group_repeats(findings, key, describe)
+    return [replace(f, hint=f"download them again: {fetch_again(snap)}") if f.items is not None else f for f in out]
 
 
 def _diagnose(art: Artifact, snap: Any, opts: Options, report: Report) -> Iterator[Finding]:
