@@ -201,6 +201,13 @@ def test_replaced_tokenizer_leads_with_the_diagnosis(minilm, minilm_src, cli):
     assert {("size-mismatch", p) for p in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")} <= {(f["code"], f.get("path")) for f in evidence}
     assert all(f.get("hint") for f in doc["findings"])  # evidence keeps its own fix in JSON
     assert "manifest create" not in root["hint"]  # another tokenizer is no change to record
+    # Replayed from the section cache (no file changed), the diagnosis and its links are the same.
+    env = {"MANIFEST_CACHE_WINDOW_MS": "0"}
+    first = cli("verify", minilm, "--no-signature", "--json", env=env).out
+    again = json.loads(cli("verify", minilm, "--no-signature", "--json", env=env).out)
+    assert "tokenizer" in again["facts"].get("sections_from_cache", []), first
+    assert [(f["code"], f.get("id"), f.get("caused_by")) for f in again["findings"]] == \
+        [(f["code"], f.get("id"), f.get("caused_by")) for f in doc["findings"]]
 
 
 def test_contradicted_tokenizer_without_manifest_leads_with_the_diagnosis(minilm, minilm_src, cli):
