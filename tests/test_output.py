@@ -194,6 +194,8 @@ def test_replaced_tokenizer_leads_with_the_diagnosis(minilm, minilm_src, cli):
                         f"a cased WordPiece of {size} tokens, the model was fingerprinted with a lower-casing WordPiece of 30522 tokens, "
                         "and 4 special tokens moved to other ids"), r.out
     assert lines[1].startswith("  fix: restore every tokenizer file")
+    # A vocabulary smaller than one fingerprint block is not called a prefix of the old one.
+    assert f"vocabulary shrank from 30522 to {size} tokens" in r.out and "tokens removed" not in r.out, r.out
     doc = json.loads(cli("verify", minilm, "--no-signature", "--json").out)
     root, *evidence = doc["findings"]
     assert root["id"] == "tokenizer-replaced" and root["items"] == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]

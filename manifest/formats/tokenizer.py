@@ -560,6 +560,10 @@ def describe_changes(recorded: dict[str, Any], live: Tokenizer) -> list[tuple[st
         if n > r_size and prefix_same:
             new = [t or "" for t in live.tokens[r_size:n]]
             out.append(("added", f"{n - r_size} token{'s' if n - r_size != 1 else ''} added ({_ids(r_size, n - 1)}: {_quote(new)})"))
+        elif n < r_size and prefix_same and common < BLOCK:
+            # No whole id block is left to compare with the record: what the remaining ids hold is unknown.
+            out.append(("removed", f"vocabulary shrank from {r_size} to {n} tokens ({_ids(n, r_size - 1)} gone; the remaining "
+                                   f"ids cannot be compared with the record, which fingerprints blocks of {BLOCK} tokens)"))
         elif n < r_size and prefix_same:
             gone = [t for i, s, _ in recorded.get("added", []) for t in [s] if i >= n]
             what = f": {_quote(gone)}" if gone else ""
