@@ -14,6 +14,8 @@ name to its fingerprint, or to ``{"error": "..."}`` when the load raised. Kinds:
   bytes) and ``id2label``;
 - ``safetensors``: ``safetensors.safe_open(path, framework="np")``: a SHA-256 over every tensor
   as read;
+- ``hub_file``: ``try_to_load_from_cache(repo_id, filename, cache_dir=...)`` (what transformers'
+  ``cached_file`` asks): a digest of the file it resolves, or ``absent``;
 - ``hub``: like ``tokenizer``, loaded by repo id from a Hugging Face cache
   (``repo_id``, ``cache_dir``), the way "verify the cache, then load by repo id" does.
 
@@ -73,6 +75,15 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         from transformers import AutoTokenizer
 
         return _tokenizer(AutoTokenizer.from_pretrained(job["repo_id"], cache_dir=job["cache_dir"]))
+    if kind == "hub_file":  # how transformers' cached_file resolves one file of a cached repo
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.file_download import _CACHED_NO_EXIST
+
+        p = try_to_load_from_cache(job["repo_id"], job["filename"], cache_dir=job["cache_dir"])
+        if p is None or p is _CACHED_NO_EXIST:
+            return {"file": "absent (.no_exist marker)" if p is _CACHED_NO_EXIST else "absent"}
+        with open(p, "rb") as f:
+            return {"file": _sha(f.read())}
     if kind == "config":
         from transformers import AutoConfig
 

@@ -309,16 +309,26 @@ def attack_no_exist_marker_hides_a_signed_file(d: Path, lab: Lab) -> Prepared:
     return _hub_attack(d, lab, lambda c: _no_exist(c, "tokenizer_config.json"))
 
 
+@attack(6, "hub", "hub_file", "file")
+def attack_no_exist_marker_hides_a_nested_signed_file(d: Path, lab: Lab) -> Prepared:
+    p = _hub_attack(d, lab, lambda c: _no_exist(c, "1_Pooling/config.json"))
+    p.job = {**p.job, "kind": "hub_file", "filename": "1_Pooling/config.json"}
+    return p
+
+
 # =========================================================================== running it all
 @dataclass
 class Results:
     lab: Lab
     prepared: dict[str, Prepared]
     loaded: dict[str, dict[str, Any]]
+    signed: dict[str, dict[str, Any]]  # attack -> what the same load gives on the signed base
 
 
-def _reference_job(base: Base, kind: str) -> dict[str, Any]:
-    return _hub_job(base.dir) if kind == "hub" else {"kind": kind, "path": str(base.dir / base.load)}
+def _reference_job(base: Base, kind: str, job: dict[str, Any]) -> dict[str, Any]:
+    if kind.startswith("hub"):  # the same load by repo id, from the signed cache
+        return {**job, "cache_dir": str(base.dir / "hub")}
+    return {"kind": kind, "path": str(base.dir / base.load)}
 
 
 def _model_signing(lab: Lab, d: Path) -> dict[str, Any]:
@@ -339,6 +349,7 @@ def results(lab: Lab) -> Results:
     prepared: dict[str, Prepared] = {}
     loaded: dict[str, dict[str, Any]] = {}
     jobs: dict[str, dict[str, Any]] = {}
+    refs: dict[str, str] = {name: f"signed:{name}" for name in ATTACKS}  # attack -> its signed load
     for name, a in ATTACKS.items():
         d = lab.clone(a.base, root / "attacks" / name)
         p = a.build(d, lab) or Prepared(d, {}, [])
@@ -347,14 +358,17 @@ def results(lab: Lab) -> Results:
         prepared[name] = p
         if a.kind == "model_signing":  # the OpenSSF reference verifier, in this process
             loaded[name] = _model_signing(lab, p.dir)
-            loaded[f"signed:{a.base}:{a.kind}"] = _model_signing(lab, lab.bases[a.base].dir)
+            loaded[f"signed:{name}"] = _model_signing(lab, lab.bases[a.base].dir)
             continue
         jobs[name] = p.job
-        jobs[f"signed:{a.base}:{a.kind}"] = _reference_job(lab.bases[a.base], a.kind)
+        ref = _reference_job(lab.bases[a.base], a.kind, p.job)
+        jobs[f"signed:{json.dumps(ref, sort_keys=True)}"] = ref  # each distinct reference load runs once
+        refs[name] = f"signed:{json.dumps(ref, sort_keys=True)}"
     proc = subprocess.run([sys.executable, str(HERE / "loader_fingerprint.py")], input=json.dumps(jobs), capture_output=True,
                           text=True, timeout=600, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return Results(lab, prepared, {**json.loads(proc.stdout), **loaded})
+    out = {**json.loads(proc.stdout), **loaded}
+    return Results(lab, prepared, out, {name: out[ref] for name, ref in refs.items()})
 
 
 def test_the_loader_process_imports_nothing_here() -> None:
@@ -364,7 +378,7 @@ def test_the_loader_process_imports_nothing_here() -> None:
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_attack_changes_what_is_loaded_and_verify_fails(name: str, results: Results, cli: Callable[..., Any]) -> None:
     a, p = ATTACKS[name], results.prepared[name]
-    signed, got = results.loaded[f"signed:{a.base}:{a.kind}"], results.loaded[name]
+    signed, got = results.signed[name], results.loaded[name]
     # (a) the real loader reads something else than what was signed
     assert "error" not in signed and "error" not in got, (signed, got)
     for f in a.fields:
