@@ -155,14 +155,16 @@ class Manifest:
     # -- reading ----------------------------------------------------------------------
     @classmethod
     def loads(cls, data: bytes) -> Manifest:
+        facts: dict[str, Any] = {}
         try:
-            doc = loads_strict(data)
+            doc = loads_strict(data, facts=facts)
         except JSONError as e:
             raise ManifestInvalid(f"not valid JSON: {e}") from None
-        return cls.from_document(doc)
+        return cls.from_document(doc, plain=facts["plain"])
 
     @classmethod
-    def from_document(cls, doc: Any) -> Manifest:
+    def from_document(cls, doc: Any, *, plain: bool = False) -> Manifest:
+        """``plain``: ``doc`` was parsed by :func:`loads_strict`, which found it plain."""
         if not isinstance(doc, dict) or set(doc) != {"signed", "signatures"}:
             raise ManifestInvalid('expected an object with exactly the keys "signed" and "signatures"')
         signed, sigs = doc["signed"], doc["signatures"]
@@ -176,7 +178,7 @@ class Manifest:
         if version != FORMAT_VERSION:
             raise ManifestUnsupported(f"format version {version} is not supported (this tool reads version {FORMAT_VERSION})")
         try:
-            received = canonical_bytes(signed)  # lone surrogates and the like cannot be signed or checked
+            received = canonical_bytes(signed, plain=plain)  # lone surrogates and the like cannot be signed or checked
         except JSONError as e:
             raise ManifestInvalid(str(e)) from None
         sigs_list = _signatures(sigs)

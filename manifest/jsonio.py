@@ -82,10 +82,6 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NOT_SKELETON = bytes(b for b in range(256) if b not in _KEEP)
 
 
-def _has_long_integer(data: bytes) -> bool:
-    return _LONG_RUN in data.translate(_DIGITS_ONLY)
-
-
 def _check_depth(data: bytes, max_depth: int) -> None:
     """Nesting bound, run on the raw bytes of a document already known to be valid JSON.
 
@@ -109,8 +105,20 @@ def _check_depth(data: bytes, max_depth: int) -> None:
         raise JSONError(f"nesting deeper than {max_depth}")
 
 
-def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse ``data`` as strict UTF-8 JSON or raise :class:`JSONError`."""
+# What can make the C encoder's canonical text differ from RFC 8785's, seen in the raw
+# text: a character outside the BMP (a 4-byte UTF-8 sequence, or a high-surrogate escape)
+# and an integer of 16 digits or more (2**53 has 16). Floats are seen by the parse hook.
+_NON_BMP_TEXT = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")
+_SAFE_RUN = b"0" * 16
+
+
+def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = MAX_DEPTH,
+                 facts: dict[str, Any] | None = None) -> Any:
+    """Parse ``data`` as strict UTF-8 JSON or raise :class:`JSONError`.
+
+    ``facts``, when given, receives ``plain``: True when the document holds no float, no
+    integer of 16 digits or more and no character outside the BMP, so that
+    ``canonical_bytes(part, plain=True)`` of any part of it needs no walk to know it."""
     if len(data) > max_bytes:
         raise JSONError(f"document of {len(data)} bytes is over the {max_bytes}-byte cap")
     if data.startswith(b"\xef\xbb\xbf"):
@@ -119,14 +127,22 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as e:
         raise JSONError(f"not UTF-8 at byte {e.start}") from None
+    digits = data.translate(_DIGITS_ONLY)
+    floats = 0
+
+    def on_float(t: str) -> float:
+        nonlocal floats
+        floats += 1
+        return _float(t)
+
     try:
         with gc_paused():
             value = json.loads(
                 text,
                 object_pairs_hook=_pairs,
                 parse_constant=_constant,
-                parse_int=_int if _has_long_integer(data) else None,
-                parse_float=_float,
+                parse_int=_int if _LONG_RUN in digits else None,
+                parse_float=_float if facts is None else on_float,
             )
     except JSONError:
         raise
@@ -136,6 +152,8 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise JSONError(msg) from None
     _check_depth(data, max_depth)
+    if facts is not None:
+        facts["plain"] = not floats and _SAFE_RUN not in digits and _NON_BMP_TEXT.search(data) is None
     return value
 
 
@@ -206,7 +224,7 @@ def _plain(obj: Any) -> bool:
     return True
 
 
-def fast_canonical(obj: Any) -> bytes | None:
+def fast_canonical(obj: Any, *, plain: bool = False) -> bytes | None:
     """The RFC 8785 bytes of ``obj`` written by the C encoder, or None when ``obj`` holds
     something on which the two differ (a float, an integer beyond 2**53, a key outside
     the BMP or not a string, a lone surrogate, a type other than JSON's)."""
@@ -214,7 +232,7 @@ def fast_canonical(obj: Any) -> bytes | None:
         text = _CANONICAL(obj)  # first: it refuses a cyclic document, which _plain would walk forever
     except (ValueError, TypeError, RecursionError):
         return None
-    if not _plain(obj):
+    if not plain and not _plain(obj):
         return None
     try:
         return text.encode("utf-8")
@@ -222,13 +240,14 @@ def fast_canonical(obj: Any) -> bytes | None:
         return None
 
 
-def canonical_bytes(obj: Any) -> bytes:
+def canonical_bytes(obj: Any, *, plain: bool = False) -> bytes:
     """RFC 8785 (JCS) canonical form: the exact bytes that are signed.
 
     The C encoder writes them (:func:`fast_canonical`) unless the document holds what
-    it would write differently; then ``rfc8785`` does."""
+    it would write differently; then ``rfc8785`` does. ``plain``: ``obj`` is (part of) a
+    document :func:`loads_strict` found plain, so the type walk is not needed."""
     with gc_paused():
-        fast = fast_canonical(obj)
+        fast = fast_canonical(obj, plain=plain)
     if fast is not None:
         return fast
     try:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from manifest.document import Manifest
-from manifest.jsonio import JSONError, canonical_bytes, dumps_pretty, fast_canonical, loads_strict
+from manifest.jsonio import JSONError, _plain, canonical_bytes, dumps_pretty, fast_canonical, loads_strict
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EDGE_CHARS = ["\x00", "\x07", "\x08", "\x0c", "\x1f", "\x7f", '"', "\\", "/", "\u2028", "\u2029", "\u00e9", "\ue000", "\uffff",
@@ -180,3 +180,26 @@ def test_a_lone_surrogate_never_reaches_a_written_manifest(value: str) -> None:
     lone surrogate fails to encode, so a placeholder can never be confused with data."""
     with pytest.raises((JSONError, UnicodeEncodeError)):
         dumps_pretty({"a": value, "b": [value]}).encode("utf-8")
+
+
+@SETTINGS
+@given(documents(floats=True, surrogates=True, big=True), st.booleans())
+def test_a_document_the_parser_calls_plain_needs_no_walk(doc: Any, ascii_only: bool) -> None:
+    """``loads_strict`` says a document is plain only when the type walk would agree, so
+    ``canonical_bytes(..., plain=True)`` on it still equals rfc8785 (or both refuse)."""
+    try:
+        data = json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot be written as UTF-8 text
+        data = json.dumps(doc, ensure_ascii=True).encode("utf-8")
+    facts: dict[str, Any] = {}
+    try:
+        parsed = loads_strict(data, facts=facts)
+    except JSONError:
+        return
+    if facts["plain"]:
+        assert _plain(parsed)
+        try:
+            got: bytes | None = canonical_bytes(parsed, plain=True)
+        except JSONError:
+            got = None
+        assert got == rfc(parsed)
