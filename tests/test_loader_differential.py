@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,6 +291,49 @@ def attack_weights_changed_and_manifest_signed_by_another_key(d: Path, lab: Lab)
     return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
 
 
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_tekken_json_empty_directory(d: Path, lab: Lab) -> None:
+    (d / "tekken.json").mkdir()
+
+
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_tokenizer_model_empty_directory(d: Path, lab: Lab) -> None:
+    (d / "tokenizer.model").mkdir()
+
+
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_tokenizer_model_v3_empty_directory(d: Path, lab: Lab) -> None:
+    (d / "tokenizer.model.v3").mkdir()  # matched by the pattern tokenizer\.model\.*
+
+
+@attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
+def attack_tiktoken_model_empty_directory(d: Path, lab: Lab) -> None:
+    (d / "tiktoken.model").mkdir()
+
+
+@attack(2, "minilm", "tokenizer", *CHAT)
+def attack_manifest_renamed_to_chat_template_and_symlinked(d: Path, lab: Lab) -> None:
+    (d / "manifest.json").rename(d / "chat_template.jinja")
+    (d / "manifest.json").symlink_to("chat_template.jinja")
+
+
+@attack(2, "minilm", "tokenizer", *CHAT)
+def attack_manifest_moved_into_additional_chat_templates_and_symlinked(d: Path, lab: Lab) -> None:
+    (d / "additional_chat_templates").mkdir()
+    (d / "manifest.json").rename(d / "additional_chat_templates" / "default.jinja")
+    (d / "manifest.json").symlink_to("additional_chat_templates/default.jinja")
+
+
+@attack(2, "minilm", "tokenizer", *CHAT)
+def attack_oms_bundle_renamed_to_chat_template_and_symlinked(d: Path, lab: Lab) -> Prepared:
+    from manifest.oms import export_oms
+
+    export_oms(d, lab.key, d / "model.sig")
+    (d / "model.sig").rename(d / "chat_template.jinja")
+    (d / "model.sig").symlink_to("chat_template.jinja")
+    return Prepared(d, {}, [["verify", str(d), "--oms", str(d / "model.sig"), "--key", str(lab.pub), "--no-cache", "--json", "-q"]])
+
+
 @attack(3, "minilm", "model_signing", "verified")
 def attack_nested_git_directory(d: Path, lab: Lab) -> None:
     # no transformers code path reads it; the OMS reference verifier (model_signing) refuses it,
@@ -314,6 +358,12 @@ def attack_no_exist_marker_hides_a_nested_signed_file(d: Path, lab: Lab) -> Prep
     p = _hub_attack(d, lab, lambda c: _no_exist(c, "1_Pooling/config.json"))
     p.job = {**p.job, "kind": "hub_file", "filename": "1_Pooling/config.json"}
     return p
+
+
+@attack(1, "hub-notok", "tokenizer", *TOKENIZER)
+def attack_empty_directory_in_a_cache_snapshot(d: Path, lab: Lab) -> Prepared:
+    # the Hugging Face cache target gets the same inventory rule; loaded from the snapshot path
+    return _hub_attack(d, lab, lambda c: (c / "snapshots" / HUB_COMMIT / "tekken.json").mkdir(), "hub-notok", by_path=True)
 
 
 # =========================================================================== running it all
@@ -560,3 +610,47 @@ def test_every_loader_name_planted_under_a_nested_git_or_cache_fails_verify(lab:
                                                                             mode: str) -> None:
     """Only the root's .git/ and .cache/ are ignored: a nested one is part of the tree."""
     assert _sweep(lab, tmp_path, f"1_Pooling/{ignored}/", mode) == {}
+
+
+@pytest.mark.parametrize("place", [*PLACES.values(), "1_Pooling/.git/", "1_Pooling/.cache/"])
+def test_every_loader_name_planted_as_an_empty_directory_fails_verify(lab: Lab, tmp_path: Path, place: str) -> None:
+    assert _sweep(lab, tmp_path, place, "empty-dir") == {}
+
+
+def _load(jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, str(HERE / "loader_fingerprint.py")], input=json.dumps(jobs), capture_output=True,
+                          text=True, timeout=300, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def test_write_through_a_dirty_shared_mapping_after_a_cached_verify(results: Results, cli: Callable[..., Any], tmp_path: Path) -> None:
+    """Class 5. A page of a MAP_SHARED mapping, once dirty, takes further writes without moving
+    mtime or ctime until writeback. Dirty a page (same byte), let the racy window pass, verify
+    (fills the stat cache), write a different byte through the same page: the cached verify
+    must not pass, while safetensors reads the new byte."""
+    import mmap
+
+    lab = results.lab
+    d = lab.clone("tokcls", tmp_path / "tokcls")
+    w = d / "model.safetensors"
+    data = w.read_bytes()
+    w.unlink()  # a private copy: the clone's weights are a hard link
+    w.write_bytes(data)
+    del data
+    args = verify_args(lab, d, "tokcls")
+    args.remove("--no-cache")  # the gate trusts its stat cache
+    off = (w.stat().st_size - 3 * mmap.PAGESIZE) // mmap.PAGESIZE * mmap.PAGESIZE  # inside the last tensors' data
+    with open(w, "r+b") as f, mmap.mmap(f.fileno(), 0, mmap.MAP_SHARED) as m:
+        m[off] = m[off]  # 1. dirty the page, bytes unchanged
+        time.sleep(2.5)  # 2. past the cache's racy window
+        r = cli(*args)  # 3. verify: passes, and fills the cache
+        assert r.code == 0, r.out + r.err
+        m[off] = (m[off] + 1) % 256  # 4. through the same, still dirty, page
+        st = w.stat()
+        loaded = _load({"signed": {"kind": "safetensors", "path": str(lab.bases["tokcls"].dir / "model.safetensors")},
+                        "attacked": {"kind": "safetensors", "path": str(w)}})
+        assert loaded["attacked"]["state_dict"] != loaded["signed"]["state_dict"]  # (a)
+        r = cli(*args)  # 5. the cached verify
+        assert r.code != 0, f"the cached verify passed a changed file (stat unchanged: {w.stat().st_mtime_ns == st.st_mtime_ns})"
