@@ -95,23 +95,42 @@ def test_the_unedited_resigned_manifest_verifies(signed: tuple[Path, Any, dict[s
     ("a\x7fb", "control character in path"), ("a\x01", "control character in path"),
 ])
 def test_unsafe_paths_are_named(rel: str, why: str) -> None:
-    from manifest.paths import path_problem
+    from manifest.paths import _path_problem_slow, path_problem
 
     assert path_problem(rel) == why
+    assert _path_problem_slow(rel) == why
 
 
 @pytest.mark.parametrize("rel", ["a", "1_Pooling/config.json", "x" * 255, "é" * 127, "ab:c", ("d/" * 2047) + "f", "a b/~c.d", ".hidden", "a..b"])
 def test_safe_paths_pass(rel: str) -> None:
-    from manifest.paths import MAX_PATH_BYTES, path_problem
+    from manifest.paths import MAX_PATH_BYTES, _path_problem_slow, path_problem
 
     assert len(rel.encode()) <= MAX_PATH_BYTES
-    assert path_problem(rel) is None
+    assert path_problem(rel) is None and _path_problem_slow(rel) is None
+
+
+BOUNDARY_PATHS = {
+    "C:": "drive-letter path", "a b": None, " ": None, "a/" * 2047 + "bb": None, "a/" * 2047 + "bbb": "path too long",
+    "x" * 255: None, "x" * 256: "path component too long", "d/" + "x" * 255: None, "d/" + "x" * 256: "path component too long",
+    "X": None, "/": "absolute path", "/a": "absolute path", "a/b/" + "é" * 127 + "e": None, "a/b/" + "é" * 128: "path component too long",
+}
+
+
+def test_both_paths_of_the_path_rules_agree_at_every_boundary() -> None:
+    """path_problem answers most paths with one regex pass and hands the rest to the full
+    rules: both give the same answer, at each length and character boundary."""
+    from manifest.paths import _path_problem_slow, path_problem
+
+    for rel, why in BOUNDARY_PATHS.items():
+        assert path_problem(rel) == why, rel[:40]
+        assert _path_problem_slow(rel) == why, rel[:40]
 
 
 def test_path_rules_refuse_a_non_string() -> None:
     from manifest.paths import path_problem
 
     assert path_problem(None) == "empty path"  # type: ignore[arg-type]
+    assert path_problem(b"a") == "empty path"  # type: ignore[arg-type]
 
 
 def test_collisions_by_case_and_normalization() -> None:
