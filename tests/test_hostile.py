@@ -985,6 +985,29 @@ def case_hf_cache_no_exist_marker_for_a_signed_file(ctx: Ctx) -> Call:
         [(f["code"], f.get("path")) for f in json.loads(r.out)["findings"]], [("hub-absent-marker", "tokenizer_config.json")]))
 
 
+@case(1, "hub-absent-marker", "paths")
+def case_hf_cache_no_exist_marker_for_a_nested_signed_file(ctx: Ctx) -> Call:
+    """A marker for 1_Pooling/config.json: transformers' cached_file (try_to_load_from_cache)
+    then treats the signed file as absent."""
+    def run() -> Run:
+        _, env = _hf_cache(ctx, absent=("1_Pooling/config.json",))
+        return _hf_verify(ctx, env)
+
+    return Call(runner=run, check=lambda r: _assert_eq(
+        [(f["code"], f.get("path")) for f in json.loads(r.out)["findings"]], [("hub-absent-marker", "1_Pooling/config.json")]))
+
+
+@case(1, "extra-directory", "paths")
+def case_hf_cache_empty_directory_in_the_snapshot(ctx: Ctx) -> Call:
+    """An empty tekken.json/ in the snapshot folder (what from_pretrained(snapshot_path) lists)."""
+    def run() -> Run:
+        repo, env = _hf_cache(ctx)
+        (repo / "snapshots" / HF_COMMIT / "tekken.json").mkdir()
+        return _hf_verify(ctx, env)
+
+    return Call(runner=run)
+
+
 def _hf_linked_part(part: str) -> Callable[[Ctx], Call]:
     def build(ctx: Ctx) -> Call:
         def run() -> Run:
