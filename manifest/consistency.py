@@ -32,6 +32,7 @@ OUTPUT_EMBEDDINGS = ("lm_head.weight", "cls.predictions.decoder.weight", "lm_hea
 LM_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForConditionalGeneration", "ForPreTraining")
 LABEL_SUFFIXES = ("ForTokenClassification", "ForSequenceClassification", "ForAudioClassification", "ForImageClassification")
 _CLASSIFIER = re.compile(r"(?:^|\.)(?:classifier|score|logits_proj)(?:\.out_proj)?\.weight$")
+_CLASSIFIER_ENDS = ("classifier.weight", "score.weight", "logits_proj.weight", "out_proj.weight")
 _QA = re.compile(r"(?:^|\.)qa_outputs\.weight$")
 
 
@@ -54,7 +55,8 @@ def output_embedding(tensors: dict[str, Any]) -> str | None:
 
 
 def classifier(tensors: dict[str, Any]) -> str | None:
-    hits = [n for n in tensors if _CLASSIFIER.search(n)]
+    # every match ends with one of these: a C-level pass over the table first
+    hits = [n for n in tensors if n.endswith(_CLASSIFIER_ENDS) and _CLASSIFIER.search(n)]
     if not hits:
         return None
     return min(hits, key=lambda n: (".out_proj." not in n, len(n)))

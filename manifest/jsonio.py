@@ -108,7 +108,8 @@ def _check_depth(data: bytes, max_depth: int) -> None:
 # What can make the C encoder's canonical text differ from RFC 8785's, seen in the raw
 # text: a character outside the BMP (a 4-byte UTF-8 sequence, or a high-surrogate escape)
 # and an integer of 16 digits or more (2**53 has 16). Floats are seen by the parse hook.
-_NON_BMP_TEXT = re.compile(rb"[\xf0-\xf4]|\\u[dD][89abAB]")
+_HIGH_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+_BELOW_F0 = bytes(range(0xF0))
 _SAFE_RUN = b"0" * 16
 
 
@@ -153,7 +154,8 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
         raise JSONError(msg) from None
     _check_depth(data, max_depth)
     if facts is not None:
-        facts["plain"] = not floats and _SAFE_RUN not in digits and _NON_BMP_TEXT.search(data) is None
+        facts["plain"] = (not floats and _SAFE_RUN not in digits and not data.translate(None, _BELOW_F0)
+                          and (b"\\u" not in data or _HIGH_SURROGATE_ESCAPE.search(data) is None))
     return value
 
 

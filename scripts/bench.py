@@ -229,7 +229,7 @@ def main() -> None:
     ap.add_argument("--hostile-tensors", type=int, default=1_400_000, help="zero-size tensors of the hostile header (default 1.4M)")
     ap.add_argument("--chunk-curve", action="store_true", help="only measure chunk sizes (1-256 MiB) on the big file")
     ap.add_argument("--runs", type=int, default=3, help="rounds; medians are reported (default 3)")
-    ap.add_argument("--dir", default=None, help="parent directory for the temporary checkpoint")
+    ap.add_argument("--dir", default=None, help="parent directory for the temporary checkpoint (on tmpfs the stat cache trusts nothing)")
     ap.add_argument("--no-model-signing", action="store_true", help="skip model_signing even if installed")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()

@@ -20,6 +20,7 @@ Recorded in the manifest (``signed.weights``, schema ``schemas/section-weights.s
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -299,7 +300,7 @@ def memory_estimate(art: Artifact) -> dict[str, Any]:
     for rel in safetensors_files(art):
         h = live_header(art, rel)
         if h is not None:
-            tensors.update(((rel, n), t) for n, t in h.tensors.items())
+            tensors.update(zip(zip(itertools.repeat(rel), h.tensors, strict=False), h.tensors.values(), strict=True))  # C-level: maybe 1M tensors
     try:
         cfg = read_config(art)
     except (ConfigError, InputError, OSError, ValueError):
