@@ -226,6 +226,16 @@ def _refuse_custom(art: Artifact, opts: Options) -> str | None:
 
 # --------------------------------------------------------------------------- child side
 def _rss_peak() -> int:
+    """This process's peak RSS in bytes. VmHWM first: ``ru_maxrss`` starts at the RSS of
+    the process this one was forked from (Linux keeps it across exec), so a load started
+    from a large caller would report the caller's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -336,3 +336,23 @@ def test_a_half_finished_snapshot_is_one_finding(tmp_path, minilm_src, monkeypat
     [f] = [f for f in r.findings if f.code == "incomplete-download"]
     assert sorted(f.items) == sorted(gone) and f.message.startswith(f"5 files listed by the Hub for commit {COMMIT[:12]} are missing")
     assert f.hint == f"download them again: hf download {REPO} --revision {COMMIT}"
+
+
+def test_load_peak_is_the_loaders_own_not_its_callers(minilm_src, tmp_path):
+    """A caller that already holds 900 MiB runs --load full: the peak reported is the
+    loader's (ru_maxrss alone would start at the caller's 900 MiB)."""
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("needs torch and transformers")
+    code = ("import json, sys\nx = bytearray(900 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n"
+            "from manifest import api\nr = api.check(sys.argv[1], load='full', use_cache=False)\n"
+            "print(json.dumps([r.stats['load:full_peak_rss_bytes'], r.facts['memory_estimate']['bytes']]))")
+    p = subprocess.run([sys.executable, "-c", code, str(minilm_src)], capture_output=True, text=True, check=False, cwd=tmp_path,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"), timeout=600)
+    peak, est = json.loads(p.stdout.strip().splitlines()[-1])
+    assert peak < 700 << 20 and abs(est - peak) <= 0.15 * peak, (peak, est)
