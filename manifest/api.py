@@ -23,13 +23,34 @@ from .findings import EXAMPLES, Finding, examples, group_repeats
 from .fsutil import RefusedTarget, check_target, read_input, refused_message, write_atomic
 from .inventory import DEFAULT_IGNORE, DEFAULT_MANIFEST_NAME, Artifact, discover, empty_dirs, is_within, literal_rel, unaccounted_dirs
 from .options import Options
-from .report import Report
+from .report import INTEGRITY_ONLY, Report
 from .sections import all_sections
 
 if TYPE_CHECKING:  # pragma: no cover
     from .signing import PrivateKey  # cryptography is imported only to sign or check a signature
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+NO_ANCHOR_HINT = "pass --key PUBLIC.pem, or --no-signature for an integrity-only check"
+
+
+def _trust_anchor_gate(report: Report, opts: Options, message: str, *, hint: str = NO_ANCHOR_HINT, end: bool) -> None:
+    """No trust anchor, no pass: without a key and without an explicit integrity-only
+    request, the report fails with ``no-trust-anchor``. Emitted first under
+    --fail-fast (nothing else can make the run pass), else last, so that every other
+    check still runs and is reported, and none is skipped because of it."""
+    if opts.keys or opts.integrity_only or end == opts.fail_fast or report.stopped_early:
+        return
+    _emit(report, [Finding.of("no-trust-anchor", message, hint=hint)], opts)
+
+
+def _no_anchor_message(what: str, signers: list[str], *, signed: bool | None = None) -> str:
+    if signed or signers:
+        by = f" by key(s) {', '.join(s[:16] for s in signers)}" if signers else ""
+        return (f"{what} is signed{by}, but no trust anchor (--key) was given to check it against: "
+                "anyone can sign, so its authenticity is not established")
+    return f"{what} is not signed and no trust anchor (--key) was given: anyone could have written it"
 
 
 class _Stop(Exception):
@@ -303,11 +324,14 @@ def verify(
         if manifest is None:
             _refuse_link_out(mpath, root, settings)
         m = load_manifest(mpath)
-    report = Report("verify", str(path), str(mpath) if mpath else None)
+    report = Report("verify", str(path), str(mpath) if mpath else None, integrity_only=opts.integrity_only)
     _target_facts(report, path, root, settings)
     t0 = time.perf_counter()
+    no_anchor = _no_anchor_message("the manifest", sorted({s.get("keyid", "") for s in m.signatures}))
     try:
+        _trust_anchor_gate(report, opts, no_anchor, end=False)
         _verify(root, settings, m, mpath, opts, report)
+        _trust_anchor_gate(report, opts, no_anchor, end=True)
     except _Stop:
         pass
     from .diagnosis import apply
@@ -338,8 +362,10 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         _emit(report, trust.findings, opts)
         report.facts["trusted_keyids"] = trust.trusted_keyids
         report.mark_checked("signature")
+    elif opts.integrity_only:
+        report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY}")
     else:
-        report.mark_not_checked("signature", "no --key given: the manifest's authenticity is not established, only the files' agreement with it")
+        report.mark_not_checked("signature", "no trust anchor (--key) given: the manifest's authenticity is not established")
     if m.signatures and not m.cryptographic:
         msg = "the manifest is signed over non-cryptographic digests only; the signature guarantees nothing about the files"
         _emit(report, [Finding.of("weak-digest", msg)], opts)

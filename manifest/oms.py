@@ -44,7 +44,7 @@ from .fsutil import read_input
 from .jsonio import JSONError, loads_strict
 from .options import Options
 from .paths import path_problem
-from .report import Report
+from .report import INTEGRITY_ONLY, Report
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -379,14 +379,25 @@ def check_bundle_signature(b: Bundle, keys: list[Any]) -> list[Finding]:
                 actual=b.hint,
             )
         ]
+    from .signing import MAX_TRIES_PER_KEY
+
     signed = pae(b.payload, b.payload_type)
-    for k in matching:
-        for sig in b.signatures:
-            try:
-                k.verify(sig, signed, ec.ECDSA(hashes.SHA256()))
-                return []
-            except InvalidSignature:
-                continue
+    tries = b.signatures[:MAX_TRIES_PER_KEY]  # bounded work for a flood of DSSE signatures
+    bad = 0
+
+    def verifies(key: Any, sig: bytes) -> bool:
+        try:
+            key.verify(sig, signed, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+    for sig in tries:
+        if not any(verifies(k, sig) for k in matching):
+            bad += 1
+    if bad < len(tries):  # one valid signature by a given key suffices; the others are at most a warning
+        return [Finding.of("signature-ignored", f"{bad} of the bundle's {len(b.signatures)} DSSE signatures do not verify with the given key; "
+                           "ignored, since one does")] if bad else []
     return [Finding.of("signature-invalid", "the DSSE signature does not verify with the given key: the bundle was changed after signing")]
 
 
@@ -395,33 +406,60 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     OMS v1.0 bundle, e.g. one made by ``model_signing sign key``. Never raises on a
     mismatch (the report holds it); raises :class:`~manifest.errors.ManifestError`
     for a malformed or unsupported bundle (exit 2)."""
-    from .api import _check_file_set, _discover, _emit, _load_tier, _run_sections, _Stop, _verify_digests, digests_skipped, own_path, resolve_target
+    from .api import (
+        NO_ANCHOR_HINT,
+        _check_file_set,
+        _discover,
+        _emit,
+        _load_tier,
+        _no_anchor_message,
+        _run_sections,
+        _Stop,
+        _trust_anchor_gate,
+        _verify_digests,
+        digests_skipped,
+        own_path,
+        resolve_target,
+    )
     from .sections import all_sections
     from .statcache import manifest_identity
 
     opts = options or Options()
     b = read_bundle(bundle_path)
     root, settings = resolve_target(directory)
-    report = Report("verify", str(directory), str(bundle_path))
+    report = Report("verify", str(directory), str(bundle_path), integrity_only=opts.integrity_only)
     report.facts["oms"] = {"subject": b.subject_name, "root_digest": b.subject_digest, "hash_type": b.hash_type, "files": len(b.resources)}
     t0 = time.perf_counter()
     try:
         _emit(report, b.unsafe, opts)
-        # 1. Trust.
+        # 1. Trust: no trust anchor, no pass (unless --no-signature asks for integrity only).
+        no_anchor: tuple[str, str] | None = None
         if b.material != "publicKey":
+            tool = "sigstore" if b.material == "certificate" else "certificate"
             if opts.keys:
                 raise OmsUnsupported(
                     f"OMS bundle is signed with a {b.material}; verify it with `model_signing verify "
-                    f"{'sigstore' if b.material == 'certificate' else 'certificate'}` (this tool checks key-signed bundles)"
+                    f"{tool}` (this tool checks key-signed bundles)"
                 )
-            report.mark_not_checked("signature", f"the bundle is signed with a {b.material}, which this tool does not verify")
+            if opts.integrity_only:
+                report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY} (the bundle is signed with a {b.material})")
+            else:
+                report.mark_not_checked("signature", f"the bundle is signed with a {b.material}, which this tool does not verify")
+                no_anchor = (
+                    f"the OMS bundle is signed with a {b.material}, which this tool does not verify, and nothing else establishes its "
+                    "authenticity",
+                    f"check the signature with `model_signing verify {tool}`, then run with --no-signature for an integrity-only check",
+                )
         elif opts.keys:
             _emit(report, check_bundle_signature(b, opts.keys), opts)
             report.mark_checked("signature")
+        elif opts.integrity_only:
+            report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY}")
         else:
-            report.mark_not_checked(
-                "signature", "no --key given: the bundle's authenticity is not established, only the files' agreement with it"
-            )
+            report.mark_not_checked("signature", "no trust anchor (--key) given: the bundle's authenticity is not established")
+            no_anchor = (_no_anchor_message("the OMS bundle", [b.hint] if b.hint else [], signed=True), NO_ANCHOR_HINT)
+        if no_anchor is not None:
+            _trust_anchor_gate(report, opts, no_anchor[0], hint=no_anchor[1], end=False)
         if opts.expect_model is not None:
             if b.subject_name != opts.expect_model:
                 _emit(
@@ -463,6 +501,8 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
             cache_key = ("verify", str(root.resolve()), manifest_identity(b.payload))
             _verify_digests(art, expected, todo, [b.hash_type], opts, report, cache_key=cache_key, source="the OMS bundle")
         _load_tier(art, opts, report)
+        if no_anchor is not None:
+            _trust_anchor_gate(report, opts, no_anchor[0], hint=no_anchor[1], end=True)
     except _Stop:
         pass
     from .diagnosis import apply

@@ -11,6 +11,10 @@
 
 On failure it prints which files changed and the one command that refreshes the
 manifest. Files git does not track (never committed, ignored) are not counted as extra.
+
+The hook checks integrity only (``verify --no-signature``), and says so: it keeps a
+committed manifest in step with its files, and has no trust anchor to check who signed
+it. Authenticity is for ``manifest verify --key`` where the model is consumed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .errors import ManifestError
 from .hints import STALE_CODES
 from .hints import refresh_command as _refresh
 from .inventory import DEFAULT_MANIFEST_NAME
+from .report import INTEGRITY_ONLY
 
 _GIT_TIMEOUT = 60
 
@@ -167,7 +172,8 @@ def check_directory(
     known: dict[str, dict[str, str]] = {}
     if not full:  # what the commit holds for an LFS file is the pointer's oid: no need to read the file
         known = {rel: {"sha256": oid} for rel, (oid, _size) in staged_lfs_pointers(directory).items() if rel in m.files}
-    opts = Options(use_cache=not full, known_digests=known)
+    # integrity only: the hook keeps a committed manifest in step with its files; who signed it is for `verify --key`
+    opts = Options(use_cache=not full, known_digests=known, integrity_only=True)
     report = verify(directory, m, manifest_path=directory / manifest_name, options=opts)
     tracked = tracked_files(directory)
     findings = [f for f in report.findings if not _untracked(f, tracked)]
@@ -183,7 +189,7 @@ def check_directory(
             extra.append(f"{report.stats['files_from_cache']} unchanged since the last check (stat cache)")
         if untracked:
             extra.append(f"{untracked} untracked file(s) ignored")
-        res.lines.append(f"{shown}: manifest matches {len(m.files)} files" + (f" ({'; '.join(extra)})" if extra else ""))
+        res.lines.append(f"{shown}: manifest matches {len(m.files)} files ({'; '.join([INTEGRITY_ONLY, *extra])})")
         return res
     for f in errors:
         res.lines.append("  " + f.one_line())

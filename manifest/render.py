@@ -8,7 +8,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from .findings import Severity
-from .report import Report
+from .report import INTEGRITY_ONLY, Report
 
 
 class Format(str, Enum):
@@ -41,6 +41,8 @@ def render_text(report: Report) -> str:
         head += f"FAILED, {n_err} error(s)" + (f", {n_warn} warning(s)" if n_warn else "")
         if report.stopped_early:
             head += " (stopped at the first error: --fail-fast)"
+    if report.integrity_only:
+        head += f" ({INTEGRITY_ONLY})"
     lines.append(head)
     if report.checked:
         lines.append("  checked: " + ", ".join(report.checked))
@@ -133,6 +135,8 @@ def render_markdown(report: Report) -> str:
     n_err = len(report.errors)
     mark = "✅" if report.ok else "❌"
     verdict = ("verified" if report.command == "verify" else "no problems found") if report.ok else f"FAILED ({n_err} error(s))"
+    if report.integrity_only:
+        verdict += f" ({INTEGRITY_ONLY})"
     out = [f"### {mark} manifest {report.command} `{_md_cell(report.artifact)}`: {verdict}", ""]
     if report.manifest:
         out += [f"Manifest: `{_md_cell(report.manifest)}`", ""]

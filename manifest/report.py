@@ -9,6 +9,7 @@ from . import __version__
 from .findings import Finding, Severity
 
 REPORT_VERSION = 1
+INTEGRITY_ONLY = "integrity only, authenticity not checked"  # what a verify --no-signature verdict says
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Report:
     stats: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. memory needed, signer key ids
     stopped_early: bool = False
+    integrity_only: bool = False  # verify --no-signature: the files were checked against the manifest, not who wrote it
 
     # -- building -----------------------------------------------------------------
     def add(self, finding: Finding) -> None:
@@ -75,6 +77,7 @@ class Report:
             "verdict": self.verdict,
             "exit_status": self.exit_status,
             "stopped_early": self.stopped_early,
+            "integrity_only": self.integrity_only,
             "checked": list(self.checked),
             "not_checked": [{"check": k, "reason": v} for k, v in self.not_checked.items()],
             "findings": [f.to_dict() for f in self.findings],

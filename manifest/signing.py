@@ -163,12 +163,13 @@ class TrustResult:
 
 
 def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[PublicKey]) -> TrustResult:
-    """At least one given key must have a valid signature over ``data``.
+    """At least one given key must have a valid signature over ``data``; one suffices.
 
-    A signature whose keyid matches a given key but does not verify is
-    ``signature-invalid``; signatures by keys nobody passed are ignored (and reported
-    as ``untrusted-key`` only if no given key signed). The same key listed twice
-    counts once.
+    Signatures by keys nobody passed are ignored (and reported as ``untrusted-key``
+    only if no given key signed). A signature whose keyid matches a given key but does
+    not verify is ``signature-invalid`` when no given key verified, and only the
+    warning ``signature-ignored`` beside a valid one: an extra entry can never take
+    away a valid signature, nor add trust. The same key listed twice counts once.
     """
     given = {keyid(k): k for k in keys}
     if not signatures:
@@ -179,8 +180,8 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
     for s in signatures:
         kid = s.get("keyid", "")
         pub = given.get(kid)
-        if pub is None or kid in good:
-            continue  # unknown signer, or this key already verified (a key counts once)
+        if pub is None:
+            continue  # unknown signer
         seen = tried.setdefault(kid, set())
         if s.get("sig", "") in seen or len(seen) >= MAX_TRIES_PER_KEY:
             continue  # a repeated entry, or a flood of entries for one key: bounded work
@@ -188,15 +189,21 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
         if verify_one(pub, data, s.get("sig", ""), s.get("alg")):
             if kid not in good:
                 good.append(kid)
-        elif kid not in bad:
+        else:
             bad.append(kid)
     findings: list[Finding] = []
-    for kid in bad:
-        if kid not in good:
+    if good:
+        for kid in bad:
             findings.append(
-                Finding.of("signature-invalid", f"signature by trusted key {kid[:16]} does not verify: the manifest was changed after signing", actual=kid)
+                Finding.of("signature-ignored", f"a signature entry for key {kid[:16]} does not verify; ignored, since a trusted key's signature does",
+                           actual=kid)
             )
-    if not good and not bad:
+        return TrustResult(good, findings)
+    for kid in dict.fromkeys(bad):
+        findings.append(
+            Finding.of("signature-invalid", f"signature by trusted key {kid[:16]} does not verify: the manifest was changed after signing", actual=kid)
+        )
+    if not bad:
         signers = sorted({s.get("keyid", "")[:16] for s in signatures})
         findings.append(
             Finding.of("untrusted-key", f"signed only by key(s) {', '.join(signers)}, none of which was given with --key", actual=signers)

@@ -62,7 +62,7 @@ def test_git_and_cache_dirs_are_left_out_by_recorded_rules(minilm):
     m = api.create(minilm)
     assert not [p for p in m.files if p.startswith((".git/", ".cache/"))]
     assert ".git/" in m.ignore and "manifest.json" in m.ignore
-    assert api.verify(minilm).ok
+    assert api.verify(minilm, integrity_only=True).ok
 
 
 INTEGRITY = Options(integrity_only=True)  # no trust anchor here: the file set is what is tested
@@ -213,14 +213,31 @@ def test_unsigned_manifest_with_key_is_signature_missing(minilm, cli, keypair):
     assert [f["code"] for f in json.loads(r.out)["findings"]] == ["signature-missing"]
 
 
-def test_without_key_report_says_signature_not_checked(minilm, cli, keypair):
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_without_a_trust_anchor_verify_fails_but_runs_every_other_check(minilm, cli, keypair, signed):
+    """No trust anchor, no pass: a CI gate reading only the exit code must not pass a
+    manifest that anyone could have written (or signed)."""
     priv, _pub = keypair
-    cli("create", minilm, "--key", priv)
+    cli("create", minilm, *(["--key", priv] if signed else []))
     r = cli("verify", minilm, "--json")
-    assert r.code == 0
+    assert r.code == 1
     rep = json.loads(r.out)
-    assert "signature" in {n["check"] for n in rep["not_checked"]}
-    assert "signature" not in rep["checked"]
+    assert [(f["code"], f["severity"]) for f in rep["findings"]] == [("no-trust-anchor", "error")]
+    assert "--no-signature" in rep["findings"][0]["hint"] and "--key" in rep["findings"][0]["hint"]
+    assert ("is not signed" in rep["findings"][0]["message"]) is not signed
+    assert "signature" in {n["check"] for n in rep["not_checked"]} and "signature" not in rep["checked"]
+    assert "digests" in rep["checked"] and rep["integrity_only"] is False  # the other checks still ran
+    text = cli("verify", minilm)
+    assert text.code == 1 and "error[no-trust-anchor]" in text.out and "FAILED" in text.out
+    assert not api.verify(minilm)
+    assert api.verify(minilm).codes() == ["no-trust-anchor"]
+    # --fail-fast: nothing else could make the run pass, so it stops at once
+    fast = json.loads(cli("verify", minilm, "--json", "--fail-fast").out)
+    assert [f["code"] for f in fast["findings"]] == ["no-trust-anchor"] and fast["stopped_early"] is True
+    assert "digests" not in fast["checked"]
+    # and a damaged file is still reported beside it
+    (minilm / "README.md").write_text("changed")
+    assert sorted(api.verify(minilm, use_cache=False).codes()) == ["no-trust-anchor", "size-mismatch"]
 
 
 def test_key_carried_in_file_is_never_trusted(minilm, keypair, tmp_path):
@@ -248,7 +265,7 @@ def test_key_carried_in_file_is_never_trusted(minilm, keypair, tmp_path):
 )
 def test_malformed_manifest_exits_2_one_line(minilm, cli, content):
     (minilm / "manifest.json").write_bytes(content)
-    r = cli("verify", minilm)
+    r = cli("verify", minilm, "--no-signature")
     assert r.code == 2
     assert r.out == ""
     lines = r.err.strip().splitlines()
@@ -257,7 +274,7 @@ def test_malformed_manifest_exits_2_one_line(minilm, cli, content):
 
 
 def test_missing_manifest_exits_2(minilm, cli):
-    r = cli("verify", minilm)
+    r = cli("verify", minilm, "--no-signature")
     assert r.code == 2 and "manifest create" in r.err
 
 
@@ -265,8 +282,8 @@ def test_fail_fast_stops_at_first_error(minilm, cli):
     cli("create", minilm)
     (minilm / "vocab.txt").unlink()
     (minilm / "README.md").unlink()
-    full = json.loads(cli("verify", minilm, "--json").out)
-    fast = json.loads(cli("verify", minilm, "--json", "--fail-fast").out)
+    full = json.loads(cli("verify", minilm, "--json", "--no-signature").out)
+    fast = json.loads(cli("verify", minilm, "--json", "--no-signature", "--fail-fast").out)
     assert len(full["findings"]) == 2
     assert len(fast["findings"]) == 1 and fast["stopped_early"] is True
 
@@ -287,7 +304,7 @@ def test_output_elsewhere_and_m_option(minilm, tmp_path, cli):
     out = tmp_path / "elsewhere.json"
     assert cli("create", minilm, "-o", out).code == 0
     assert not (minilm / "manifest.json").exists()
-    assert cli("verify", minilm, "-m", out).code == 0
+    assert cli("verify", minilm, "-m", out, "--no-signature").code == 0
 
 
 def test_private_key_mode_0600(tmp_path, cli):
@@ -317,39 +334,47 @@ def test_default_path_imports_no_torch_or_transformers(minilm, cli):
     cli("create", minilm)
     code = (
         "import sys; from manifest.cli import main\n"
-        "sys.argv=['manifest','verify',sys.argv[1],'-q']\n"
+        "sys.argv=['manifest',*sys.argv[2:],sys.argv[1],'-q']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    rc=e.code\n"
         "bad=[m for m in ('torch','transformers') if m in sys.modules]\n"
         "print('HEAVY', bad)\n"
     )
-    for cmd in ("create", "verify"):
-        c = code.replace("'verify'", repr(cmd))
-        out = subprocess.run([sys.executable, "-c", c, str(minilm)], capture_output=True, text=True, timeout=120, check=False).stdout
+    for cmd in (["create"], ["verify", "--no-signature"]):
+        out = subprocess.run([sys.executable, "-c", code, str(minilm), *cmd], capture_output=True, text=True, timeout=120, check=False).stdout
         assert "HEAVY []" in out, out
 
 
 def test_verify_require_checks_the_environment(minilm, cli):
     """A deploy gate can demand library versions at verify time, read without importing them."""
     cli("create", minilm)
-    r = cli("verify", minilm, "--require", "packaging>=9999", "--json")
+    r = cli("verify", minilm, "--require", "packaging>=9999", "--json", "--no-signature")
     assert r.code == 1
     found = json.loads(r.out)["findings"]
     assert [f["code"] for f in found if f["severity"] == "error"] == ["version-unsatisfied"]
-    assert cli("verify", minilm, "--require", "packaging>=1").code == 0
-    assert cli("verify", minilm, "--require", "not a specifier ((").code == 2
+    assert cli("verify", minilm, "--require", "packaging>=1", "--no-signature").code == 0
+    assert cli("verify", minilm, "--require", "not a specifier ((", "--no-signature").code == 2
 
 
 def test_no_signature_is_an_explicit_integrity_only_check(minilm, cli, keypair):
     """--no-signature checks the files against an unsigned manifest; with --key it is a usage error."""
-    _priv, pub = keypair
+    priv, pub = keypair
     cli("create", minilm)
     r = cli("verify", minilm, "--no-signature", "--json")
     assert r.code == 0, r.out + r.err
-    assert "signature" not in json.loads(r.out)["checked"]
+    rep = json.loads(r.out)
+    assert "signature" not in rep["checked"] and rep["integrity_only"] is True and rep["findings"] == []
+    r = cli("verify", minilm, "--no-signature")
+    assert r.code == 0 and f"verify {minilm}: verified (integrity only, authenticity not checked)" in r.out.splitlines()
+    assert api.verify(minilm, integrity_only=True).ok
+    # a signed manifest too: its signature is simply not checked
+    cli("create", minilm, "--key", priv)
+    assert cli("verify", minilm, "--no-signature", "-q").code == 0
     _flip_bit(minilm / "model.safetensors", 50_000_000)
     r = cli("verify", minilm, "--no-signature", "--no-cache", "--json")
     assert r.code == 1
     assert [f["code"] for f in json.loads(r.out)["findings"]] == ["digest-mismatch"]
+    r = cli("verify", minilm, "--no-signature", "--no-cache", "--format", "markdown")
+    assert r.code == 1 and "FAILED (1 error(s)) (integrity only, authenticity not checked)" in r.out
     r = cli("verify", minilm, "--no-signature", "--key", pub)
     assert r.code == 2
     assert r.err.startswith("error[usage]:") and "--no-signature" in r.err and r.out == ""

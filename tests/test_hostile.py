@@ -115,7 +115,10 @@ class Ctx:
         return doc
 
     def verify(self, manifest: Path, *extra: str, directory: Path | None = None) -> Call:
-        return Call(["verify", str(directory or self.base.dir), "-m", str(manifest), "--json", "-q", *extra])
+        """verify, with the trusted key when the case passes one, else integrity only
+        (--no-signature): without either, every verify fails with no-trust-anchor."""
+        trust = [] if "--key" in extra or "--no-signature" in extra else ["--no-signature"]
+        return Call(["verify", str(directory or self.base.dir), "-m", str(manifest), "--json", "-q", *trust, *extra])
 
     def clone(self) -> Path:
         """A hard-linked clone of the base checkpoint (with its signed manifest.json copied)."""
@@ -373,7 +376,7 @@ def case_manifest_is_a_fifo(ctx: Ctx) -> Call:
 def case_oms_bundle_is_a_fifo(ctx: Ctx) -> Call:
     p = ctx.tmp / "model.sig"
     os.mkfifo(p)
-    return Call(["verify", str(ctx.base.dir), "--oms", str(p), "--json", "-q"], timeout=20)
+    return Call(["verify", str(ctx.base.dir), "--oms", str(p), "--json", "-q", "--no-signature"], timeout=20)
 
 
 @case(2, "manifest-invalid", "manifest")
@@ -388,13 +391,13 @@ def case_default_manifest_is_a_symlink_out(ctx: Ctx) -> Call:
     secret.write_text('{"token": "do-not-read"}')
     (d / "manifest.json").unlink()
     os.symlink(secret, d / "manifest.json")
-    return Call(["verify", str(d), "--json", "-q"], check=lambda r: _assert_not_in("do-not-read", r.out + r.err))
+    return Call(["verify", str(d), "--json", "-q", "--no-signature"], check=lambda r: _assert_not_in("do-not-read", r.out + r.err))
 
 
 @case(2, "unreadable", "manifest")
 def case_target_is_a_fifo(ctx: Ctx) -> Call:
     os.mkfifo(ctx.tmp / "target")
-    return Call(["verify", str(ctx.tmp / "target"), "-m", str(ctx.base.dir / "manifest.json"), "--json", "-q"], timeout=20)
+    return Call(["verify", str(ctx.tmp / "target"), "-m", str(ctx.base.dir / "manifest.json"), "--json", "-q", "--no-signature"], timeout=20)
 
 
 # =========================================================================== trust
@@ -468,6 +471,75 @@ def case_unsigned_manifest_with_key(ctx: Ctx) -> Call:
     doc = ctx.doc()
     doc["signatures"] = []
     return ctx.verify(ctx.manifest(doc), "--key", str(ctx.base.pub))
+
+
+@case(1, "no-trust-anchor", "trust")
+def case_signed_manifest_without_a_key(ctx: Ctx) -> Call:
+    """Anyone can sign: a signature checked against no key proves nothing, so no pass."""
+    return Call(["verify", str(ctx.base.dir), "--json", "-q"], check=lambda r: _assert_eq(_codes(r), ["no-trust-anchor"]))
+
+
+def _forged_clone(ctx: Ctx, signatures: list[dict[str, str]]) -> Path:
+    """A clone whose README.md the attacker rewrote, with a manifest.json that agrees with
+    it: the files match the manifest, and only a trust anchor can tell."""
+    d = ctx.clone()
+    evil = b"# pwned\n"
+    ctx.own(d, "README.md").write_bytes(evil)
+    doc = ctx.doc()
+    _files(doc)["README.md"] = {"size": len(evil), "sha256": hashlib.sha256(evil).hexdigest()}
+    doc["signatures"] = signatures
+    (d / "manifest.json").write_text(json.dumps(doc))
+    return d
+
+
+@case(1, "no-trust-anchor", "trust")
+def case_forged_unsigned_manifest_without_a_key(ctx: Ctx) -> Call:
+    d = _forged_clone(ctx, [])
+    return Call(["verify", str(d), "--json", "-q"], check=lambda r: _assert_eq(_codes(r), ["no-trust-anchor"]))
+
+
+@case(1, "no-trust-anchor", "trust")
+def case_forged_manifest_signed_by_the_attacker_without_a_key(ctx: Ctx) -> Call:
+    from manifest.jsonio import canonical_bytes
+
+    d = _forged_clone(ctx, [])
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["signatures"] = [sign(canonical_bytes(doc["signed"]), generate("ed25519"))]
+    (d / "manifest.json").write_text(json.dumps(doc))
+    return Call(["verify", str(d), "--json", "-q", "--expect-model", MODEL_ID, "--expect-revision", REVISION],
+                check=lambda r: _assert_eq(_codes(r), ["no-trust-anchor"]))
+
+
+@case(1, "signature-invalid", "trust")
+def case_forged_manifest_with_the_trusted_key(ctx: Ctx) -> Call:
+    """The same forgery, given the trusted key: the old signature no longer verifies."""
+    d = _forged_clone(ctx, ctx.doc()["signatures"])
+    return Call(["verify", str(d), "--json", "-q", "--key", str(ctx.base.pub)], check=lambda r: _assert_eq(_codes(r), ["signature-invalid"]))
+
+
+@case(2, "usage", "trust")
+def case_key_and_no_signature_together(ctx: Ctx) -> Call:
+    return ctx.verify(ctx.base.dir / "manifest.json", "--key", str(ctx.base.pub), "--no-signature")
+
+
+@case(0, "signature-ignored", "trust")
+def case_valid_signature_beside_a_garbage_one_by_the_same_key(ctx: Ctx) -> Call:
+    """One valid signature by a given key suffices; a bad entry beside it is a warning."""
+    doc = ctx.doc()
+    kid = doc["signatures"][0]["keyid"]
+    doc["signatures"] = [{"keyid": kid, "alg": "ed25519", "sig": "A" * 86 + "=="}, *doc["signatures"]]
+    return Call(ctx.verify(ctx.manifest(doc), "--key", str(ctx.base.pub)).args,
+                check=lambda r: _assert_eq([(f["code"], f["severity"]) for f in json.loads(r.out)["findings"]], [("signature-ignored", "warning")]))
+
+
+@case(0, "signature-ignored", "trust")
+def case_valid_signature_beside_a_bad_one_by_another_given_key(ctx: Ctx) -> Call:
+    from manifest.signing import load_private_key
+
+    doc = ctx.doc()
+    doc["signatures"].append(sign(b"not the manifest", load_private_key(ctx.base.other_pub.parent / "b.pem")))
+    return Call(ctx.verify(ctx.manifest(doc), "--key", str(ctx.base.other_pub), "--key", str(ctx.base.pub)).args,
+                check=lambda r: _assert_eq(json.loads(r.out)["facts"]["trusted_keyids"], [keyid(ctx.base.key.public_key())]))
 
 
 @case(1, "revision-mismatch", "trust")
@@ -554,7 +626,8 @@ def _dir_case(make: Callable[[Ctx, Path], None], command: str, timeout: float = 
         if command == "create":
             out = ctx.tmp / "created.json"
             return Call(["create", str(d), "-q", "--no-cache", "-o", str(out)], timeout=timeout, check=lambda r: _assert_absent(out))
-        return Call([command, str(d), "--json", "-q"], timeout=timeout)
+        trust = ["--key", str(ctx.base.pub)] if command == "verify" else []  # the clone's manifest.json is the signed one
+        return Call([command, str(d), "--json", "-q", *trust], timeout=timeout)
 
     return build
 
@@ -798,6 +871,8 @@ def _unreadable(kind: str, command: str) -> Callable[[Ctx], Call]:
             d.chmod(0)
         out = ctx.tmp / "created.json"
         args = ["create", str(d), "-q", "--no-cache", "-o", str(out)] if command == "create" else [command, str(d), "--json", "-q"]
+        if command == "verify":
+            args.append("--no-signature")
         if command == "verify" and kind == "root":
             args += ["-m", str(ctx.base.dir / "manifest.json")]
         return Call(runner=lambda: _denied_run(ctx, args))
@@ -875,7 +950,7 @@ def case_sparse_file_far_larger_than_listed(ctx: Ctx) -> Call:
     with open(d / "blob.dat", "r+b") as f:
         f.truncate(1 << 40)  # 1 TiB of holes: reading it would take minutes
     # --exhaustive asks for every digest; the file still must not be read (bounded by timeout).
-    return Call(["verify", str(d), "-m", str(m), "--json", "-q", "--exhaustive", "--no-cache"], timeout=30)
+    return Call(["verify", str(d), "-m", str(m), "--json", "-q", "--no-signature", "--exhaustive", "--no-cache"], timeout=30)
 
 
 @case(1, "file-changed", "data")
@@ -903,7 +978,7 @@ def case_file_changes_while_hashed(ctx: Ctx) -> Call:
             t.join()
             os.close(fd)
 
-    return Call(["verify", str(d), "-m", str(m), "--json", "-q", "--no-cache"], during=writer)
+    return Call(["verify", str(d), "-m", str(m), "--json", "-q", "--no-signature", "--no-cache"], during=writer)
 
 
 @case(1, "digest-mismatch", "data")
@@ -1071,7 +1146,7 @@ def case_very_many_files(ctx: Ctx) -> Call:
     def run() -> Run:
         r = _measured_wait4(ctx, ["create", str(d), "-q", "--no-cache", "-o", str(out)], limit_mib=400)
         assert r.code == 0, r.err
-        return _measured_wait4(ctx, ["verify", str(d), "-m", str(out), "--json", "-q", "--no-cache"], limit_mib=400)
+        return _measured_wait4(ctx, ["verify", str(d), "-m", str(out), "--json", "-q", "--no-signature", "--no-cache"], limit_mib=400)
 
     return Call(runner=run, check=lambda r: _assert_eq(json.loads(r.out)["stats"]["files_hashed"], 20_000))
 
@@ -1087,7 +1162,7 @@ def case_very_many_files_one_missing(ctx: Ctx) -> Call:
     doc = {"signed": {"_type": "model-manifest", "version": 1, "created_by": {"name": "model-manifest", "version": "0.1.0"},
                       "created_at": "2026-01-01T00:00:00Z", "hashing": {"algorithms": ["sha256"], "ignore": []}, "files": files},
            "signatures": []}
-    args = ["verify", str(d), "-m", str(ctx.manifest(doc)), "--json", "-q"]
+    args = ["verify", str(d), "-m", str(ctx.manifest(doc)), "--json", "-q", "--no-signature"]
     return Call(runner=lambda: _measured_wait4(ctx, args, limit_mib=400), check=lambda r: _assert_count(r, "missing-file", 1))
 
 
@@ -1348,7 +1423,7 @@ def test_hostile(name: str, tmp_path: Path, base: Base, cli: Callable[..., Any])
         assert r.out == ""
     elif c.code is not None:
         assert c.code in _codes(r), f"{c.code} not in {_codes(r)}"
-    elif c.exit == 0:
+    if c.exit == 0:
         assert json.loads(r.out)["verdict"] == "pass"
 
 
