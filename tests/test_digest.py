@@ -190,12 +190,12 @@ def test_an_unsigned_xxh3_manifest_verifies_and_says_what_it_guarantees(tmp_path
     d.mkdir()
     (d / "w.bin").write_bytes(b"weights")
     assert cli("create", d, "--hash", "xxh3-128", "-q").code == 0
-    r = cli("verify", d, "--json", "-q", "--no-cache")
+    r = cli("verify", "--no-signature", d, "--json", "-q", "--no-cache")
     assert r.code == 0, r
     rep = json.loads(r.out)
     assert "non-cryptographic" in rep["facts"]["digest_guarantee"]
     (d / "w.bin").write_bytes(b"weightz")
-    r = cli("verify", d, "--json", "-q", "--no-cache")
+    r = cli("verify", "--no-signature", d, "--json", "-q", "--no-cache")
     assert r.code == 1 and "digest-mismatch" in r.out
 
 
@@ -205,10 +205,10 @@ def test_blake3_manifest_round_trip_and_subset_selection(tmp_path: Path, cli: Ca
     (d / "w.bin").write_bytes(os.urandom(3 * BLOCK + 7))
     assert cli("create", d, "--hash", "sha256", "--hash", "blake3", "-q").code == 0
     for h in ("sha256", "blake3"):
-        r = cli("verify", d, "--hash", h, "--json", "-q", "--no-cache")
+        r = cli("verify", "--no-signature", d, "--hash", h, "--json", "-q", "--no-cache")
         assert r.code == 0, r
         assert f'"{h}"' in r.out
-    r = cli("verify", d, "--hash", "xxh3-128", "-q", "--no-cache")
+    r = cli("verify", "--no-signature", d, "--hash", "xxh3-128", "-q", "--no-cache")
     assert r.code == 2 and "records no xxh3-128" in r.err
 
 

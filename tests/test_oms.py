@@ -188,9 +188,13 @@ def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_pat
     ms_rejects((damaged, bad, pub), (signed["model"], signed["ours"], pub), InvalidSignature, r"^$")
     r = cli("verify", damaged, "--oms", bad, "--key", pub, "--json", "-q")
     assert r.code == 1 and ("signature-invalid", None) in _codes(r)
-    # without the key the files agree with the (forged) bundle: authenticity is reported as not checked
+    # without a key the files agree with the forged bundle, but no trust anchor means no pass
     r = cli("verify", damaged, "--oms", bad, "--json", "-q")
-    assert r.code == 0 and any(n["check"] == "signature" for n in json.loads(r.out)["not_checked"])
+    assert r.code == 1 and _codes(r) == [("no-trust-anchor", None)]
+    assert any(n["check"] == "signature" for n in json.loads(r.out)["not_checked"])
+    # asked for explicitly, integrity only passes, and says what it did not check
+    r = cli("verify", damaged, "--oms", bad, "-q", "--no-signature")
+    assert r.code == 0 and f"verify {damaged}: verified (integrity only, authenticity not checked)" in r.out.splitlines(), r.out
     # a flipped signature byte
     bundle = json.loads(signed["ours"].read_text())
     raw = bytearray(base64.b64decode(bundle["dsseEnvelope"]["signatures"][0]["sig"]))
@@ -200,6 +204,34 @@ def test_tampered_bundle_fails_in_both_tools(cli, signed, damaged: Path, tmp_pat
     ms_rejects((signed["model"], bad, pub), (signed["model"], signed["ours"], pub), InvalidSignature, r"^$")
     r = cli("verify", signed["model"], "--oms", bad, "--key", pub, "--json", "-q")
     assert r.code == 1 and ("signature-invalid", None) in _codes(r)
+
+
+def test_real_model_signing_bundles_need_a_trust_anchor(cli, signed) -> None:
+    """A bundle signed with any key (here: model_signing's own, and ours) passes only against
+    a trusted key, or explicitly as integrity only."""
+    for bundle in (signed["ours"], signed["theirs"]):
+        r = cli("verify", signed["model"], "--oms", bundle, "--json", "-q")
+        assert r.code == 1 and _codes(r) == [("no-trust-anchor", None)], r.out
+        assert "digests" in json.loads(r.out)["checked"]  # the other checks still ran
+        r = cli("verify", signed["model"], "--oms", bundle, "--json", "-q", "--no-signature")
+        assert r.code == 0 and json.loads(r.out)["integrity_only"] is True
+        assert cli("verify", signed["model"], "--oms", bundle, "-q", "--no-signature", "--key", signed["pub"]).code == 2
+        assert cli("verify", signed["model"], "--oms", bundle, "-q", "--key", signed["pub"]).code == 0
+
+
+def test_one_valid_dsse_signature_suffices(cli, signed, tmp_path: Path) -> None:
+    """A garbage DSSE signature beside the valid one is a warning; alone, it fails."""
+    bundle = json.loads(signed["theirs"].read_text())
+    sigs = bundle["dsseEnvelope"]["signatures"]
+    garbage = {"sig": base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode()}
+    for order, want in (([garbage, *sigs], 0), ([*sigs, garbage], 0), ([garbage], 1)):
+        bundle["dsseEnvelope"]["signatures"] = order
+        p = tmp_path / "multi.sig"
+        p.write_text(json.dumps(bundle))
+        r = cli("verify", signed["model"], "--oms", p, "--key", signed["pub"], "--json", "-q")
+        assert r.code == want, r.out + r.err
+        found = [(f["code"], f["severity"]) for f in json.loads(r.out)["findings"]]
+        assert found == ([("signature-ignored", "warning")] if want == 0 else [("signature-invalid", "error")])
 
 
 def test_wrong_key_is_untrusted_in_both_tools(cli, signed) -> None:
@@ -247,6 +279,13 @@ def test_valid_conformance_vectors_parse_and_match_the_schema(vector: str, valid
     r = verify_oms(tmp_path, path)
     assert not r and ("missing-file", "signme-1") in [(f.code, f.path) for f in r.findings]
     assert "signature" in r.not_checked
+    # key, certificate and Sigstore bundles alike: no trust anchor, no pass
+    assert r.codes()[-1] == "no-trust-anchor"
+    hint = r.findings[-1].hint or ""
+    assert ("--key" in hint) if vector.startswith("key") else ("model_signing verify" in hint)
+    assert "--no-signature" in hint
+    r = verify_oms(tmp_path, path, options=Options(integrity_only=True))
+    assert "no-trust-anchor" not in r.codes() and r.integrity_only and "signature" in r.not_checked
     # with a key: the key bundle names another signer; certificate bundles are not ours to check
     opts = Options(keys=[load_public_key(signed["pub"])])
     if vector.startswith("key"):

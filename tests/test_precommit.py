@@ -105,9 +105,13 @@ def test_clean_repository_passes_and_reads_no_lfs_file(repo: Path, tmp_path: Pat
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Passed" in r.stdout
     assert "by their staged Git LFS pointer" in r.stdout  # model.safetensors was checked by its pointer's oid
+    # integrity only, and it says so: in the hook's name (shown on every run) and in its output
+    assert "model manifest matches the files (integrity only)" in r.stdout
+    assert "files (integrity only, authenticity not checked;" in r.stdout
     # the full rehash on the pre-push stage
     r = try_repo(repo, "manifest-verify-full-system", "--hook-stage", "pre-push", home=tmp_path / "pc")
     assert r.returncode == 0 and "Passed" in r.stdout, r.stdout + r.stderr
+    assert "(integrity only, full rehash)" in r.stdout and "integrity only, authenticity not checked" in r.stdout
 
 
 def test_corrupted_file_fails_and_is_named(repo: Path, tmp_path: Path) -> None:

@@ -80,12 +80,13 @@ def test_reports_validate(minilm, cli, damage):
     elif damage == "extra":
         (minilm / "new.txt").write_text("x")
     v = _validator("report.schema.json")
-    for cmd in (["verify", minilm, "--json"], ["check", minilm, "--json"]):
+    for cmd in (["verify", minilm, "--json"], ["verify", minilm, "--json", "--no-signature"], ["check", minilm, "--json"]):
         r = cli(*cmd)
         assert r.code in (0, 1), r.err
         rep = json.loads(r.out)
         assert list(v.iter_errors(rep)) == []
         assert rep["exit_status"] == r.code
+        assert rep["integrity_only"] is ("--no-signature" in cmd)
 
 
 def test_generated_docs_and_schema_enum_are_current():

@@ -58,13 +58,13 @@ def flip_token(d: Path) -> None:
 def test_an_unchanged_checkpoint_reuses_the_results_and_reports_the_same(no_window: None, minilm: Path) -> None:
     api.create(minilm)
     flip_token(minilm)  # findings to carry through the cache
-    cold = api.verify(minilm, exhaustive=True)
+    cold = api.verify(minilm, exhaustive=True, integrity_only=True)
     assert "sections_from_cache" not in cold.facts
     assert {"tokenizer-mismatch", "digest-mismatch"} <= set(cold.codes())
-    warm = api.verify(minilm, exhaustive=True)
+    warm = api.verify(minilm, exhaustive=True, integrity_only=True)
     assert warm.facts["sections_from_cache"] == CACHED
     assert comparable(warm) == comparable(cold)
-    assert comparable(api.verify(minilm, exhaustive=True, use_cache=False)) == comparable(cold)
+    assert comparable(api.verify(minilm, exhaustive=True, use_cache=False, integrity_only=True)) == comparable(cold)
 
 
 def test_findings_keep_their_details_through_the_cache(no_window: None, tokcls: Path) -> None:
@@ -74,8 +74,8 @@ def test_findings_keep_their_details_through_the_cache(no_window: None, tokcls: 
     first = next(iter(cfg["id2label"]))
     cfg["id2label"][first] = "RENAMED"
     (tokcls / "config.json").write_text(json.dumps(cfg, indent=2))
-    cold = api.verify(tokcls)
-    warm = api.verify(tokcls)
+    cold = api.verify(tokcls, integrity_only=True)
+    warm = api.verify(tokcls, integrity_only=True)
     assert warm.facts["sections_from_cache"] == CACHED
     assert [f.to_dict() for f in warm.findings] == [f.to_dict() for f in cold.findings]
     assert any(f.code == "label-map-mismatch" and f.expected and f.hint for f in warm.findings)
@@ -83,10 +83,10 @@ def test_findings_keep_their_details_through_the_cache(no_window: None, tokcls: 
 
 def test_an_edit_with_the_same_size_and_mtime_is_seen(no_window: None, minilm: Path) -> None:
     api.create(minilm)
-    assert api.verify(minilm).ok
-    assert api.verify(minilm).facts["sections_from_cache"] == CACHED
+    assert api.verify(minilm, integrity_only=True).ok
+    assert api.verify(minilm, integrity_only=True).facts["sections_from_cache"] == CACHED
     flip_token(minilm)
-    rep = api.verify(minilm, exhaustive=True)
+    rep = api.verify(minilm, exhaustive=True, integrity_only=True)
     assert "sections_from_cache" not in rep.facts
     assert {"tokenizer-mismatch", "digest-mismatch"} <= set(rep.codes())
 
@@ -95,7 +95,7 @@ def test_an_edit_with_the_same_size_and_mtime_is_seen(no_window: None, minilm: P
 def test_any_file_change_invalidates_every_section(no_window: None, minilm: Path, change: str) -> None:
     """The key holds every file's stat: even a file no section reads (README.md) is a miss."""
     api.create(minilm)
-    api.verify(minilm)
+    api.verify(minilm, integrity_only=True)
     if change == "add":
         (minilm / "notes.txt").write_text("x")
     elif change == "remove":
@@ -103,38 +103,38 @@ def test_any_file_change_invalidates_every_section(no_window: None, minilm: Path
     else:
         st = (minilm / "README.md").stat()
         os.utime(minilm / "README.md", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert "sections_from_cache" not in api.verify(minilm).facts
+    assert "sections_from_cache" not in api.verify(minilm, integrity_only=True).facts
 
 
 def test_the_recorded_section_is_part_of_the_key(no_window: None, minilm: Path, tmp_path: Path) -> None:
     """The same files against another manifest (here: another model's tokenizer record) are compared afresh."""
     api.create(minilm)
-    api.verify(minilm)
+    api.verify(minilm, integrity_only=True)
     m = json.loads((minilm / "manifest.json").read_text())
     m["signed"]["tokenizer"]["fingerprint"] = "sha256:" + "0" * 64
     other = tmp_path / "other.json"
     other.write_text(json.dumps(m))
-    rep = api.verify(minilm, other)
+    rep = api.verify(minilm, other, integrity_only=True)
     assert rep.facts["sections_from_cache"] == ["weights", "config"]
     assert "tokenizer-mismatch" in rep.codes()
 
 
 def test_options_the_result_depends_on_are_part_of_the_key(no_window: None, minilm: Path) -> None:
     api.create(minilm)
-    api.verify(minilm)
-    rep = api.verify(minilm, memory_limit=1000)
+    api.verify(minilm, integrity_only=True)
+    rep = api.verify(minilm, memory_limit=1000, integrity_only=True)
     assert "weights" not in rep.facts["sections_from_cache"]
     assert "memory-insufficient" in rep.codes()
-    assert "memory-insufficient" in api.verify(minilm, memory_limit=1000).codes()  # now from the cache
-    assert "weights" in api.verify(minilm, memory_limit=1000).facts["sections_from_cache"]
+    assert "memory-insufficient" in api.verify(minilm, memory_limit=1000, integrity_only=True).codes()  # now from the cache
+    assert "weights" in api.verify(minilm, memory_limit=1000, integrity_only=True).facts["sections_from_cache"]
     # --check-memory reads the machine's free memory: never cached
     for _ in range(2):
-        assert "weights" not in api.verify(minilm, check_memory=True).facts.get("sections_from_cache", [])
+        assert "weights" not in api.verify(minilm, check_memory=True, integrity_only=True).facts.get("sections_from_cache", [])
 
 
 def test_check_and_verify_keep_separate_results(no_window: None, minilm: Path) -> None:
     api.create(minilm)
-    api.verify(minilm)
+    api.verify(minilm, integrity_only=True)
     c1 = api.check(minilm)
     assert "sections_from_cache" not in c1.facts  # verify's results (with compare) are not check's
     c2 = api.check(minilm)
@@ -145,15 +145,15 @@ def test_check_and_verify_keep_separate_results(no_window: None, minilm: Path) -
 def test_no_cache_neither_reads_nor_writes(no_window: None, minilm: Path) -> None:
     api.create(minilm)
     for _ in range(2):
-        assert "sections_from_cache" not in api.verify(minilm, use_cache=False).facts
+        assert "sections_from_cache" not in api.verify(minilm, use_cache=False, integrity_only=True).facts
     assert not list(cache_dir().glob("*.json")) or all("sections" not in p.read_text() for p in cache_dir().glob("*.json"))
 
 
 def test_a_new_version_of_the_tool_does_not_reuse_results(no_window: None, minilm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api.create(minilm)
-    api.verify(minilm)
+    api.verify(minilm, integrity_only=True)
     monkeypatch.setattr(sectioncache, "code_identity", lambda: "another build of the tool")
-    assert "sections_from_cache" not in api.verify(minilm).facts
+    assert "sections_from_cache" not in api.verify(minilm, integrity_only=True).facts
 
 
 def test_the_code_identity_follows_the_package_sources(tmp_path: Path) -> None:
@@ -180,8 +180,8 @@ def test_freshly_written_files_are_not_cached(minilm: Path, monkeypatch: pytest.
     is injected: one hour, longer than the test, so a slow machine cannot leave it)."""
     monkeypatch.setenv(statcache.WINDOW_ENV, "3600000")
     api.create(minilm)
-    api.verify(minilm)
-    assert "sections_from_cache" not in api.verify(minilm).facts
+    api.verify(minilm, integrity_only=True)
+    assert "sections_from_cache" not in api.verify(minilm, integrity_only=True).facts
     assert not [p for p in cache_dir().glob("*.json") if '"sections"' in p.read_text()]
 
 
@@ -190,10 +190,10 @@ def test_a_result_stored_under_a_shorter_window_is_not_reused_under_a_longer_one
     """The moment a result was recorded is kept with it and checked again on reuse."""
     monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)
     api.create(minilm)
-    api.verify(minilm)
-    assert api.verify(minilm).facts["sections_from_cache"] == CACHED
+    api.verify(minilm, integrity_only=True)
+    assert api.verify(minilm, integrity_only=True).facts["sections_from_cache"] == CACHED
     monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 3_600_000_000_000)
-    assert "sections_from_cache" not in api.verify(minilm).facts
+    assert "sections_from_cache" not in api.verify(minilm, integrity_only=True).facts
 
 
 @pytest.mark.parametrize("garbage", [
@@ -206,7 +206,7 @@ def test_a_result_stored_under_a_shorter_window_is_not_reused_under_a_longer_one
 ])
 def test_a_corrupt_or_forged_cache_file_is_ignored(no_window: None, minilm: Path, garbage: Any) -> None:
     api.create(minilm)
-    cold = api.verify(minilm)
+    cold = api.verify(minilm, integrity_only=True)
     files = [p for p in cache_dir().glob("*.json") if '"sections"' in p.read_text()]
     assert len(files) == 1
     doc = json.loads(files[0].read_text())
@@ -223,7 +223,7 @@ def test_a_corrupt_or_forged_cache_file_is_ignored(no_window: None, minilm: Path
         else:
             e["ops"] = [["c"]]
         files[0].write_text(json.dumps(doc))
-    rep = api.verify(minilm)
+    rep = api.verify(minilm, integrity_only=True)
     assert "tokenizer" not in rep.facts.get("sections_from_cache", [])
     assert comparable(rep) == comparable(cold)
 
@@ -232,7 +232,7 @@ def test_a_fully_cached_verify_imports_no_format_reader(minilm: Path, tmp_path: 
     """The point of the cache for start-up: the tokenizer, config and safetensors readers
     are not even imported when every cacheable section is served from it."""
     env = {**os.environ, "MANIFEST_CACHE_DIR": str(tmp_path / "cache"), statcache.WINDOW_ENV: "1000"}
-    code = ("import sys; from manifest import api; r = api.verify(sys.argv[1]); "
+    code = ("import sys; from manifest import api; r = api.verify(sys.argv[1], integrity_only=True); "
             "print(r.ok, r.facts.get('sections_from_cache'), sorted(m for m in sys.modules if m.startswith('manifest.formats.')))")
     api.create(minilm, options=Options(use_cache=False))
     time.sleep(1.1)
@@ -254,8 +254,8 @@ def test_a_cached_report_validates_against_the_report_schema(no_window: None, mi
     schema = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
     v = jsonschema.Draft202012Validator(schema)
     api.create(minilm)
-    api.verify(minilm)
-    rep = api.verify(minilm).to_dict()
+    api.verify(minilm, integrity_only=True)
+    rep = api.verify(minilm, integrity_only=True).to_dict()
     assert rep["facts"]["sections_from_cache"] == CACHED
     assert list(v.iter_errors(rep)) == []
     # the schema names exactly the sections that can be cached (with default options)

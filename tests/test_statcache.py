@@ -59,7 +59,7 @@ def n_files(d: Path) -> int:
 
 
 def verify_json(cli: Callable[..., Any], d: Path, *extra: str) -> dict[str, Any]:
-    r = cli("verify", d, "--json", "-q", *extra)
+    r = cli("verify", "--no-signature", d, "--json", "-q", *extra)
     assert r.code == 0, (r.out, r.err)
     return json.loads(r.out)
 
@@ -75,7 +75,7 @@ def test_cached_reverify_names_every_trusted_file(cli: Callable[..., Any], aged:
     assert sorted(second["facts"]["trusted_from_cache"]) == sorted(
         p.relative_to(aged).as_posix() for p in aged.rglob("*") if p.is_file() and p.name != "manifest.json")
     assert "digests (stat cache)" in second["checked"]
-    text = cli("verify", aged, "-q")
+    text = cli("verify", "--no-signature", aged, "-q")
     assert text.code == 0 and "trusted from the stat cache" in text.out
 
 
@@ -101,21 +101,21 @@ GARBAGE = {
 
 @pytest.mark.parametrize("garbage", list(GARBAGE.values()), ids=list(GARBAGE))
 def test_a_corrupt_cache_file_is_ignored_and_replaced(aged: Path, garbage: bytes) -> None:
-    api.verify(aged)
+    api.verify(aged, integrity_only=True)
     files = list(cache_dir().iterdir())
     assert files
     for p in files:
         p.write_bytes(garbage)
-    rep = api.verify(aged)
+    rep = api.verify(aged, integrity_only=True)
     assert rep.ok and rep.stats["files_hashed"] == n_files(aged)
-    assert api.verify(aged).stats["files_hashed"] == 0  # rewritten, usable again
+    assert api.verify(aged, integrity_only=True).stats["files_hashed"] == 0  # rewritten, usable again
 
 
 def test_the_cli_says_nothing_about_a_corrupt_cache(cli: Callable[..., Any], aged: Path) -> None:
     verify_json(cli, aged)
     for p in cache_dir().iterdir():
         p.write_bytes(b"\x00garbage")
-    r = cli("verify", aged, "--json", "-q")
+    r = cli("verify", "--no-signature", aged, "--json", "-q")
     assert r.code == 0 and r.err == "", r.err
     assert json.loads(r.out)["stats"]["files_hashed"] == n_files(aged)
 
@@ -124,7 +124,7 @@ def test_an_unusable_cache_directory_is_not_an_error(cli: Callable[..., Any], ag
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     for _ in range(2):
-        r = cli("verify", aged, "--json", "-q", env={"MANIFEST_CACHE_DIR": str(blocker / "sub")})
+        r = cli("verify", "--no-signature", aged, "--json", "-q", env={"MANIFEST_CACHE_DIR": str(blocker / "sub")})
         assert r.code == 0 and r.err == ""
         assert json.loads(r.out)["stats"]["files_hashed"] == n_files(aged)
 
@@ -154,7 +154,7 @@ def test_a_just_written_file_is_not_trusted(tmp_path: Path, monkeypatch: pytest.
     d.mkdir()
     (d / "w.bin").write_bytes(os.urandom(4096))
     api.create(d)
-    for rep in [api.verify(d) for _ in range(2)]:
+    for rep in [api.verify(d, integrity_only=True) for _ in range(2)]:
         assert rep.ok
         assert "trusted_from_cache" not in rep.facts
         assert rep.stats["files_hashed"] == 1
@@ -293,6 +293,8 @@ def test_a_file_system_without_writeback_is_never_trusted(tmp_path: Path, monkey
 
 # ----------------------------------------------------------------------------- changes, window zero
 def _cached(d: Path, *args: Any, **kw: Any) -> Report:
+    if "options" not in kw:
+        kw.setdefault("integrity_only", True)
     rep = api.verify(d, *args, **kw)
     assert rep.ok, rep.findings
     return rep
@@ -320,7 +322,7 @@ def test_a_size_change_is_never_trusted(no_window: None, minilm: Path) -> None:
     api.create(minilm)
     with open(minilm / "vocab.txt", "ab") as f:
         f.write(b"extra\n")
-    rep = api.verify(minilm, exhaustive=True)
+    rep = api.verify(minilm, exhaustive=True, integrity_only=True)
     assert not rep.ok
     assert "size-mismatch" in rep.codes()
     assert "vocab.txt" not in rep.facts.get("trusted_from_cache", [])
@@ -341,7 +343,7 @@ def test_a_flipped_byte_with_restored_mtime_is_caught(no_window: None, minilm: P
         f.write(bytes([b[0] ^ 0x01]))
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
-    rep = api.verify(minilm)
+    rep = api.verify(minilm, integrity_only=True)
     assert not rep.ok
     assert [f.path for f in rep.findings if f.code == "digest-mismatch"] == ["model.safetensors"]
     assert "model.safetensors" not in rep.facts["trusted_from_cache"]
@@ -372,7 +374,7 @@ def test_the_cache_is_keyed_by_the_manifest(no_window: None, minilm: Path, tmp_p
 
 def test_no_cache_in_the_api(no_window: None, minilm: Path) -> None:
     api.create(minilm)
-    rep = _cached(minilm, options=Options(use_cache=False))
+    rep = _cached(minilm, options=Options(use_cache=False, integrity_only=True))
     assert rep.stats["files_hashed"] == n_files(minilm)
     assert "trusted_from_cache" not in rep.facts
 
@@ -397,4 +399,4 @@ def test_a_cache_file_owned_by_someone_else_is_ignored(no_window: None, minilm: 
     api.create(minilm)
     for p in cache_dir().iterdir():
         os.chown(p, 12345, 12345)
-    assert api.verify(minilm).stats["files_hashed"] == n_files(minilm)
+    assert api.verify(minilm, integrity_only=True).stats["files_hashed"] == n_files(minilm)

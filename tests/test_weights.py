@@ -116,7 +116,7 @@ def test_truncated_download_is_rejected_without_hashing(minilm: Path, cli: Any) 
     api.create(minilm)
     size = (minilm / MODEL).stat().st_size
     os.truncate(minilm / MODEL, size - 1000)
-    code, doc = run_json(cli, "verify", str(minilm))
+    code, doc = run_json(cli, "verify", "--no-signature", str(minilm))
     assert code == 1
     assert {"truncated", "size-mismatch"} <= set(json_codes(doc))
     trunc = next(f for f in doc["findings"] if f["code"] == "truncated")
@@ -129,7 +129,7 @@ def test_transposed_shape_with_the_same_byte_count_is_caught(minilm: Path, cli: 
     api.create(minilm)
     name = "embeddings.token_type_embeddings.weight"
     rewrite_header(minilm / MODEL, lambda d: d[name].__setitem__("shape", d[name]["shape"][::-1]))
-    code, doc = run_json(cli, "verify", str(minilm))
+    code, doc = run_json(cli, "verify", "--no-signature", str(minilm))
     assert code == 1
     # same size; only the header tells (and the config's type_vocab_size no longer fits the rows)
     assert sorted(json_codes(doc)) == ["shape-config-mismatch", "tensor-mismatch"]
@@ -145,7 +145,7 @@ def test_renamed_tensor_and_changed_dtype_are_caught(minilm: Path) -> None:
         d["embeddings.LayerNorm.bias"]["dtype"] = "I32"
 
     rewrite_header(minilm / MODEL, edit)
-    report = api.verify(minilm)
+    report = api.verify(minilm, integrity_only=True)
     msgs = [f.message for f in report.findings if f.code == "tensor-mismatch"]
     assert any("'pooler.dense.bias' was renamed to 'pooler.dense.bia2'" in m for m in msgs), msgs
     assert any("'embeddings.LayerNorm.bias' changed dtype: F32 -> I32" in m for m in msgs), msgs
@@ -154,7 +154,7 @@ def test_renamed_tensor_and_changed_dtype_are_caught(minilm: Path) -> None:
 
 def test_unchanged_checkpoint_verifies_and_reports_load_bytes(minilm: Path) -> None:
     api.create(minilm)
-    report = api.verify(minilm)
+    report = api.verify(minilm, integrity_only=True)
     assert report, [f.one_line() for f in report.findings]
     assert "tensor-table" in report.checked and "safetensors-headers" in report.checked
     w = report.facts["weights"]
@@ -166,7 +166,7 @@ def test_malformed_weights_section_is_an_input_error(minilm: Path, cli: Any) -> 
     doc = json.loads((minilm / "manifest.json").read_text())
     doc["signed"]["weights"]["files"][0]["tensors"] = "nope"
     (minilm / "manifest.json").write_text(json.dumps(doc))
-    r = cli("verify", str(minilm), "-q")
+    r = cli("verify", "--no-signature", str(minilm), "-q")
     assert r.code == 2 and r.err.count("\n") == 1 and "manifest-invalid" in r.err and "Traceback" not in r.err
 
 
@@ -187,7 +187,7 @@ def test_lfs_pointer_in_place_of_weights(minilm: Path, cli: Any) -> None:
     assert [f["code"] for f in ours] == ["lfs-pointer"]  # named once, not also as a bad header
     assert ours[0]["expected"] == {"oid": f"sha256:{LFS_OID}", "size": 90868376}
     assert LFS_OID in ours[0]["message"]
-    code, doc = run_json(cli, "verify", str(minilm))
+    code, doc = run_json(cli, "verify", "--no-signature", str(minilm))
     assert code == 1 and {"lfs-pointer", "size-mismatch"} <= set(json_codes(doc))
     assert "digests" in {n["check"] for n in doc["not_checked"]}  # rejected without hashing
 
@@ -276,7 +276,7 @@ def test_missing_shard(sharded: Path, cli: Any) -> None:
     code, doc = run_json(cli, "check", str(sharded))
     assert code == 1
     assert any(f["code"] == "index-mismatch" and "missing" in f["message"] for f in doc["findings"])
-    code, doc = run_json(cli, "verify", str(sharded))
+    code, doc = run_json(cli, "verify", "--no-signature", str(sharded))
     assert code == 1 and {"missing-file", "index-mismatch"} <= set(json_codes(doc))
 
 
