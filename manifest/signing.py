@@ -193,10 +193,11 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
             bad.append(kid)
     findings: list[Finding] = []
     if good:
-        for kid in bad:
+        for kid in dict.fromkeys(bad):  # one warning per key, however many entries
+            n = bad.count(kid)
             findings.append(
-                Finding.of("signature-ignored", f"a signature entry for key {kid[:16]} does not verify; ignored, since a trusted key's signature does",
-                           actual=kid)
+                Finding.of("signature-ignored", f"{n} signature entr{'ies' if n > 1 else 'y'} for key {kid[:16]} do{'' if n > 1 else 'es'} not verify; "
+                           "ignored, since a given key's signature does", actual=kid)
             )
         return TrustResult(good, findings)
     for kid in dict.fromkeys(bad):

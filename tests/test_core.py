@@ -243,13 +243,23 @@ def test_signature_checks_name_what_failed() -> None:
     assert untrusted.findings[0].actual == [s["keyid"][:16]] and s["keyid"][:16] in untrusted.findings[0].message
     bad = check_signatures(data + b"x", [s], [k.public_key()])
     assert bad.trusted_keyids == [] and [(f.code, f.actual) for f in bad.findings] == [("signature-invalid", s["keyid"])]
-    # a bad entry beside a good one by the same key: the key verified, nothing to report
+    # a bad entry beside a good one by the same key: the key verified; the entry is only a warning, in any order
     forged = {**s, "sig": sign(b"other", k)["sig"]}
     assert check_signatures(data, [forged, s], [k.public_key()]) == check_signatures(data, [s, forged], [k.public_key()])
-    assert check_signatures(data, [forged, s], [k.public_key()]).findings == []
+    beside = check_signatures(data, [forged, s], [k.public_key()])
+    assert beside.trusted_keyids == [s["keyid"]]
+    assert [(f.code, f.severity.value, f.actual) for f in beside.findings] == [("signature-ignored", "warning", s["keyid"])]
+    # a bad entry by another given key beside a good one: one valid signature suffices
+    by_other = {**sign(data + b"x", other), "keyid": keyid(other.public_key())}
+    r = check_signatures(data, [s, by_other], [k.public_key(), other.public_key()])
+    assert r.trusted_keyids == [s["keyid"]] and [(f.code, f.actual) for f in r.findings] == [("signature-ignored", by_other["keyid"])]
+    # only bad entries by given keys: still a failure
+    r = check_signatures(data, [forged, by_other], [k.public_key(), other.public_key()])
+    assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid", "signature-invalid"]
     # a flood of entries for one key: at most MAX_TRIES_PER_KEY are tried, so a good one after them is not reached
     flood = [{**s, "sig": sign(bytes([i]), k)["sig"]} for i in range(MAX_TRIES_PER_KEY)]
     r = check_signatures(data, [*flood, s], [k.public_key()])
     assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid"]
     r = check_signatures(data, [*flood[:-1], s], [k.public_key()])
-    assert r.trusted_keyids == [s["keyid"]] and r.findings == []
+    assert r.trusted_keyids == [s["keyid"]] and [f.code for f in r.findings] == ["signature-ignored"]
+    assert r.findings[0].message.startswith(f"{MAX_TRIES_PER_KEY - 1} signature entries for key {s['keyid'][:16]} do not verify")
