@@ -213,6 +213,12 @@ def verify_args(lab: Lab, d: Path, base: str, *extra: str) -> list[str]:
             "--expect-revision", REVISION, "--no-cache", "--json", "-q", *extra]
 
 
+def _without_key(args: list[str]) -> list[str]:
+    """The same verify with no trust anchor: it must not pass either (no-trust-anchor)."""
+    i = args.index("--key")
+    return args[:i] + args[i + 2:]
+
+
 TOKENIZER = ("vocab", "ids")
 CHAT = ("chat_template", "chat_rendered")
 
@@ -277,7 +283,7 @@ def attack_config_changed_and_manifest_remade_unsigned(d: Path, lab: Lab) -> Pre
     cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
     (d / "config.json").write_text(json.dumps(cfg, indent=2))
     api.create(d, model_id=TOKCLS_ID, revision=REVISION, options=Options(use_cache=False))
-    return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
+    return Prepared(d, {}, [verify_args(lab, d, "tokcls"), _without_key(verify_args(lab, d, "tokcls"))])
 
 
 @attack(4, "tokcls", "model", "state_dict")
@@ -288,7 +294,7 @@ def attack_weights_changed_and_manifest_signed_by_another_key(d: Path, lab: Lab)
     data[-64:] = bytes(64)  # zero the last 16 float32 of the last tensor
     w.write_bytes(bytes(data))
     _sign(d, generate("ecdsa-p256"), TOKCLS_ID)
-    return Prepared(d, {}, [verify_args(lab, d, "tokcls")])
+    return Prepared(d, {}, [verify_args(lab, d, "tokcls"), _without_key(verify_args(lab, d, "tokcls"))])
 
 
 @attack(1, "minilm-notok", "tokenizer", *TOKENIZER)
@@ -441,6 +447,14 @@ def test_attack_changes_what_is_loaded_and_verify_fails(name: str, results: Resu
         if r.out.strip().startswith("{"):
             assert json.loads(r.out)["verdict"] != "pass"
 
+
+def test_an_integrity_only_pass_says_that_nobody_vouched(results: Results, cli: Callable[..., Any]) -> None:
+    """The attacker's re-made manifest agrees with the attacked files: --no-signature passes it,
+    and its verdict says authenticity was not checked (a gate must not read that as trust)."""
+    d = results.prepared["config_changed_and_manifest_remade_unsigned"].dir
+    r = cli("verify", str(d), "--no-signature", "--no-cache", "-q")
+    assert r.code == 0, r.out + r.err
+    assert "integrity only, authenticity not checked" in r.out
 
 # =========================================================================== the name sweep
 # Every name transformers 5 (5.24) looks up by name or by pattern in a model folder. Each is
