@@ -130,7 +130,11 @@ def results(tree: Path, selected: dict[str, tuple[str, list[str]]]) -> dict[str,
     out: dict[str, dict[str, object]] = {}
     for name, (file, globs) in selected.items():
         meta = tree / "mutants" / (file + ".meta")
-        codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        try:
+            codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        except ValueError:  # a results file cut short (the disk filled up): run this module again
+            print(f"{name}: {meta} is unreadable; run --module {name} again", file=sys.stderr)
+            codes = {}
         prefix = _module_name(file) + "."
         mine = {k: v for k, v in codes.items() if any(fnmatch.fnmatch(k, prefix + g) for g in globs)}
         killed = sorted(k for k, v in mine.items() if v in KILLED)

@@ -263,3 +263,43 @@ def test_signature_checks_name_what_failed() -> None:
     r = check_signatures(data, [*flood[:-1], s], [k.public_key()])
     assert r.trusted_keyids == [s["keyid"]] and [f.code for f in r.findings] == ["signature-ignored"]
     assert r.findings[0].message.startswith(f"{MAX_TRIES_PER_KEY - 1} signature entries for key {s['keyid'][:16]} do not verify")
+
+
+def test_a_report_document_names_its_tool_version_stats_and_facts() -> None:
+    from manifest import __version__
+    from manifest.report import REPORT_VERSION, Report
+
+    r = Report("check", "d")
+    r.stats["seconds"] = 0.5
+    r.facts["trusted_keyids"] = ["k"]
+    d = r.to_dict()
+    assert d["report_version"] == REPORT_VERSION == 1
+    assert d["tool"] == {"name": "model-manifest", "version": __version__}
+    assert (d["stats"], d["facts"], d["manifest"]) == ({"seconds": 0.5}, {"trusted_keyids": ["k"]}, None)
+
+
+def test_a_file_changed_while_hashed_is_described_by_what_moved(tmp_path: Path) -> None:
+    """Each stat difference between discovery, the open and the end of the read has its own words."""
+    import dataclasses
+    import os
+
+    from manifest.digest import _describe
+    from manifest.inventory import discover
+
+    (tmp_path / "f").write_bytes(b"0123456789")
+    info = discover(tmp_path).files["f"]
+    st = os.stat(tmp_path / "f")
+
+    def moved(**kw: int) -> os.stat_result:
+        fields = {"st_size": st.st_size, "st_mtime_ns": st.st_mtime_ns, "st_ino": st.st_ino, "st_dev": st.st_dev}
+        fields.update(kw)
+        return type("S", (), fields)()  # type: ignore[return-value]
+
+    same = moved()
+    assert _describe(info, same, same, 9) == "read 9 bytes, expected 10"
+    assert _describe(info, moved(st_ino=st.st_ino + 1), same, 10) == "replaced by another file since it was listed"
+    assert _describe(info, moved(st_dev=st.st_dev + 1), same, 10) == "replaced by another file since it was listed"
+    assert _describe(info, same, moved(st_size=11), 10) == "size went from 10 to 11 bytes"
+    assert _describe(info, same, moved(st_mtime_ns=st.st_mtime_ns + 1), 10) == "modification time moved"
+    assert _describe(dataclasses.replace(info, mtime_ns=info.mtime_ns - 1), same, same, 10) == "modification time moved"
+    assert _describe(info, same, same, 10) == "inode change time moved (written to, or its times were reset)"
