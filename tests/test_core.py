@@ -303,3 +303,57 @@ def test_a_file_changed_while_hashed_is_described_by_what_moved(tmp_path: Path) 
     assert _describe(info, same, moved(st_mtime_ns=st.st_mtime_ns + 1), 10) == "modification time moved"
     assert _describe(dataclasses.replace(info, mtime_ns=info.mtime_ns - 1), same, same, 10) == "modification time moved"
     assert _describe(info, same, same, 10) == "inode change time moved (written to, or its times were reset)"
+
+
+# --------------------------------------------------------------------------- safetensors header facts
+def _st(entries: dict[str, Any], data_len: int) -> bytes:
+    import struct
+
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)
+    return struct.pack("<Q", len(body)) + body + bytes(data_len)
+
+
+def test_the_header_reader_returns_each_tensors_exact_facts() -> None:
+    """A file written by safetensors itself: every dtype, shape and data offset as written
+    (the weights section and the chunk-to-tensor mapping rely on them)."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    from manifest.formats.safetensors import TensorInfo, parse_header_bytes
+
+    blob = save({"a": np.zeros((2, 3), dtype=np.float32), "b": np.zeros((0, 4), dtype=np.float16), "c": np.zeros((), dtype=np.int64),
+                 "d": np.zeros((5,), dtype=np.uint8)})
+    h = parse_header_bytes(blob)
+    written = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])  # the offsets safetensors chose (sorted by alignment)
+    assert h.tensors == {k: TensorInfo(v["dtype"], tuple(v["shape"]), *v["data_offsets"]) for k, v in written.items() if k != "__metadata__"}
+    assert {k: (t.dtype, t.shape, t.end - t.start) for k, t in h.tensors.items()} == {
+        "a": ("F32", (2, 3), 24), "b": ("F16", (0, 4), 0), "c": ("I64", (), 8), "d": ("U8", (5,), 5)}
+    assert sorted(t.start for t in h.tensors.values())[0] == 0 and h.data_len == 37 and 8 + h.header_len + h.data_len == len(blob)
+
+
+def test_header_integers_are_unsigned_64_bit() -> None:
+    from manifest.formats.safetensors import HeaderError, parse_header_bytes
+
+    ok = parse_header_bytes(_st({"z": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}}, 0))
+    assert ok.tensors["z"] == ("U8", (0,), 0, 0)  # zero is a valid dimension and offset
+    for bad in ([-1], [True], [1.0], [2**64]):
+        with pytest.raises(HeaderError) as e:
+            parse_header_bytes(_st({"z": {"dtype": "U8", "shape": bad, "data_offsets": [0, 0]}}, 0))
+        assert e.value.facts["rule"] in ("shape", "overflow"), (bad, e.value.facts)
+    with pytest.raises(HeaderError) as e:
+        parse_header_bytes(_st({"z": {"dtype": "U8", "shape": [1], "data_offsets": [-1, 0]}}, 1))
+    assert e.value.facts["rule"] == "offsets"
+    big = parse_header_bytes(_st({"z": {"dtype": "U8", "shape": [2**64 - 1, 0], "data_offsets": [0, 0]}}, 0))
+    assert big.tensors["z"].shape == (2**64 - 1, 0)  # the largest u64 dimension, zero elements
+
+
+def test_a_malformed_tensor_entry_names_the_tensor() -> None:
+    from manifest.formats.safetensors import HeaderError, parse_header_bytes
+
+    for entry, words in [([1], "entry is a JSON list, not an object"), ({"dtype": "U8", "shape": [1]}, "missing data_offsets"),
+                         ({"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": 1, "y": 2}, "unknown keys x, y")]:
+        with pytest.raises(HeaderError) as e:
+            parse_header_bytes(_st({"w.bias": entry}, 1))
+        assert e.value.facts == {"rule": "tensor-entry", "tensor": "w.bias"} or e.value.facts.get("tensor") == "w.bias", e.value.facts
+        assert f"tensor 'w.bias': {words}" in e.value.message, e.value.message
