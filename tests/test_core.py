@@ -357,3 +357,13 @@ def test_a_malformed_tensor_entry_names_the_tensor() -> None:
             parse_header_bytes(_st({"w.bias": entry}, 1))
         assert e.value.facts == {"rule": "tensor-entry", "tensor": "w.bias"} or e.value.facts.get("tensor") == "w.bias", e.value.facts
         assert f"tensor 'w.bias': {words}" in e.value.message, e.value.message
+
+
+def test_a_finding_document_holds_exactly_what_is_set() -> None:
+    from manifest.findings import Finding, Severity
+
+    f = Finding("tensor-mismatch", "3 tensors changed", path="m.safetensors", expected=[1], actual=[2], hint="fix it", severity=Severity.ERROR,
+                items=("a", "b", "c"), id="c1", caused_by="c0")
+    assert f.to_dict() == {"code": "tensor-mismatch", "severity": "error", "message": "3 tensors changed", "path": "m.safetensors", "expected": [1],
+                           "actual": [2], "hint": "fix it", "items": ["a", "b", "c"], "count": 3, "id": "c1", "caused_by": "c0"}
+    assert Finding("extra-file", "x").to_dict() == {"code": "extra-file", "severity": "error", "message": "x"}
