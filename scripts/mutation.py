@@ -75,19 +75,26 @@ def copy_tree(dst: Path, rev: str) -> str:
     return commit
 
 
-def configure(tree: Path, files: list[str], tests: list[str]) -> None:
-    """mutmut reads ``[tool.mutmut]`` from the copy's pyproject.toml."""
+def configure(tree: Path, files: list[str], tests: list[str], basetemp: Path | None) -> None:
+    """mutmut reads ``[tool.mutmut]`` from the copy's pyproject.toml.
+
+    ``basetemp``: one pytest temporary directory that every mutant's run empties and reuses.
+    Without it each run leaves a new ``pytest-of-USER/pytest-N`` (over 1 GB with the
+    checkpoint copies), which pytest keeps for three days: thousands of mutants fill a disk."""
     toml = tree / "pyproject.toml"
     text = toml.read_text()
     assert "[tool.mutmut]" not in text
     lst = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
+    pytest_args = ["-p", "no:cacheprovider", "-W", "ignore", "--hypothesis-seed=0", *(f"--deselect={t}" for t in DESELECT)]
+    if basetemp is not None:
+        pytest_args += ["--basetemp", str(basetemp)]
     text += (
         "\n[tool.mutmut]\n"
         'source_paths = ["manifest"]\n'
         'also_copy = ["schemas", "scripts", "docs", "README.md"]\n'
         f"only_mutate = {lst(files)}\n"
         f"pytest_add_cli_args_test_selection = {lst(tests)}\n"
-        f"pytest_add_cli_args = {lst(['-p', 'no:cacheprovider', '-W', 'ignore', '--hypothesis-seed=0', *(f'--deselect={t}' for t in DESELECT)])}\n"
+        f"pytest_add_cli_args = {lst(pytest_args)}\n"
         "use_git_change_detection = false\n"
         "timeout_multiplier = 10.0\n"
     )
@@ -166,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.workdir, ignore_errors=True)
         tree.mkdir(parents=True)
         commit = copy_tree(tree, args.rev)
-        configure(tree, sorted({f for f, _ in selected.values()}), [t for t in args.tests if (tree / t.split("::")[0]).exists()])
+        # one worker: one reused basetemp; several: pytest's numbered ones, kept inside the work dir
+        basetemp = args.workdir / "pytest-tmp" if args.workers == 1 else None
+        configure(tree, sorted({f for f, _ in selected.values()}), [t for t in args.tests if (tree / t.split("::")[0]).exists()], basetemp)
         (args.workdir / "commit").write_text(commit)
     commit = (args.workdir / "commit").read_text() if (args.workdir / "commit").exists() else "?"
     t0 = time.monotonic()
@@ -176,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
         env = {**os.environ, "PYTHONPATH": f"{tree / 'mutants'}{os.pathsep}{site}", "MANIFEST_MUTATION_TREE": str(tree),
-               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TMPDIR": str(args.workdir / "tmp")}
+        (args.workdir / "tmp").mkdir(exist_ok=True)
         env.pop("CI", None)
         mutmut = shutil.which("mutmut") or "mutmut"
         if not (tree / "mutants").exists():
