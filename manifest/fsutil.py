@@ -62,18 +62,19 @@ class RefusedTarget(OSError):
     directory or symlink): a writer never replaces what is not its own."""
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular entry is, for messages (``st_mode`` from ``lstat``)."""
     if stat.S_ISLNK(mode):
-        return "a symlink"
+        return "symlink"
     if stat.S_ISDIR(mode):
-        return "a directory"
+        return "directory"
     if stat.S_ISFIFO(mode):
-        return "a FIFO"
+        return "FIFO"
     if stat.S_ISSOCK(mode):
-        return "a socket"
+        return "socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device node"
-    return "not a regular file"
+        return "device node"
+    return "special file"
 
 
 def check_target(path: str | os.PathLike[str]) -> None:
@@ -86,7 +87,7 @@ def check_target(path: str | os.PathLike[str]) -> None:
     except NotADirectoryError:
         return  # a parent is not a directory: the write itself fails with a clear error
     if not stat.S_ISREG(st.st_mode):
-        raise RefusedTarget(errno.EEXIST, f"exists and is {_kind(st.st_mode)}; it is never replaced", str(path))
+        raise RefusedTarget(errno.EEXIST, f"exists and is a {file_kind(st.st_mode)}; it is never replaced", str(path))
 
 
 def refused_message(e: RefusedTarget) -> str:

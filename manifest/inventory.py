@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from .errors import InputError
 from .findings import Finding
+from .fsutil import file_kind
 from .jsonio import JSONError, loads_strict
 from .paths import find_collisions, path_problem
 
@@ -158,18 +159,6 @@ def _open_beneath(root: Path, rel: str) -> int:
         os.close(dfd)
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
-
-
 def is_within(path: str, base: str) -> bool:
     """``path`` is ``base`` or lies below it (both already resolved)."""
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
@@ -289,7 +278,7 @@ def discover(
             else:
                 problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))
         else:
-            problems.append(Finding.of("unsupported-file", f"{_kind(lst.st_mode)}; it is never opened", path=rel))
+            problems.append(Finding.of("unsupported-file", f"{file_kind(lst.st_mode)}; it is never opened", path=rel))
     for a, b in find_collisions(list(files)):
         problems.append(Finding.of("path-collision", f"collides with {a} on case-insensitive or normalizing file systems", path=b))
     files = dict(sorted(files.items()))
