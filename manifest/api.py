@@ -40,7 +40,7 @@ def _trust_anchor_gate(report: Report, opts: Options, message: str, *, hint: str
     request, the report fails with ``no-trust-anchor``. Emitted first under
     --fail-fast (nothing else can make the run pass), else last, so that every other
     check still runs and is reported, and none is skipped because of it."""
-    if opts.keys or opts.integrity_only or end == opts.fail_fast or report.stopped_early:
+    if opts.has_anchor or opts.integrity_only or end == opts.fail_fast or report.stopped_early:
         return
     _emit(report, [Finding.of("no-trust-anchor", message, hint=hint)], opts)
 

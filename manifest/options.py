@@ -12,6 +12,11 @@ from .errors import UsageError
 class Options:
     # trust (verify)
     keys: list[Any] = field(default_factory=list)  # public keys, from the verifier's flags only
+    # X.509 roots (cryptography Certificate objects) a certificate-signed manifest or bundle must chain to
+    cas: list[Any] = field(default_factory=list)
+    # Sigstore keyless: accepted (identity, issuer) pairs, and the trusted root (None: the public-good root)
+    identities: list[tuple[str, str]] = field(default_factory=list)
+    trusted_root: str | None = None
     expect_model: str | None = None
     expect_revision: str | None = None
     # verify: check only the files' agreement with the manifest, not who signed it (no trust anchor).
@@ -38,6 +43,11 @@ class Options:
     load: str | None = None  # None, "structural" or "full"
     trust_remote_code: bool = False
 
+    @property
+    def has_anchor(self) -> bool:
+        """A trust anchor of any kind came from the verifier: a key, a CA root or a Sigstore identity."""
+        return bool(self.keys or self.cas or self.identities)
+
     def __post_init__(self) -> None:
-        if self.integrity_only and self.keys:
-            raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")
+        if self.integrity_only and self.has_anchor:
+            raise UsageError("--no-signature (integrity only) and a trust anchor (--key, --ca, --identity) contradict each other: pass one of them")
