@@ -589,11 +589,11 @@ def damaged_tensors(art: Artifact, path: str, ranges: list[tuple[int, int]]) -> 
 
 
 def _chunk_mismatch(art: Artifact, path: str, chunk_size: int, got: Mapping[str, str], want: Mapping[str, str], source: str,
-                    opts: Options, report: Report, into: list[Finding]) -> None:
+                    opts: Options, report: Report, into: list[Finding], algorithm: str = CHUNK_ALGORITHM) -> None:
     """Name the damaged byte ranges of a file verified by chunks, the tensors in them, and
     how to fetch only those bytes again."""
-    key = chunk_key(chunk_size)
-    have, need = split_chunks(got[key]), split_chunks(want[key])
+    key = chunk_key(chunk_size, algorithm)
+    have, need = split_chunks(got[key], algorithm), split_chunks(want[key], algorithm)
     bad = [k for k, (a, b) in enumerate(zip(have, need, strict=True)) if a != b]
     if not bad:
         return
@@ -634,6 +634,7 @@ class _PendingDigests:
         self.job, self.bar, self.known = job, bar, known
         self.expected, self.algorithms, self.source = expected, algorithms, source
         self.chunked: dict[str, int] = {}  # paths verified by chunks -> chunk size
+        self.chunk_algorithm = CHUNK_ALGORITHM
         self.art: Artifact | None = None
 
     def close(self) -> None:
@@ -642,7 +643,8 @@ class _PendingDigests:
 
 
 def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
-                   *, cache_key: tuple[str, ...], source: str, chunked: dict[str, int] | None = None) -> _PendingDigests:
+                   *, cache_key: tuple[str, ...], source: str, chunked: dict[str, int] | None = None,
+                   chunk_algorithm: str = CHUNK_ALGORITHM) -> _PendingDigests:
     """Start hashing ``paths`` (stat cache first) to compare with ``expected[path][algorithm]``."""
     infos = [art.files[p] for p in paths]
     # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
@@ -651,12 +653,13 @@ def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pat
     infos = [i for i in infos if i.path not in known_set]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     try:
-        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update, chunked=chunked)
+        job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update, chunked=chunked,
+                         chunk_algorithm=chunk_algorithm)
     except BaseException:
         bar.close()
         raise
     pending = _PendingDigests(job, bar, known, expected, algorithms, source)
-    pending.chunked, pending.art = chunked or {}, art
+    pending.chunked, pending.art, pending.chunk_algorithm = chunked or {}, art, chunk_algorithm
     return pending
 
 
@@ -683,7 +686,8 @@ def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
             else:
                 hashed_bytes += info.size
             if info.path in p.chunked and p.art is not None:
-                _chunk_mismatch(p.art, info.path, p.chunked[info.path], res, expected[info.path], source, opts, report, mismatched)
+                _chunk_mismatch(p.art, info.path, p.chunked[info.path], res, expected[info.path], source, opts, report, mismatched,
+                                p.chunk_algorithm)
             else:
                 _digest_mismatch(info.path, algorithms, res, expected[info.path], source, opts, report, mismatched)
     finally:
@@ -700,9 +704,12 @@ def _finish_digests(p: _PendingDigests, opts: Options, report: Report) -> None:
 
 
 def _verify_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], paths: list[str], algorithms: list[str], opts: Options,
-                    report: Report, *, cache_key: tuple[str, ...], source: str) -> None:
-    """Hash ``paths`` (stat cache first) and compare with ``expected[path][algorithm]``."""
-    _finish_digests(_start_digests(art, expected, paths, algorithms, opts, cache_key=cache_key, source=source), opts, report)
+                    report: Report, *, cache_key: tuple[str, ...], source: str, chunked: dict[str, int] | None = None,
+                    chunk_algorithm: str = CHUNK_ALGORITHM) -> None:
+    """Hash ``paths`` (stat cache first) and compare with ``expected[path][algorithm]``
+    (``chunked`` files: with ``expected[path][chunk_key]``, chunk by chunk)."""
+    _finish_digests(_start_digests(art, expected, paths, algorithms, opts, cache_key=cache_key, source=source, chunked=chunked,
+                                   chunk_algorithm=chunk_algorithm), opts, report)
 
 
 def _check_claims(m: Manifest, opts: Options, report: Report) -> None:

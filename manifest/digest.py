@@ -42,18 +42,26 @@ CHUNK_SIZE = 64 << 20  # chunk digests: chosen by measurement, see docs/performa
 CHUNK_ALGORITHM = "sha256"
 
 
-def chunk_key(chunk_size: int) -> str:
+def chunk_key(chunk_size: int, algorithm: str = CHUNK_ALGORITHM) -> str:
     """The pseudo-algorithm under which a file's chunk digests travel (concatenated hex,
-    64 characters a chunk) through :func:`hash_files` and the stat cache."""
-    return f"{CHUNK_ALGORITHM}-chunks-{chunk_size}"
+    one digest a chunk) through :func:`hash_files` and the stat cache. Native manifests
+    chunk with SHA-256; an OMS shard bundle may use its own hash (``blake2b``)."""
+    return f"{algorithm}-chunks-{chunk_size}"
+
+
+def parse_chunk_key(key: str) -> tuple[str, int]:
+    """``(algorithm, chunk size)`` of a :func:`chunk_key`."""
+    algorithm, _, size = key.rpartition("-chunks-")
+    return algorithm, int(size)
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
     return -(-size // chunk_size)
 
 
-def split_chunks(joined: str) -> list[str]:
-    return [joined[i:i + 64] for i in range(0, len(joined), 64)]
+def split_chunks(joined: str, algorithm: str = CHUNK_ALGORITHM) -> list[str]:
+    width = HEX_WIDTH.get(algorithm, 64)
+    return [joined[i:i + width] for i in range(0, len(joined), width)]
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ ALGORITHMS: dict[str, Algorithm] = {
     "xxh3-128": Algorithm("xxh3-128", False, _xxh3),
 }
 DEFAULT_ALGORITHM = "sha256"
+# Hashers beyond the native manifest's algorithms, for verifying OpenSSF Model Signing
+# bundles only (``model_signing`` hashes with blake2b on request); never recorded by create.
+OMS_ONLY_ALGORITHMS: dict[str, Algorithm] = {"blake2b": Algorithm("blake2b", True, hashlib.blake2b)}
+HASHERS: dict[str, Algorithm] = {**ALGORITHMS, **OMS_ONLY_ALGORITHMS}
+HEX_WIDTH = {"sha256": 64, "blake3": 64, "blake2b": 128, "xxh3-128": 32}
 
 
 class FileChanged(Exception):
@@ -140,24 +153,25 @@ def hash_one(
 
     Raises :class:`FileChanged` if the file is not exactly what discovery saw for the
     whole read, and ``OSError`` if it cannot be read."""
-    algs = [a for a in algorithms if a in ALGORITHMS]
-    ckey = next((a for a in algorithms if a not in ALGORITHMS), None)
+    algs = [a for a in algorithms if a in HASHERS]
+    ckey = next((a for a in algorithms if a not in HASHERS), None)
     if ckey is None and info.size < BLOCK:
         return _hash_small(artifact, info, algs, on_bytes)
     big = threads and info.size >= BLAKE3_THREADED_MIN
     hashers: dict[str, Any] = {}
     for a in algs:
-        alg = ALGORITHMS[a]
+        alg = HASHERS[a]
         hashers[a] = alg.threaded() if (big and alg.threaded is not None) else alg.factory()
     updates = [h.update for h in hashers.values()]
     limit = info.size + 1  # never read past what is expected plus one byte
-    block = BLAKE3_BLOCK if big and any(ALGORITHMS[a].threaded for a in algs) else BLOCK
+    block = BLAKE3_BLOCK if big and any(HASHERS[a].threaded for a in algs) else BLOCK
     buf = bytearray(min(block, limit))
     view = memoryview(buf)
     started = time.time_ns()
     chunker = None
     if ckey is not None:
-        chunker = _Chunker(int(ckey.rsplit("-", 1)[1]), 4, len(buf))
+        calg, csize = parse_chunk_key(ckey)
+        chunker = _Chunker(csize, 4, len(buf), HASHERS[calg].factory)
     try:
         return _read_and_hash(artifact, info, hashers, updates, limit, view, chunker, ckey, started, on_bytes)
     finally:
@@ -183,7 +197,7 @@ def _hash_small(artifact: Artifact, info: FileInfo, algs: list[str], on_bytes: C
     _check_unchanged(info, before, after, len(data), info.size)
     out = {}
     for a in algs:
-        h = ALGORITHMS[a].factory()
+        h = HASHERS[a].factory()
         h.update(data)
         out[a] = h.hexdigest()
     return Hashed(out, started)
@@ -245,10 +259,11 @@ class _Chunker:
     reader keeps the whole-file hash, this thread the chunk hashes, both over the same
     buffers (one read of the file). A buffer goes back to the reader once hashed here."""
 
-    def __init__(self, chunk_size: int, nbufs: int, block: int):
+    def __init__(self, chunk_size: int, nbufs: int, block: int, factory: Callable[[], Any] = hashlib.sha256):
         from _queue import SimpleQueue  # the C queue: no import of queue/heapq
 
         self.chunk_size = chunk_size
+        self.factory = factory
         self.bufs = [memoryview(bytearray(block)) for _ in range(nbufs)]
         self.free: Any = SimpleQueue()
         self.work: Any = SimpleQueue()
@@ -260,7 +275,7 @@ class _Chunker:
         self.thread.start()
 
     def _run(self) -> None:
-        h = hashlib.sha256()
+        h = self.factory()
         filled = 0
         size = self.chunk_size
         try:
@@ -277,7 +292,7 @@ class _Chunker:
                     pos += take
                     if filled == size:
                         self.digests.append(h.hexdigest())
-                        h = hashlib.sha256()
+                        h = self.factory()
                         filled = 0
                 self.free.put(i)
             if filled:
@@ -298,8 +313,10 @@ class _Chunker:
         return "".join(self.digests)
 
 
-def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, on_bytes: Callable[[int], None] | None = None) -> Hashed:
-    """The SHA-256 of chunk ``index`` of one file (``{chunk_key: hex}``), read with its
+def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, on_bytes: Callable[[int], None] | None = None,
+               algorithm: str = CHUNK_ALGORITHM) -> Hashed:
+    """The digest (SHA-256 unless ``algorithm`` says otherwise) of chunk ``index`` of one
+    file (``{chunk_key: hex}``), read with its
     own descriptor so that every core can take a chunk of the same file. The file's stat
     is checked against discovery before and after, as for a whole file; the last chunk
     reads one byte more, so a file that grew is detected."""
@@ -307,7 +324,7 @@ def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, 
     want = min(chunk_size, info.size - start)
     last = start + want >= info.size
     limit = want + 1 if last else want
-    h = hashlib.sha256()
+    h = HASHERS[algorithm].factory()
     buf = bytearray(min(BLOCK, limit))
     view = memoryview(buf)
     total = 0
@@ -328,7 +345,7 @@ def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, 
                 on_bytes(n)
         after = os.fstat(fd)
     _check_unchanged(info, before, after, total, want)
-    return Hashed({chunk_key(chunk_size): h.hexdigest()}, started)
+    return Hashed({chunk_key(chunk_size, algorithm): h.hexdigest()}, started)
 
 
 def hash_file(
@@ -357,6 +374,7 @@ def hash_files(
     on_bytes: Callable[[int], None] | None = None,
     chunk_size: int | None = None,
     chunked: dict[str, int] | None = None,
+    chunk_algorithm: str = CHUNK_ALGORITHM,
 ) -> HashJob:
     """Start hashing ``infos`` now; iterate the job for ``(info, digests or error, from_cache)``.
 
@@ -371,8 +389,10 @@ def hash_files(
     ``chunk_size`` adds them for every file larger than one chunk when SHA-256 is among
     ``algorithms`` (``create``: both in one read); ``chunked`` (path -> chunk size) hashes
     those files by chunks only, each chunk a task of its own, so that every core works on
-    one big file (``verify``)."""
-    return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes, chunk_size=chunk_size, chunked=chunked)
+    one big file (``verify``), with ``chunk_algorithm`` (SHA-256 unless an OMS shard
+    bundle names another)."""
+    return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes, chunk_size=chunk_size, chunked=chunked,
+                   chunk_algorithm=chunk_algorithm)
 
 
 class _OrderedPool:
@@ -427,7 +447,7 @@ class HashJob:
 
     def __init__(self, artifact: Artifact, infos: list[FileInfo], algorithms: list[str], *, workers: int | None,
                  cache: DigestCache | None, on_bytes: Callable[[int], None] | None,
-                 chunk_size: int | None = None, chunked: dict[str, int] | None = None):
+                 chunk_size: int | None = None, chunked: dict[str, int] | None = None, chunk_algorithm: str = CHUNK_ALGORITHM):
         self._cache = cache
         self._on_bytes = on_bytes
         self.cached: list[tuple[FileInfo, dict[str, str]]] = []
@@ -436,7 +456,7 @@ class HashJob:
         todo: list[FileInfo] = []
         for info in infos:
             if info.path in chunked:
-                algs = [chunk_key(chunked[info.path])]
+                algs = [chunk_key(chunked[info.path], chunk_algorithm)]
             elif chunk_size and info.size > chunk_size and CHUNK_ALGORITHM in algorithms:
                 algs = [*algorithms, chunk_key(chunk_size)]
             else:
@@ -459,6 +479,7 @@ class HashJob:
                 tasks.append((info, None))
         self._tasks = tasks
         self._chunked = chunked
+        self._chunk_algorithm = chunk_algorithm
         n = workers if workers and workers > 0 else default_workers(len(tasks))
         # Intra-file threads only when the files hashed at once cannot keep every core busy.
         inner_threads = min(n, len(tasks)) < (os.cpu_count() or 1)
@@ -475,7 +496,7 @@ class HashJob:
             info, index = task
             try:
                 if index is not None:
-                    return hash_chunk(artifact, info, index, chunked[info.path], progress)
+                    return hash_chunk(artifact, info, index, chunked[info.path], progress, chunk_algorithm)
                 return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads)
             except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
                 return e
@@ -525,7 +546,7 @@ class HashJob:
                     parts = [first] + [r for _, r in itertools.islice(results, chunk_count(info.size, size) - 1)]
                     err = next((r for r in parts if not isinstance(r, Hashed)), None)
                     if err is None:
-                        key = chunk_key(size)
+                        key = chunk_key(size, self._chunk_algorithm)
                         hashed = [r for r in parts if isinstance(r, Hashed)]
                         res = Hashed({key: "".join(r.digests[key] for r in hashed)}, min(r.started_ns for r in hashed))
                     else:
