@@ -186,13 +186,16 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
 @click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
 @click.option("--exhaustive", is_flag=True, help="Hash digests even when cheaper checks already failed.")
-@click.option("--oms", "oms_path", type=click.Path(dir_okay=False), help="Verify an OpenSSF Model Signing bundle instead of a manifest.")
+@click.option("--oms", "oms_path", type=click.Path(dir_okay=False),
+              help="Verify an OpenSSF Model Signing bundle instead of a manifest (DIR may then be the one file a single-file bundle signs).")
+@click.option("--allow-symlinks", is_flag=True,
+              help="With --oms: follow symlinks to regular files inside the model (model_signing --allow_symlinks); a link out stays a finding.")
 @click.option("--require", "requires", multiple=True, help="Also check this requirement specifier, e.g. 'torch>=2.6'. Repeatable.")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
 def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], no_signature: bool, expect_model: str | None,
-           expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None,
+           expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None, allow_symlinks: bool,
            requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
            memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
@@ -207,8 +210,10 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
         keys=keys, integrity_only=no_signature, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
         memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
-        load=load, trust_remote_code=trust_remote_code, requires=list(requires),
+        load=load, trust_remote_code=trust_remote_code, requires=list(requires), allow_symlinks=allow_symlinks,
     )
+    if allow_symlinks and not oms_path:
+        raise UsageError("--allow-symlinks applies to --oms bundles only (a manifest never records a symlink)")
     if oms_path:
         from .oms import verify_oms
 
@@ -268,17 +273,24 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
               help="ECDSA P-256 private key (PEM) to sign the bundle with.")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to export (default DIR/manifest.json).")
 @click.option("--name", help="The bundle's subject name (default: the manifest's model id, else the directory name).")
+@click.option("--shard-size", default=None, metavar="SIZE",
+              help="Sign by shards of SIZE bytes (e.g. 1000000000, model_signing's default), as its use_shard_serialization does.")
 @_one_line_errors
-def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None) -> None:
+def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None, shard_size: str | None) -> None:
     """Export DIR's manifest as a signed OMS bundle (verifiable with `model_signing verify key`)."""
     from .oms import export_oms
 
-    done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name)
+    done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name,
+                      shard_size=parse_size(shard_size) if shard_size is not None else None)
     left = f"; outside the OMS signing scope (git files): {', '.join(done.left_out)}" if done.left_out else ""
     if done.directories:
         left += (f"; OMS records no directories, so verify --oms reports these empty ones as extra: "
                  f"{', '.join(d + '/' for d in done.directories)}")
-    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {done.files} files, signed with ECDSA P-256{left}", err=True)
+    if done.empty_files:
+        left += (f"; a shard bundle cannot list empty files, so these are not signed (verify --oms warns of them): "
+                 f"{', '.join(done.empty_files)}")
+    what = f"{done.files} shards" if shard_size is not None else f"{done.files} files"
+    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {what}, signed with ECDSA P-256{left}", err=True)
 
 
 @main.command()

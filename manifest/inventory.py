@@ -233,6 +233,7 @@ def discover(
     if not os.access(rootp, os.R_OK | os.X_OK):
         raise InputError(f"cannot read directory {root}: permission denied", code="unreadable")
     allowed = os.path.realpath(follow_links_into) if follow_links_into is not None else None
+    real_root = os.path.realpath(rootp)
     ignore_t = tuple(ignore)
     files: dict[str, FileInfo] = {}
     problems: list[Finding] = []
@@ -259,7 +260,16 @@ def discover(
             except OSError:
                 problems.append(Finding.of("unsafe-path", "symlink is dangling or loops; it is not followed", path=rel))
                 continue
-            if not is_within(target, allowed) or not stat.S_ISREG(tst.st_mode):
+            if allowed == real_root:  # links followed inside the model itself (verify --oms --allow-symlinks)
+                if not is_within(target, allowed):
+                    problems.append(Finding.of("unsafe-path", f"symlink points outside the model directory (to {os.readlink(entry_path)}); "
+                                               "it is not followed", path=rel))
+                    continue
+                if not stat.S_ISREG(tst.st_mode):
+                    problems.append(Finding.of("unsupported-file", f"symlink to a {file_kind(tst.st_mode)} (to {os.readlink(entry_path)}); "
+                                               "only links to regular files are followed", path=rel))
+                    continue
+            elif not is_within(target, allowed) or not stat.S_ISREG(tst.st_mode):
                 problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
                 continue
             files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target, ctime_ns=tst.st_ctime_ns)

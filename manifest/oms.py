@@ -33,14 +33,16 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestInvalid, UsageError
-from .findings import Finding
+from .errors import EXIT_FAILED, ManifestError, ManifestInvalid, UsageError
+from .findings import Finding, examples
 from .fsutil import read_input
+from .inventory import Artifact
 from .jsonio import JSONError, loads_strict
 from .options import Options
 from .paths import path_problem
@@ -51,16 +53,24 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # model_signing's default exclusions
-HASH_TYPES = ("sha256", "blake3")  # OMS hash types this tool can compute (blake2b is not offered)
+HASH_TYPES = ("sha256", "blake2b", "blake3")  # every hash_type model_signing 1.1.1 writes
+METHODS = ("files", "shards")
+SINGLE_FILE = "."  # model_signing's resource name when the model is one file (shards: ".:0:N")
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]+$")
-_DIGEST_LEN = {"sha256": 64, "blake3": 64}
+_DIGEST_LEN = {"sha256": 64, "blake3": 64, "blake2b": 128}
 
 
 class OmsUnsupported(ManifestInvalid):
     """A well-formed bundle this tool cannot use (another predicate, shards, blake2b, certificates)."""
 
     code = "manifest-unsupported"
+
+
+class StaleManifest(ManifestError):
+    """export: a file read to cut shards no longer matches the manifest (exit 1)."""
+
+    exit_status = EXIT_FAILED
 
 
 def pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
@@ -107,25 +117,94 @@ def _ec_key(key: Any) -> Any:
     return key
 
 
-def build_statement(m: Any, *, name: str, extra_ignore: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The in-toto Statement for manifest ``m``, and the files left out (git files)."""
+def build_statement(m: Any, *, name: str, extra_ignore: list[str] | None = None, shard_size: int | None = None,
+                    shards: dict[str, list[str]] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The in-toto Statement for manifest ``m``, and the files left out (git files).
+
+    ``shard_size``: serialization by shards, as ``model_signing``'s shard serializer cuts
+    them (``path:start:end`` of at most ``shard_size`` bytes, none for an empty file; each
+    shard's algorithm named ``sha256-sharded-N``, which its verifier compares). ``shards``
+    gives the SHA-256 of each piece of the files larger than one shard."""
     algorithm = next((a for a in HASH_TYPES if a in m.algorithms), None)
     if algorithm is None:
         raise UsageError(f"OMS needs sha256 or blake3 digests; the manifest records only {', '.join(m.algorithms)}")
     ignore = {r.rstrip("/") for r in m.ignore if r.rstrip("/")} | set(GIT_PATHS) | set(extra_ignore or ())
-    kept = sorted((p for p in m.files if not is_ignored(p, GIT_PATHS)), key=_path_key)
+    kept = statement_files(m)
     dropped = sorted(p for p in m.files if is_ignored(p, GIT_PATHS))
-    resources = [{"name": p, "algorithm": algorithm, "digest": m.files[p].digests[algorithm]} for p in kept]
+    serialization: dict[str, Any]
+    if shard_size is None:
+        resources = [{"name": p, "algorithm": algorithm, "digest": m.files[p].digests[algorithm]} for p in kept]
+        serialization = {"method": "files", "hash_type": algorithm, "allow_symlinks": False, "ignore_paths": sorted(ignore)}
+    else:
+        if "sha256" not in m.algorithms:
+            raise UsageError("OMS shards need the manifest's sha256 digests (model_signing shards blake3 as whole files)")
+        label = f"sha256-sharded-{shard_size}"
+        resources = []
+        for p in kept:
+            size = m.files[p].size
+            pieces = [m.files[p].digests["sha256"]] if 0 < size <= shard_size else (shards or {}).get(p, [])
+            if size > shard_size and len(pieces) != -(-size // shard_size):
+                raise UsageError(f"{p}: no {shard_size}-byte shard digests to export")
+            for k, digest in enumerate(pieces):
+                resources.append({"name": f"{p}:{k * shard_size}:{min((k + 1) * shard_size, size)}", "algorithm": label, "digest": digest})
+        serialization = {"method": "shards", "hash_type": "sha256", "shard_size": shard_size, "allow_symlinks": False,
+                         "ignore_paths": sorted(ignore)}
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": root_digest(resources)}}],
         "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "serialization": {"method": "files", "hash_type": algorithm, "allow_symlinks": False, "ignore_paths": sorted(ignore)},
-            "resources": resources,
-        },
+        "predicate": {"serialization": serialization, "resources": resources},
     }
     return statement, dropped
+
+
+def shard_digests(m: Any, root: Path | None, shard_size: int) -> dict[str, list[str]]:
+    """The SHA-256 of each ``shard_size`` piece of the manifest's files larger than one
+    shard: the manifest's own chunk digests when it recorded them at that size, else read
+    from the directory, whole-file digests in the same pass, which must still be the
+    manifest's (a file that changed since is refused, never exported)."""
+    from .digest import FileChanged, chunk_key, hash_files, split_chunks
+    from .errors import InputError
+    from .inventory import Artifact as _Artifact
+    from .inventory import FileInfo
+
+    out: dict[str, list[str]] = {}
+    need: list[str] = []
+    for p, e in m.files.items():
+        if e.size <= shard_size or is_ignored(p, GIT_PATHS):
+            continue
+        if m.chunk_size == shard_size and p in m.chunks:
+            out[p] = list(m.chunks[p])
+        else:
+            need.append(p)
+    if not need:
+        return out
+    if root is None:
+        raise UsageError(f"{need[0]} must be read to cut it into {shard_size}-byte shards: give the model directory")
+    infos: dict[str, FileInfo] = {}
+    for p in need:
+        try:
+            st = os.lstat(root / p)
+        except OSError as e:
+            raise InputError(f"cannot read {p}: {e.strerror}", code="unreadable", path=p) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{p} is not a regular file", code="unsupported-file", path=p)
+        if st.st_size != m.files[p].size:
+            raise StaleManifest(f"{st.st_size} bytes, the manifest says {m.files[p].size}: run `manifest verify` before exporting",
+                                code="size-mismatch", path=p)
+        infos[p] = FileInfo(p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, ctime_ns=st.st_ctime_ns)
+    art = _Artifact(root=root, files=infos, ignore=())
+    algorithms = sorted({"sha256", *(a for a in m.algorithms if a in ("sha256", "blake3"))})
+    ckey = chunk_key(shard_size)
+    for info, res, _ in hash_files(art, list(infos.values()), algorithms, chunk_size=shard_size):
+        if isinstance(res, FileChanged) or (not isinstance(res, Exception) and any(
+                res[a] != m.files[info.path].digests[a] for a in algorithms if a in m.files[info.path].digests)):
+            raise StaleManifest("no longer matches the manifest: run `manifest verify`, and create the manifest again if the change "
+                                "is intended, before exporting", code="digest-mismatch", path=info.path)
+        if isinstance(res, Exception):
+            raise InputError(f"cannot read {info.path}: {getattr(res, 'strerror', None) or res}", code="unreadable", path=info.path)
+        out[info.path] = split_chunks(res[ckey])
+    return out
 
 
 def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
@@ -156,6 +235,7 @@ class Exported:
     left_out: list[str]  # manifest files outside the OMS signing scope (git files)
     bundle: dict[str, Any]
     directories: list[str] = field(default_factory=list)  # the manifest's empty directories: OMS cannot record them
+    empty_files: list[str] = field(default_factory=list)  # shards: empty files, which get no shard (so are not signed)
 
 
 def export_oms(
@@ -165,6 +245,7 @@ def export_oms(
     *,
     directory: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    shard_size: int | None = None,
 ) -> Exported:
     """Turn a manifest into a signed OMS v1.0 bundle at ``out``.
 
@@ -172,7 +253,9 @@ def export_oms(
     model directory holding ``manifest.json``. ``key``: an ECDSA P-256 private key (or
     its PEM path). The bundle's own path is put outside the signing scope when it lies
     in the model directory. Translation only: run ``manifest verify`` first to know the
-    manifest matches the files."""
+    manifest matches the files. ``shard_size``: serialization by shards of that many bytes
+    (model_signing's ``use_shard_serialization``); files larger than one shard are read
+    unless the manifest's chunk digests have that size."""
     from .api import check_output, load_manifest, write_output
     from .document import Manifest
     from .inventory import DEFAULT_MANIFEST_NAME, literal_rel
@@ -192,10 +275,19 @@ def export_oms(
     if rel_out is not None:
         extra.append(rel_out)
     subject = name or m.model_id or (root.resolve().name if root is not None else "model")
-    statement, dropped = build_statement(m, name=subject, extra_ignore=extra)
+    if shard_size is not None and shard_size <= 0:
+        raise UsageError("--shard-size must be a positive number of bytes")
+    shards = shard_digests(m, root, shard_size) if shard_size is not None else None
+    statement, dropped = build_statement(m, name=subject, extra_ignore=extra, shard_size=shard_size, shards=shards)
     bundle = sign_statement(statement, signing_key)
     write_output(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
-    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle, list(m.directories))
+    empty = [p for p in statement_files(m) if m.files[p].size == 0] if shard_size is not None else []
+    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle, list(m.directories), empty)
+
+
+def statement_files(m: Any) -> list[str]:
+    """The manifest's files inside the OMS signing scope (all but the git files)."""
+    return sorted((p for p in m.files if not is_ignored(p, GIT_PATHS)), key=_path_key)
 
 
 # --------------------------------------------------------------------------- reading
@@ -213,8 +305,17 @@ class Bundle:
     subject_digest: str
     hash_type: str
     ignore_paths: list[str]
-    resources: dict[str, str]  # path -> hex digest
+    resources: dict[str, str]  # path -> hex digest (shards: the file's shard digests joined in order)
     unsafe: list[Finding]  # resources refused for their path (never opened)
+    method: str = "files"  # "files" or "shards"
+    shard_size: int | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # shards: path -> size (its last shard's end)
+    allow_symlinks: bool = False  # the signer followed symlinks
+
+    @property
+    def single_file(self) -> bool:
+        """The model was one file, not a directory (resource ``"."``)."""
+        return SINGLE_FILE in self.resources
 
 
 def _need(cond: bool, what: str) -> None:
@@ -311,17 +412,29 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     _need(isinstance(pred, dict), "the Statement has no predicate")
     ser = pred.get("serialization")
     _need(isinstance(ser, dict), "the predicate has no serialization")
-    if ser.get("method") != "files":
-        raise OmsUnsupported(f"OMS bundle: serialization method {str(ser.get('method'))[:40]!r} is not supported (only 'files')")
+    method = ser.get("method")
+    if method not in METHODS:
+        raise OmsUnsupported(f"OMS bundle: serialization method {str(method)[:40]!r} is not supported (files or shards)")
     hash_type = ser.get("hash_type")
     if hash_type not in HASH_TYPES:
-        raise OmsUnsupported(f"OMS bundle: hash_type {str(hash_type)[:40]!r} is not supported (sha256 or blake3)")
+        raise OmsUnsupported(f"OMS bundle: hash_type {str(hash_type)[:40]!r} is not supported ({', '.join(HASH_TYPES)})")
     _need(isinstance(ser.get("allow_symlinks"), bool), "serialization.allow_symlinks must be a boolean")
+    shard_size = None
+    labels = {hash_type}
+    if method == "shards":
+        raw_size = ser.get("shard_size")
+        # model_signing writes it through a protobuf Struct, so as a JSON number with ".0" (1000000000.0)
+        _need(
+            isinstance(raw_size, (int, float)) and not isinstance(raw_size, bool) and raw_size == int(raw_size) and 0 < raw_size < 2**63,
+            "serialization.shard_size must be a positive integer",
+        )
+        shard_size = int(raw_size)
+        labels.add(f"{hash_type}-sharded-{shard_size}")  # what model_signing 1.1.1 names each shard's algorithm
     ignore = ser.get("ignore_paths", [])
     _need(isinstance(ignore, list) and all(isinstance(i, str) and i for i in ignore), "serialization.ignore_paths must be a list of paths")
     res = pred.get("resources")
     _need(isinstance(res, list), "the predicate has no resources list")
-    resources: dict[str, str] = {}
+    digests: dict[str, str] = {}
     unsafe: list[Finding] = []
     for r in res:
         _need(
@@ -329,21 +442,29 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
             "each resource needs a name and a digest",
         )
         _need(
-            r.get("algorithm") == hash_type,
-            f"resource {r['name'][:100]!r} uses {str(r.get('algorithm'))[:20]!r}, not the bundle's {hash_type}",
+            r.get("algorithm") in labels,
+            f"resource {r['name'][:100]!r} uses {str(r.get('algorithm'))[:40]!r}, not the bundle's {hash_type}",
         )
         _need(
             len(r["digest"]) == _DIGEST_LEN[hash_type] and bool(_HEX.match(r["digest"])),
             f"resource {r['name'][:100]!r}: digest is not {hash_type} hex",
         )
-        _need(r["name"] not in resources, f"resource {r['name'][:100]!r} is listed twice")
-        why = path_problem(r["name"])
-        if why is not None:
-            shown = r["name"].encode("unicode_escape").decode("ascii")[:200]
-            unsafe.append(Finding.of("unsafe-path", f"OMS resource refused: {why}; never opened", path=shown))
-        resources[r["name"]] = r["digest"]
+        _need(r["name"] not in digests, f"resource {r['name'][:100]!r} is listed twice")
+        digests[r["name"]] = r["digest"]
     if root_digest(res) != sdig["sha256"]:
         raise ManifestInvalid("OMS bundle: the subject digest does not match the resources (the statement is inconsistent)")
+    sizes: dict[str, int] = {}
+    if shard_size is not None:
+        digests, sizes = _join_shards(digests, shard_size, hash_type)
+    resources: dict[str, str] = {}
+    for name, digest in digests.items():
+        why = None if name == SINGLE_FILE else path_problem(name)
+        if why is not None:
+            shown = name.encode("unicode_escape").decode("ascii")[:200]
+            unsafe.append(Finding.of("unsafe-path", f"OMS resource refused: {why}; never opened", path=shown))
+            continue
+        resources[name] = digest
+    _need(SINGLE_FILE not in digests or len(digests) == 1, "resource '.' (a single-file model) must be the only one")
     return Bundle(
         material,
         hint,
@@ -355,9 +476,42 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         sdig["sha256"],
         hash_type,
         [i.strip("/") for i in ignore],
-        {k: v for k, v in resources.items() if path_problem(k) is None},
+        resources,
         unsafe,
+        method=method,
+        shard_size=shard_size,
+        sizes=sizes,
+        allow_symlinks=ser["allow_symlinks"],
     )
+
+
+_SHARD = re.compile(r"^(.*):(0|[1-9][0-9]{0,18}):([1-9][0-9]{0,18})$", re.DOTALL)
+
+
+def _join_shards(named: dict[str, str], shard_size: int, hash_type: str) -> tuple[dict[str, str], dict[str, int]]:
+    """``path:start:end`` resources -> each file's shard digests joined in order, and its
+    size. The shards must tile the file exactly as ``model_signing`` cuts it: ``[k*S,
+    min((k+1)*S, size))`` for k = 0, 1, ... (so a file's size is its last shard's end)."""
+    shards: dict[str, list[tuple[int, int, str]]] = {}
+    for name, digest in named.items():
+        m = _SHARD.match(name)
+        _need(m is not None, f"shard resource {name[:100]!r} is not PATH:START:END")
+        assert m is not None
+        shards.setdefault(m.group(1), []).append((int(m.group(2)), int(m.group(3)), digest))
+    joined: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for path, parts in shards.items():
+        parts.sort()
+        size = parts[-1][1]
+        _need(-(-size // shard_size) == len(parts), f"the shards of {path[:100]!r} do not cut it into {shard_size}-byte pieces from 0 to {size}")
+        want = [(k * shard_size, min((k + 1) * shard_size, size)) for k in range(-(-size // shard_size))]
+        _need(
+            [(s, e) for s, e, _ in parts] == want,
+            f"the shards of {path[:100]!r} do not cut it into {shard_size}-byte pieces from 0 to {size}",
+        )
+        joined[path] = "".join(d for _, _, d in parts)
+        sizes[path] = size
+    return joined, sizes
 
 
 # --------------------------------------------------------------------------- verify
@@ -408,25 +562,18 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     for a malformed or unsupported bundle (exit 2)."""
     from .api import (
         NO_ANCHOR_HINT,
-        _check_file_set,
-        _discover,
         _emit,
         _load_tier,
         _no_anchor_message,
-        _run_sections,
         _Stop,
         _trust_anchor_gate,
-        _verify_digests,
-        digests_skipped,
-        own_path,
         resolve_target,
     )
-    from .sections import all_sections
-    from .statcache import manifest_identity
 
     opts = options or Options()
     b = read_bundle(bundle_path)
     root, settings = resolve_target(directory)
+    _check_target_form(b, root)
     report = Report("verify", str(directory), str(bundle_path), integrity_only=opts.integrity_only)
     report.facts["oms"] = {"subject": b.subject_name, "root_digest": b.subject_digest, "hash_type": b.hash_type, "files": len(b.resources)}
     t0 = time.perf_counter()
@@ -477,29 +624,8 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
             report.mark_checked("model-id")
         if opts.expect_revision is not None:
             report.mark_not_checked("revision", "an OMS bundle records no revision")
-        # 2. File set, with OMS ignore rules (plus model_signing's defaults and the bundle itself).
-        ignore = [*b.ignore_paths, *GIT_PATHS]
-        own = own_path(bundle_path, root, settings, "OMS bundle")  # the literal path, never what a symlink points to
-        if isinstance(own, Finding):
-            _emit(report, [own], opts)
-        elif own is not None:
-            ignore.append(own)
-        art = _discover(root, settings, [".git/"])
-        art.files = {p: i for p, i in art.files.items() if not is_ignored(p, ignore)}
-        art.dirs = [d for d in art.dirs if not is_ignored(d, ignore)]
-        _emit(report, [f for f in art.problems if not (f.path and is_ignored(f.path, ignore))], opts)
-        _check_file_set(art, b.resources, "the OMS bundle", opts, report)  # OMS records no directories: each must hold a file
-        report.mark_not_checked("sizes", "an OMS bundle records no sizes; the digests decide")
-        # 3. Cheap format checks (headers, side files), as verify runs them.
-        _run_sections(art, all_sections(), None, opts, report)
-        # 4. Digests.
-        todo = [p for p in b.resources if p in art.files]
-        if report.errors and not opts.exhaustive:
-            report.mark_not_checked("digests", digests_skipped(len(report.errors)))
-        else:
-            expected = {p: {b.hash_type: d} for p, d in b.resources.items()}
-            cache_key = ("verify", str(root.resolve()), manifest_identity(b.payload))
-            _verify_digests(art, expected, todo, [b.hash_type], opts, report, cache_key=cache_key, source="the OMS bundle")
+        # 2.-4. File set, sizes, cheap format checks, digests: as the bundle's serialization says.
+        art = _verify_files(b, root, settings, bundle_path, opts, report)
         _load_tier(art, opts, report)
         if no_anchor is not None:
             _trust_anchor_gate(report, opts, no_anchor[0], hint=no_anchor[1], end=True)
@@ -510,6 +636,108 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
     apply(report)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report
+
+
+def _check_target_form(b: Bundle, root: Path) -> None:
+    """A single-file bundle (resource ``"."``) verifies a file, any other a directory."""
+    if b.single_file and os.path.isdir(root):
+        raise UsageError(f"the OMS bundle signs a single-file model (resource '.'), and {root} is a directory: give the signed file")
+    if not b.single_file and os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"the OMS bundle signs a directory ({len(b.resources)} files), and {root} is not one: give the model directory")
+
+
+def _single_file_artifact(path: Path) -> Artifact:
+    """A one-file model as an artifact: its directory, holding just that file (never a link)."""
+    from .errors import InputError
+    from .fsutil import file_kind
+    from .inventory import Artifact, FileInfo
+
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}", code="unreadable") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path} is a {file_kind(st.st_mode)}, not a regular file; it is never opened", code="unsupported-file")
+    name = path.name
+    info = FileInfo(name, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, ctime_ns=st.st_ctime_ns)
+    return Artifact(root=path.parent, files={name: info}, ignore=())
+
+
+SYMLINK_HINT = "the bundle was signed following symlinks (allow_symlinks): pass --allow-symlinks to follow links that stay inside the model"
+
+
+def _verify_files(b: Bundle, root: Path, settings: dict[str, Any], bundle_path: str | os.PathLike[str], opts: Options,
+                  report: Report) -> Artifact:
+    """The file set (through the bundle's own ignore list: git files are outside it only if
+    the signer left them out), sizes (shards record them), format checks and digests
+    (shards: chunk by chunk, with the damage located). Returns the artifact checked."""
+    from .api import _check_file_set, _discover, _emit, _emit_grouped, _run_sections, _verify_digests, digests_skipped, own_path
+    from .digest import chunk_key
+    from .findings import EXAMPLES
+    from .sections import all_sections
+    from .statcache import manifest_identity
+
+    resources, sizes = b.resources, b.sizes
+    if b.single_file:
+        art = _single_file_artifact(root)
+        name = next(iter(art.files))
+        resources = {name: b.resources[SINGLE_FILE]}
+        sizes = {name: b.sizes[SINGLE_FILE]} if SINGLE_FILE in b.sizes else {}
+        ignore: list[str] = []
+    else:
+        ignore = list(b.ignore_paths)
+        own = own_path(bundle_path, root, settings, "OMS bundle")  # the literal path, never what a symlink points to
+        if isinstance(own, Finding):
+            _emit(report, [own], opts)
+        elif own is not None:
+            ignore.append(own)
+        if opts.allow_symlinks and "hub" not in settings:
+            settings = {**settings, "follow_links_into": os.path.realpath(root)}  # links that stay inside the model
+        art = _discover(root, settings, [*ignore, *(i + "/" for i in ignore)])
+        art.files = {p: i for p, i in art.files.items() if not is_ignored(p, ignore)}
+        art.dirs = [d for d in art.dirs if not is_ignored(d, ignore)]
+        problems = [f for f in art.problems if not (f.path and is_ignored(f.path, ignore))]
+        if b.allow_symlinks and not opts.allow_symlinks:
+            problems = [replace(f, hint=SYMLINK_HINT) if f.code in ("unsupported-file", "unsafe-path") and f.message.startswith("symlink") else f
+                        for f in problems]
+        _emit(report, problems, opts)
+    listed: dict[str, Any] = dict(resources)
+    if b.method == "shards":
+        # model_signing cuts an empty file into no shard at all: a shard bundle cannot list one
+        empty = [p for p, i in art.files.items() if p not in listed and i.size == 0]
+        _emit_grouped(report, [Finding.of("unsigned-empty-file", "an empty file, which a shard bundle cannot list: its presence is not signed",
+                                          path=p) for p in empty],
+                      lambda fs, items: f"{len(items)} empty files, which a shard bundle cannot list, are not signed: {examples(items)}", opts)
+        listed.update(dict.fromkeys(empty, ""))
+    _check_file_set(art, listed, "the OMS bundle", opts, report)  # OMS records no directories: each must hold a file
+    sized = [p for p in resources if p in art.files]
+    if b.method == "shards":
+        resized = [Finding.of("size-mismatch", f"{art.files[p].size} bytes, the OMS bundle's shards end at {sizes[p]}", path=p,
+                              expected=sizes[p], actual=art.files[p].size) for p in sized if art.files[p].size != sizes[p]]
+        _emit_grouped(report, resized, lambda fs, items: f"{len(items)} files changed size: "
+                      + ", ".join(f"{f.path} ({f.actual} bytes, the bundle says {f.expected})" for f in fs[:EXAMPLES])
+                      + (", ..." if len(fs) > EXAMPLES else ""), opts)
+        sized = [p for p in sized if art.files[p].size == sizes[p]]
+        report.mark_checked("sizes")
+    else:
+        report.mark_not_checked("sizes", "an OMS bundle by files records no sizes; the digests decide")
+    # Cheap format checks (headers, side files), as verify runs them.
+    _run_sections(art, all_sections(), None, opts, report)
+    if report.errors and not opts.exhaustive:
+        report.mark_not_checked("digests", digests_skipped(len(report.errors)))
+        return art
+    expected: dict[str, dict[str, str]] = {}
+    chunked: dict[str, int] = {}
+    for p in sized:
+        if b.shard_size is not None and sizes[p] > b.shard_size:  # several shards: every core takes one (chunk machinery)
+            chunked[p] = b.shard_size
+            expected[p] = {chunk_key(b.shard_size, b.hash_type): resources[p]}
+        else:  # a whole file, or a file of one shard (whose digest is the file's)
+            expected[p] = {b.hash_type: resources[p]}
+    cache_key = ("verify", str(Path(root).resolve()), manifest_identity(b.payload))
+    _verify_digests(art, expected, sized, [b.hash_type], opts, report, cache_key=cache_key, source="the OMS bundle",
+                    chunked=chunked, chunk_algorithm=b.hash_type)
+    return art
 
 
 __all__ = ["Bundle", "Exported", "export_oms", "key_hint", "pae", "read_bundle", "root_digest", "verify_oms"]

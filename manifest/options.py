@@ -17,6 +17,8 @@ class Options:
     # Sigstore keyless: accepted (identity, issuer) pairs, and the trusted root (None: the public-good root)
     identities: list[tuple[str, str]] = field(default_factory=list)
     trusted_root: str | None = None
+    # verify --oms: follow symlinks that stay inside the model (model_signing --allow_symlinks bundles)
+    allow_symlinks: bool = False
     expect_model: str | None = None
     expect_revision: str | None = None
     # verify: check only the files' agreement with the manifest, not who signed it (no trust anchor).
