@@ -51,7 +51,8 @@ NO_WRITEBACK_FS = frozenset({"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"})  # dirt
 MAX_ENTRIES = 200_000  # per cache file
 MAX_CACHE_BYTES = 64 * 1024 * 1024  # a larger cache file is ignored
 MAX_CACHE_FILES = 64  # per cache directory; the least recently written are removed
-_HEX = re.compile(r"^[0-9a-f]{32,128}$")
+# a digest, or the chunk digests of a file verified by chunks (64 hex characters a chunk)
+_HEX = re.compile(r"^(?:[0-9a-f]{32,128}|(?:[0-9a-f]{64})+)$")
 
 Entry = tuple[int, int, int, int, int, int, dict[str, str]]  # size, mtime, ctime, ino, dev, hashed_at, digests
 

@@ -1,0 +1,509 @@
+"""The core promises on small synthetic artifacts, in-process and fast.
+
+scripts/mutation.py runs these for every mutant of the modules that carry the promises
+(the digest comparison, discovery, the finding mapping, the stat cache key), so each test
+builds its own few-kilobyte tree: no checkpoint copy. What they assert is computed
+independently (hashlib, the byte positions written), never read back from the tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from manifest import api
+from manifest.document import Manifest
+from manifest.errors import InputError
+from manifest.findings import Finding, Severity, examples, group_repeats
+from manifest.formats.safetensors import build, parse_header_bytes
+from manifest.inventory import (
+    DEFAULT_IGNORE,
+    Artifact,
+    FileInfo,
+    ancestors,
+    discover,
+    empty_dirs,
+    is_ignored,
+    is_within,
+    literal_rel,
+    unaccounted_dirs,
+)
+from manifest.options import Options
+
+CHUNK = 4096  # the smallest chunk size a manifest document accepts
+WEIGHTS = "model.safetensors"
+TENSORS = {"alpha": ("F32", (16, 64)), "beta": ("F32", (40, 64)), "gamma": ("F32", (64,)), "delta": ("F32", (130, 64))}
+
+
+def _weights() -> bytes:
+    head = build(TENSORS)
+    n = sum(4 * (s[0] * (s[1] if len(s) > 1 else 1)) for _, s in TENSORS.values())
+    return head + bytes((i * 7 + 3) % 251 for i in range(n))
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """A small checkpoint: weights over several chunks (the last one short), side files,
+    a nested directory and an empty one."""
+    d = tmp_path / "m"
+    (d / "sub" / "deep").mkdir(parents=True)
+    (d / "empty").mkdir()
+    (d / WEIGHTS).write_bytes(_weights())
+    (d / "config.json").write_text('{"model_type": "bert"}')
+    (d / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
+    (d / "sub" / "a.txt").write_text("a")
+    (d / "sub" / "deep" / "b.txt").write_text("bb")
+    return d
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _opts(**kw: Any) -> Options:
+    kw.setdefault("use_cache", False)
+    kw.setdefault("integrity_only", True)
+    return Options(**kw)
+
+
+def _create(d: Path, **kw: Any) -> Manifest:
+    return api.create(d, write=False, options=_opts(chunk_size=CHUNK, **kw))
+
+
+def _errors(rep: Any) -> list[Finding]:
+    return [f for f in rep.findings if f.is_error]
+
+
+def _flip(p: Path, at: int) -> None:
+    """Change one byte, keeping text text (bit 0: a letter stays a letter, a digit a digit)."""
+    with open(p, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+def _mismatches(rep: Any) -> list[Finding]:
+    return [f for f in rep.findings if f.code == "digest-mismatch"]
+
+
+def _from_doc(doc: dict[str, Any]) -> Manifest:
+    return Manifest.from_document(json.loads(json.dumps(doc)))
+
+
+# -- the digest comparison ------------------------------------------------------------------------
+
+
+def test_a_clean_tiny_checkpoint_verifies_by_chunks_and_whole_files(tiny: Path) -> None:
+    m = _create(tiny)
+    size = (tiny / WEIGHTS).stat().st_size
+    assert m.chunk_size == CHUNK and list(m.chunks) == [WEIGHTS]
+    data = (tiny / WEIGHTS).read_bytes()
+    assert m.chunks[WEIGHTS] == [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, size, CHUNK)]
+    assert size % CHUNK and len(m.chunks[WEIGHTS]) == -(-size // CHUNK)  # the last chunk is short
+    rep = api.verify(tiny, m, options=_opts())
+    assert rep.exit_status == 0 and _errors(rep) == []
+    assert "digests" in rep.checked and "file-set" in rep.checked
+    files = sorted(p.relative_to(tiny).as_posix() for p in tiny.rglob("*") if p.is_file())
+    assert rep.stats["files_hashed"] == len(files) and rep.stats["files_by_chunks"] == 1
+    assert rep.stats["bytes_hashed"] == sum((tiny / f).stat().st_size for f in files)
+    assert rep.stats["algorithms"] == ["sha256"]
+
+
+@pytest.mark.parametrize("where", ["header", "first", "boundary", "last"])
+def test_a_changed_byte_names_its_chunk_range_and_tensors(tiny: Path, where: str) -> None:
+    m = _create(tiny)
+    p = tiny / WEIGHTS
+    size = p.stat().st_size
+    base = 8 + parse_header_bytes(p.read_bytes()).header_len
+    at = {"header": 20, "first": base + 5, "boundary": 2 * CHUNK - 1, "last": size - 1}[where]
+    edits = [at, at + 1] if where == "boundary" else [at]  # the boundary edit spans two chunks
+    for e in edits:
+        _flip(p, e)
+    rep = api.verify(tiny, m, options=_opts(exhaustive=True))  # a header edit fails the header check first
+    (f,) = _mismatches(rep)
+    try:  # the tensors are named from the file's own (live) header
+        live = parse_header_bytes(p.read_bytes()).tensors
+    except ValueError:
+        live = {}
+    assert (f.code, f.path, rep.exit_status) == ("digest-mismatch", WEIGHTS, 1)
+    bad = sorted({e // CHUNK for e in edits})
+    lo, hi = bad[0] * CHUNK, min((bad[-1] + 1) * CHUNK, size) - 1
+    tensors = [n for n, t in live.items() if base + t.start <= hi and base + t.end > lo]
+    assert tensors or where == "header"
+    assert f.expected == {"chunk_size": CHUNK, "chunks": len(m.chunks[WEIGHTS]), "bad_chunks": bad,
+                          "byte_ranges": [[lo, hi]], "tensors": tensors, "header": lo < base}
+    assert f"{len(bad)} of {len(m.chunks[WEIGHTS])} chunks" in f.message
+    assert f"Range: bytes={lo}-{hi}" in (f.hint or "") and f"-r {lo}-{hi} " in (f.hint or "")
+    if lo < base:
+        assert "the safetensors header" in f.message
+    for t in tensors:
+        assert t in f.message
+
+
+def test_separate_damaged_chunks_are_separate_ranges(tiny: Path) -> None:
+    m = _create(tiny)
+    p = tiny / WEIGHTS
+    n = len(m.chunks[WEIGHTS])
+    assert n >= 5
+    size = p.stat().st_size
+    for k in (0, 2, 3, n - 1):
+        _flip(p, min(k * CHUNK + CHUNK - 10, size - 1))  # past the header, in the data
+    (f,) = _errors(api.verify(tiny, m, options=_opts()))
+    assert f.expected["bad_chunks"] == [0, 2, 3, n - 1]
+    assert f.expected["byte_ranges"] == [[0, CHUNK - 1], [2 * CHUNK, 4 * CHUNK - 1], [(n - 1) * CHUNK, size - 1]]
+    assert "4 of" in f.message and "KiB" in f.message
+    assert f"Range: bytes=0-{CHUNK - 1},{2 * CHUNK}-{4 * CHUNK - 1},{(n - 1) * CHUNK}-{size - 1};" in (f.hint or "")
+
+
+def test_more_than_three_ranges_are_counted(tiny: Path) -> None:
+    m = _create(tiny)
+    n = len(m.chunks[WEIGHTS])
+    for k in range(0, n, 2):
+        _flip(tiny / WEIGHTS, k * CHUNK + CHUNK - 1)
+    (f,) = _errors(api.verify(tiny, m, options=_opts()))
+    runs = len(range(0, n, 2))
+    assert runs > 3 and f"and {runs - 3} more ranges" in f.message
+    assert len(f.expected["byte_ranges"]) == runs
+
+
+@pytest.mark.parametrize("rel", ["vocab.txt", "sub/deep/b.txt"])
+def test_a_changed_small_file_is_a_digest_mismatch_with_both_digests(tiny: Path, rel: str) -> None:
+    m = _create(tiny)
+    want = _sha(tiny / rel)
+    _flip(tiny / rel, 0)
+    rep = api.verify(tiny, m, options=_opts(exhaustive=True))
+    assert [(f.code, f.path, f.expected, f.actual) for f in _mismatches(rep)] == [("digest-mismatch", rel, want, _sha(tiny / rel))]
+    assert f"{_sha(tiny / rel)[:16]}..., manifest says {want[:16]}..." in _mismatches(rep)[0].message
+    assert rep.exit_status == 1
+
+
+def test_every_recorded_algorithm_is_compared(tiny: Path) -> None:
+    """A digest of the second algorithm alone differs: still a mismatch (blake3 recorded too)."""
+    pytest.importorskip("blake3")
+    m = _create(tiny, algorithms=["sha256", "blake3"])
+    doc = m.to_document()
+    real = doc["signed"]["files"]["vocab.txt"]["blake3"]
+    doc["signed"]["files"]["vocab.txt"]["blake3"] = real[:-1] + ("0" if real[-1] != "0" else "1")
+    rep = api.verify(tiny, _from_doc(doc), options=_opts())
+    assert [(f.code, f.path, f.actual) for f in _errors(rep)] == [("digest-mismatch", "vocab.txt", real)]
+    assert _errors(rep)[0].message.startswith("blake3 is ")
+
+
+def test_many_changed_files_are_one_grouped_finding_naming_each(tiny: Path) -> None:
+    rels = [f"n{k}.txt" for k in range(4)]
+    for r in rels:
+        (tiny / r).write_text(r)
+    m = _create(tiny)
+    for r in rels:
+        _flip(tiny / r, 0)
+    (f,) = _errors(api.verify(tiny, m, options=_opts()))
+    assert f.code == "digest-mismatch" and sorted(f.items or ()) == rels
+    assert f.message.startswith("4 files' content differs from manifest")
+    # fail-fast: the first mismatch alone, and the run says it stopped early
+    rep = api.verify(tiny, m, options=_opts(fail_fast=True))
+    assert len(_errors(rep)) == 1 and _errors(rep)[0].items is None and rep.stopped_early
+
+
+def test_a_digest_the_caller_already_knows_is_compared_not_read(tiny: Path) -> None:
+    """``known_digests`` (a staged Git LFS pointer's oid) stands for the file's digest."""
+    m = _create(tiny)
+    good = {"vocab.txt": {"sha256": _sha(tiny / "vocab.txt")}}
+    rep = api.verify(tiny, m, options=_opts(known_digests=good))
+    assert rep.exit_status == 0 and rep.stats["files_from_known_digests"] == 1
+    assert rep.stats["files_hashed"] == len(m.files) - 1
+    bad = {"vocab.txt": {"sha256": "0" * 64}}
+    rep = api.verify(tiny, m, options=_opts(known_digests=bad))
+    (f,) = _errors(rep)
+    assert (f.code, f.path, f.actual) == ("digest-mismatch", "vocab.txt", "0" * 64)
+    assert "staged Git LFS pointer" in f.message
+
+
+def test_the_file_set_names_missing_extra_and_directories(tiny: Path) -> None:
+    m = _create(tiny)
+    assert m.directories == ["empty"]
+    (tiny / "sub" / "a.txt").unlink()
+    (tiny / "new.txt").write_text("x")
+    (tiny / "empty").rmdir()
+    (tiny / "stray").mkdir()
+    rep = api.verify(tiny, m, options=_opts())
+    got = sorted((f.code, f.path) for f in _errors(rep))
+    assert got == [("extra-directory", "stray"), ("extra-file", "new.txt"), ("missing-directory", "empty"), ("missing-file", "sub/a.txt")]
+    assert rep.exit_status == 1
+
+
+def test_many_missing_files_are_grouped(tiny: Path) -> None:
+    for k in range(5):
+        (tiny / f"x{k}.txt").write_text(str(k))
+    m = _create(tiny)
+    for k in range(5):
+        (tiny / f"x{k}.txt").unlink()
+    (f,) = _errors(api.verify(tiny, m, options=_opts()))
+    assert f.code == "missing-file" and f.items == tuple(f"x{k}.txt" for k in range(5))
+    assert f.message.startswith("5 files listed in the manifest are not in the directory: x0.txt, x1.txt, x2.txt, ...")
+
+
+def test_the_stat_cache_answers_for_unchanged_files_only(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import statcache
+
+    monkeypatch.setenv(statcache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)
+    m = api.create(tiny, write=False, options=Options(chunk_size=CHUNK, integrity_only=True))
+    rep = api.verify(tiny, m, options=Options(integrity_only=True))
+    # every file, the weights verified by chunks too (their cache entry holds every chunk digest)
+    assert rep.exit_status == 0 and rep.stats["files_hashed"] == 0 and rep.stats["files_by_chunks"] == 1
+    assert sorted(rep.facts["trusted_from_cache"]) == sorted(m.files) and rep.stats["files_from_cache"] == len(m.files)
+    assert "digests (stat cache)" in rep.checked
+    os.utime(tiny / "vocab.txt", ns=(1, 1))
+    rep = api.verify(tiny, m, options=Options(integrity_only=True))
+    assert rep.stats["files_hashed"] == 1 and "vocab.txt" not in rep.facts["trusted_from_cache"]
+    assert rep.stats["bytes_hashed"] == (tiny / "vocab.txt").stat().st_size
+
+
+# -- discovery --------------------------------------------------------------------------------------
+
+
+def test_discovery_lists_regular_files_sorted_with_their_stat(tiny: Path) -> None:
+    art = discover(tiny)
+    want = sorted(p.relative_to(tiny).as_posix() for p in tiny.rglob("*") if p.is_file())
+    assert list(art.files) == want == art.paths() and art.problems == []
+    assert art.dirs == ["empty", "sub", "sub/deep"]
+    for rel, info in art.files.items():
+        st = os.lstat(tiny / rel)
+        assert (info.path, info.size, info.mtime_ns, info.ino, info.dev, info.ctime_ns, info.source) == (
+            rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns, None)
+        assert info.stat_key() == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    assert "vocab.txt" in art and "nope" not in art
+    assert art.with_suffix(".txt", ".json") == ["config.json", "sub/a.txt", "sub/deep/b.txt", "vocab.txt"]
+    assert empty_dirs(art) == ["empty"]
+
+
+def test_discovery_ignores_the_roots_git_dir_and_the_manifest_only(tiny: Path) -> None:
+    (tiny / ".git").mkdir()
+    (tiny / ".git" / "HEAD").write_text("ref")
+    (tiny / "sub" / ".git").mkdir()
+    (tiny / "sub" / ".git" / "x").write_text("x")
+    (tiny / "manifest.json").write_text("{}")
+    (tiny / "sub" / "manifest.json").write_text("{}")
+    art = discover(tiny)
+    assert ".git/HEAD" not in art and "manifest.json" not in art and ".git" not in art.dirs
+    assert "sub/.git/x" in art and "sub/manifest.json" in art and "sub/.git" in art.dirs
+    assert is_ignored(".git/a/b", DEFAULT_IGNORE) and not is_ignored("a/.git/b", DEFAULT_IGNORE)
+    assert not is_ignored("x", ["/"]) and is_ignored("a/b", ["a/b"]) and not is_ignored("a/bc", ["a/b"])
+    assert not is_ignored("a/b", ["a/b/"]) and is_ignored("a/b/c", ["a/b/"])
+
+
+def test_every_non_regular_entry_is_a_finding_and_never_a_file(tiny: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("o")
+    os.symlink("vocab.txt", tiny / "inside-link")
+    os.symlink(outside, tiny / "out-link")
+    os.symlink("nowhere", tiny / "dangling")
+    os.symlink("loop", tiny / "loop")
+    os.symlink("sub", tiny / "dir-link")
+    os.mkfifo(tiny / "fifo")
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(str(tiny / "sock"))
+    except OSError:  # the path is too long for AF_UNIX
+        pass
+    (tiny / "A.txt").write_text("1")
+    (tiny / "a.txt").write_text("2")
+    art = discover(tiny)
+    s.close()
+    codes = {f.path: f.code for f in art.problems}
+    assert codes["inside-link"] == "unsupported-file" and codes["dir-link"] == "unsupported-file"
+    assert codes["out-link"] == "unsafe-path" and codes["loop"] == "unsafe-path"
+    assert codes["fifo"] == "unsupported-file"
+    assert codes["a.txt"] == "path-collision"
+    assert "dangling" in codes
+    for p in ("inside-link", "out-link", "dangling", "loop", "dir-link", "fifo", "sock"):
+        assert p not in art.files
+    assert "loop" in next(f.message for f in art.problems if f.path == "loop")
+    assert "outside the directory" in next(f.message for f in art.problems if f.path == "out-link")
+    assert "fifo" in next(f.message for f in art.problems if f.path == "fifo").lower()
+
+
+def test_links_into_the_allowed_store_are_followed_and_others_refused(tmp_path: Path) -> None:
+    store, snap = tmp_path / "blobs", tmp_path / "snap"
+    store.mkdir()
+    snap.mkdir()
+    (store / "b1").write_bytes(b"12345")
+    (tmp_path / "elsewhere").write_bytes(b"x")
+    os.symlink(store / "b1", snap / "ok")
+    os.symlink(tmp_path / "elsewhere", snap / "out")
+    os.symlink(store / "missing", snap / "gone")
+    os.symlink(store, snap / "dirlink")
+    art = discover(snap, follow_links_into=store)
+    st = os.stat(store / "b1")
+    info = art.files["ok"]
+    assert (info.size, info.ino, info.source, info.ctime_ns) == (5, st.st_ino, str(store / "b1"), st.st_ctime_ns)
+    assert sorted(art.files) == ["ok"]
+    assert {f.path: f.code for f in art.problems} == {"out": "unsafe-path", "gone": "unsafe-path", "dirlink": "unsafe-path"}
+    with art.open("ok") as f:
+        assert f.read() == b"12345"
+
+
+def test_unsafe_names_are_refused_unread(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "ok").write_text("x")
+    (d / "new\nline").write_text("x")
+    (d / "bad\\dir").mkdir()
+    (d / "bad\\dir" / "inner").write_text("x")
+    art = discover(d)
+    assert list(art.files) == ["ok"] and art.dirs == []
+    shown = {f.path: (f.code, f.message) for f in art.problems}
+    assert shown["new\\nline"][0] == "unsafe-path" and "newline" in shown["new\\nline"][1]
+    assert shown["bad\\\\dir"] == ("unsafe-path", "directory: backslash in path; nothing below it is read")
+    assert shown["bad\\\\dir/inner"] == ("unsafe-path", "backslash in path; the file is not read")
+    assert len(art.problems) == 3
+
+
+def test_a_root_that_is_not_a_readable_directory_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read directory") as e:
+        discover(tmp_path / "nope")
+    assert e.value.code == "unreadable"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="is not a directory") as e:
+        discover(tmp_path / "f")
+    assert e.value.code == "unreadable"
+
+
+def test_reading_side_files_is_capped_and_memoized(tiny: Path) -> None:
+    art = discover(tiny)
+    assert art.read_bytes("vocab.txt") == (tiny / "vocab.txt").read_bytes()
+    n = art.files["vocab.txt"].size
+    assert art.read_bytes("vocab.txt", cap=n) == (tiny / "vocab.txt").read_bytes()
+    with pytest.raises(InputError, match=f"{n} bytes, over the {n - 1}-byte cap"):
+        art.read_bytes("vocab.txt", cap=n - 1)
+    first = art.read_json("config.json")
+    assert first == {"model_type": "bert"} and art.read_json("config.json") is first
+    (tiny / "config.json").write_text('{"model_type": "gpt2"}')  # memoized: read once per run
+    assert art.read_json("config.json") is first
+    calls = []
+    assert art.memo("k", lambda: calls.append(1) or 7) == 7 and art.memo("k", lambda: calls.append(1) or 8) == 7 and calls == [1]
+    with pytest.raises(Exception) as e1:
+        art.read_json("vocab.txt")
+    with pytest.raises(Exception) as e2:
+        art.read_json("vocab.txt")
+    assert e1.value is e2.value
+
+
+def test_a_file_grown_past_the_cap_while_read_is_refused(tiny: Path) -> None:
+    art = discover(tiny)
+    n = art.files["vocab.txt"].size
+    with open(tiny / "vocab.txt", "ab") as f:
+        f.write(b"more")
+    with pytest.raises(InputError, match="grew past the"):
+        art.read_bytes("vocab.txt", cap=n)
+
+
+def test_a_directory_swapped_for_a_link_after_discovery_is_not_followed(tiny: Path, tmp_path: Path) -> None:
+    art = discover(tiny)
+    other = tmp_path / "other"
+    (other / "deep").mkdir(parents=True)
+    (other / "deep" / "b.txt").write_text("evil")
+    os.rename(tiny / "sub", tmp_path / "moved")
+    os.symlink(other, tiny / "sub")
+    with pytest.raises(NotADirectoryError):  # O_DIRECTORY | O_NOFOLLOW on a link: ENOTDIR (verify: unreadable)
+        art.open("sub/deep/b.txt")
+    os.unlink(tiny / "vocab.txt")
+    os.symlink(other / "deep" / "b.txt", tiny / "vocab.txt")
+    with pytest.raises(InputError, match="became a symlink"):
+        art.open("vocab.txt")
+
+
+def test_a_file_replaced_by_a_fifo_is_refused_without_blocking(tiny: Path) -> None:
+    art = discover(tiny)
+    os.unlink(tiny / "vocab.txt")
+    os.mkfifo(tiny / "vocab.txt")
+    with pytest.raises(InputError, match="no longer a regular file") as e:
+        art.open("vocab.txt")
+    assert e.value.code == "unsupported-file"
+
+
+def test_path_helpers() -> None:
+    assert is_within("/a/b", "/a/b") and is_within("/a/b/c", "/a/b") and is_within("/a/b/c", "/a/b/")
+    assert not is_within("/a/bc", "/a/b") and not is_within("/a", "/a/b")
+    assert ancestors(["a/b/c", "a/b/d", "x", "e/f"]) == {"a", "a/b", "e"}
+    assert ancestors(["a/b/c/d", "a/x"]) == {"a", "a/b", "a/b/c"}
+    assert unaccounted_dirs(["a", "a/b", "c", "d", "e/f"], ["a/b/x"], ["d", "e/f"]) == ["c"]
+
+
+def test_literal_rel_names_the_path_as_written(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "sub").mkdir(parents=True)
+    assert literal_rel(root / "manifest.json", root) == "manifest.json"
+    assert literal_rel(root / "sub" / "m.json", root) == "sub/m.json"
+    assert literal_rel(root, root) is None and literal_rel(tmp_path / "x.json", root) is None
+    assert literal_rel(tmp_path / "rr" / "m.json", root) is None
+    (tmp_path / "far" / "away").mkdir(parents=True)
+    os.symlink(tmp_path / "far" / "away", root / "link")
+    assert literal_rel(root / "link" / ".." / "m.json", root) is None  # climbs through a symlinked dir
+    assert literal_rel(root / "nodir" / "m.json", root) is None
+
+
+def test_an_artifact_opens_only_what_discovery_listed(tiny: Path) -> None:
+    art = Artifact(root=tiny, files={})
+    with pytest.raises(KeyError):
+        art.open("vocab.txt")
+    art = discover(tiny)
+    f, st = art.open_with_stat("sub/deep/b.txt")
+    with f:
+        assert f.read() == b"bb" and st.st_ino == os.stat(tiny / "sub/deep/b.txt").st_ino
+    info = art.files["sub/a.txt"]
+    assert isinstance(info, FileInfo) and info.source is None
+
+
+# -- the finding mapping ------------------------------------------------------------------------------
+
+
+def test_examples_name_the_first_few_and_mark_the_rest() -> None:
+    assert examples(["a", "b", "c"]) == "a, b, c"
+    assert examples(["a", "b", "c", "d"]) == "a, b, c, ..."
+    assert examples(["a", "b"], n=1) == "a, ..."
+    assert examples(["a"], quote=True) == "'a'"
+    assert examples([]) == ""
+
+
+def _f(path: str, code: str = "missing-file", **kw: Any) -> Finding:
+    return Finding.of(code, "m", path=path, **kw)
+
+
+def test_repeats_group_from_four_in_place_of_the_first() -> None:
+    three = [_f(f"p{k}") for k in range(3)]
+    assert group_repeats(three, lambda f: f.code, lambda fs, items: "x") == three
+    head, tail = _f("head", "extra-file"), _f("tail", "missing-directory")
+    four = [_f(f"p{k}", expected=1, actual=k) for k in range(4)]
+    seen: list[Any] = []
+    out = group_repeats([head, *four, tail], lambda f: f.code, lambda fs, items: seen.append((fs, items)) or "grouped")
+    assert [g.path for g in out] == ["head", None, "tail"]
+    g = out[1]
+    assert (g.code, g.message, g.items, g.expected, g.actual, g.severity) == ("missing-file", "grouped", ("p0", "p1", "p2", "p3"), 1, None,
+                                                                               Severity.ERROR)
+    assert seen == [(four, ("p0", "p1", "p2", "p3"))]
+    same = [_f("same", actual=k) for k in range(4)]
+    assert group_repeats(same, lambda f: f.code, lambda fs, items: "g")[0].path == "same"
+
+
+def test_repeats_with_no_key_or_different_keys_stay_apart() -> None:
+    fs = [_f(f"p{k}") for k in range(5)]
+    assert group_repeats(fs, lambda f: None, lambda fs, items: "x") == fs
+    mixed = [_f(f"p{k}", actual=k % 2) for k in range(6)]
+    out = group_repeats(mixed, lambda f: f.actual, lambda fs, items: "x")
+    assert out == [mixed[k] for k in (0, 2, 4, 1, 3, 5)]  # two keys of three each: under four, none grouped (each key's together)
+    out = group_repeats(mixed, lambda f: f.actual, lambda fs, items: "x", min_count=3)
+    assert [g.items for g in out] == [("p0", "p2", "p4"), ("p1", "p3", "p5")]
+    out = group_repeats(fs, lambda f: 1, lambda fs, items: "x", subject=lambda f: f.path.upper())  # type: ignore[union-attr]
+    assert out[0].items == ("P0", "P1", "P2", "P3", "P4")
+    warn = [_f(f"w{k}", severity=Severity.WARNING) for k in range(2)] + [_f(f"e{k}") for k in range(2)]
+    assert group_repeats(warn, lambda f: 1, lambda fs, items: "x") == warn  # a severity is part of the key
+    codes = [_f(f"a{k}") for k in range(2)] + [_f(f"b{k}", "extra-file") for k in range(2)]
+    assert group_repeats(codes, lambda f: 1, lambda fs, items: "x") == codes  # so is the code
