@@ -364,6 +364,11 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         report.mark_checked("signature")
     elif opts.integrity_only:
         report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY}")
+    elif opts.identities and not opts.cas:  # Sigstore identities alone: a manifest is never signed keylessly
+        report.mark_not_checked("signature", "only Sigstore identities were given, which verify OMS bundles (--oms), not manifests")
+        msg = ("only Sigstore identities (--identity/--issuer) were given, and a manifest is signed with keys, never keylessly: "
+               "nothing given can establish its authenticity")
+        _emit(report, [Finding.of("untrusted-key", msg, hint="pass the publisher's public key with --key, or verify their OMS bundle with --oms")], opts)
     else:
         report.mark_not_checked("signature", "no trust anchor (--key) given: the manifest's authenticity is not established")
     if m.signatures and not m.cryptographic:

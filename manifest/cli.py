@@ -55,6 +55,18 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def sigstore_identities(identities: tuple[str, ...], issuers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``--identity``/``--issuer`` pairs, by position: each identity needs its issuer (an
+    identity alone would accept a certificate from any OIDC provider that vouches for the name)."""
+    if len(identities) != len(issuers):
+        raise UsageError(f"--identity and --issuer come in pairs (one issuer per identity): got {len(identities)} --identity and "
+                         f"{len(issuers)} --issuer")
+    for value, flag in [*((i, "--identity") for i in identities), *((i, "--issuer") for i in issuers)]:
+        if not value.strip():
+            raise UsageError(f"{flag} must not be empty")
+    return list(zip(identities, issuers, strict=True))
+
+
 def _emit_report(report: Any, fmt: Format) -> None:
     click.echo(render(report, fmt), nl=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -190,24 +202,36 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
               help="Verify an OpenSSF Model Signing bundle instead of a manifest (DIR may then be the one file a single-file bundle signs).")
 @click.option("--allow-symlinks", is_flag=True,
               help="With --oms: follow symlinks to regular files inside the model (model_signing --allow_symlinks); a link out stays a finding.")
+@click.option("--identity", "identities", multiple=True, metavar="ID",
+              help="Sigstore keyless (--oms): a signer identity to accept (the certificate's SAN, e.g. an email). Paired in order with --issuer; repeatable.")
+@click.option("--issuer", "issuers", multiple=True, metavar="URL",
+              help="The OIDC issuer paired with the --identity at the same position, e.g. https://accounts.google.com.")
+@click.option("--trusted-root", "trusted_root", type=click.Path(dir_okay=False), default=None,
+              help="Sigstore trusted root (or client trust configuration) JSON of a private deployment "
+                   "(default: the public-good root shipped with sigstore; nothing is fetched).")
 @click.option("--require", "requires", multiple=True, help="Also check this requirement specifier, e.g. 'torch>=2.6'. Repeatable.")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
 def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], no_signature: bool, expect_model: str | None,
            expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None, allow_symlinks: bool,
+           identities: tuple[str, ...], issuers: tuple[str, ...], trusted_root: str | None,
            requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
            memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
     if no_signature and key_paths:
         raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")
+    pairs = sigstore_identities(identities, issuers)
+    if trusted_root and not pairs:
+        raise UsageError("--trusted-root is the root of Sigstore (keyless) verification: pass it with --identity ID --issuer URL")
     keys: list[Any] = []
     if key_paths:  # cryptography is imported only when there is a key
         from .signing import load_public_key
 
         keys = [load_public_key(k) for k in key_paths]
     opts = Options(
-        keys=keys, integrity_only=no_signature, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
+        keys=keys, identities=pairs, trusted_root=trusted_root,
+        integrity_only=no_signature, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
         memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
         load=load, trust_remote_code=trust_remote_code, requires=list(requires), allow_symlinks=allow_symlinks,

@@ -55,6 +55,12 @@ _c("model-mismatch", "The manifest belongs to another model than --expect-model 
 _c("revision-mismatch", "The manifest belongs to another revision than --expect-revision names (replay of an older manifest).", group="trust", hint="use the manifest of this revision (an older manifest may be replayed), or correct --expect-revision")
 _c("manifest-expired", "The manifest's expiry time has passed.", group="trust", hint="ask the publisher for a fresh manifest (`manifest create DIR --expires ... --key PRIVATE_KEY.pem`)")
 _c("manifest-symlink", "The manifest (or OMS bundle) inside the directory is a symlink: it must be a regular file; what it points to is checked like any other entry, never left out.", group="manifest", hint="put the manifest there as a regular file (not a link), or keep it outside the directory and pass it with -m")
+_c("identity-mismatch", "A Sigstore (keyless) bundle's certificate names a signer identity (SAN) or OIDC issuer other than every --identity/--issuer pair given, or no pair was given beside other trust anchors.",
+   group="trust", hint="pass the publisher's identity and OIDC issuer with --identity ID --issuer URL (the finding names the ones the certificate claims), or get a bundle signed by an identity you trust")
+_c("certificate-untrusted", "A Sigstore signing certificate does not chain to a Fulcio root of the trusted root at the time of signing, or lacks a valid SCT or the code-signing usage.",
+   group="trust", hint="check that the bundle comes from the Sigstore instance you trust (--trusted-root FILE for a private one); otherwise it is forged or damaged: get it again from the publisher")
+_c("transparency-log-invalid", "A Sigstore bundle's Rekor transparency log entry (inclusion proof, checkpoint, signed entry timestamp) does not verify with the trusted root, or does not match the signature it records; or no verified time of signing exists.",
+   group="trust", hint="get the bundle again from the publisher; a bundle from a private Sigstore instance needs its trusted root (--trusted-root FILE)")
 _c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust", hint="pass a PEM Ed25519 or ECDSA P-256 key (make a pair with `manifest keygen`)")
 # -- file set ---------------------------------------------------------------------
 _c("missing-file", "A file the manifest lists is not in the directory.", hint="restore the file from the original checkpoint (download it again); if it was removed on purpose, create the manifest again")

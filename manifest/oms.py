@@ -311,6 +311,7 @@ class Bundle:
     shard_size: int | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # shards: path -> size (its last shard's end)
     allow_symlinks: bool = False  # the signer followed symlinks
+    raw: bytes = b""  # the bundle file's bytes, as read once (a Sigstore verification reads the same bytes)
 
     @property
     def single_file(self) -> bool:
@@ -482,6 +483,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         shard_size=shard_size,
         sizes=sizes,
         allow_symlinks=ser["allow_symlinks"],
+        raw=data,
     )
 
 
@@ -581,8 +583,25 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
         _emit(report, b.unsafe, opts)
         # 1. Trust: no trust anchor, no pass (unless --no-signature asks for integrity only).
         no_anchor: tuple[str, str] | None = None
-        if b.material != "publicKey":
-            tool = "sigstore" if b.material == "certificate" else "certificate"
+        if b.material == "certificate":  # Sigstore keyless: a Fulcio certificate and a Rekor entry
+            if opts.integrity_only:
+                report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY} (the bundle is signed keylessly with Sigstore)")
+            elif opts.has_anchor:
+                from .keyless import verify_sigstore
+
+                result = verify_sigstore(b, opts.identities, opts.trusted_root)
+                report.facts["sigstore"] = result.facts
+                _emit(report, result.findings, opts)
+                report.mark_checked("signature")
+            else:
+                report.mark_not_checked("signature", "no trust anchor (--identity/--issuer) given: the bundle's authenticity is not established")
+                no_anchor = (
+                    "the OMS bundle is signed keylessly with Sigstore, but no --identity/--issuer pair was given to check it against: "
+                    "anyone can get a Sigstore certificate, so its authenticity is not established",
+                    "pass the signer's --identity ID --issuer URL, or --no-signature for an integrity-only check",
+                )
+        elif b.material != "publicKey":
+            tool = "certificate"
             if opts.keys:
                 raise OmsUnsupported(
                     f"OMS bundle is signed with a {b.material}; verify it with `model_signing verify "
@@ -597,11 +616,17 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
                     "authenticity",
                     f"check the signature with `model_signing verify {tool}`, then run with --no-signature for an integrity-only check",
                 )
+                if opts.has_anchor:  # --identity (or --ca) alone: no pass for a bundle no given anchor can check
+                    _emit(report, [Finding.of("untrusted-key", no_anchor[0], hint=no_anchor[1])], opts)
         elif opts.keys:
             _emit(report, check_bundle_signature(b, opts.keys), opts)
             report.mark_checked("signature")
         elif opts.integrity_only:
             report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY}")
+        elif opts.has_anchor:  # only --identity (or --ca): none can check a key signature
+            report.mark_not_checked("signature", "the bundle is signed with a public key, and no --key was given")
+            _emit(report, [Finding.of("untrusted-key", f"the OMS bundle is signed with a public key ({(b.hint or '?')[:16]}...), "
+                                      "but only Sigstore identities or CA roots were given, which cannot verify a key signature")], opts)
         else:
             report.mark_not_checked("signature", "no trust anchor (--key) given: the bundle's authenticity is not established")
             no_anchor = (_no_anchor_message("the OMS bundle", [b.hint] if b.hint else [], signed=True), NO_ANCHOR_HINT)

@@ -282,14 +282,16 @@ def test_valid_conformance_vectors_parse_and_match_the_schema(vector: str, valid
     # key, certificate and Sigstore bundles alike: no trust anchor, no pass
     assert r.codes()[-1] == "no-trust-anchor"
     hint = r.findings[-1].hint or ""
-    assert ("--key" in hint) if vector.startswith("key") else ("model_signing verify" in hint)
+    assert {"key": "--key", "sigstore": "--identity ID --issuer URL", "certificate": "model_signing verify"}[vector.split(".", maxsplit=1)[0]] in hint
     assert "--no-signature" in hint
     r = verify_oms(tmp_path, path, options=Options(integrity_only=True))
     assert "no-trust-anchor" not in r.codes() and r.integrity_only and "signature" in r.not_checked
-    # with a key: the key bundle names another signer; certificate bundles are not ours to check
+    # with a key: the key bundle names another signer, the Sigstore bundle a signer identity that no key stands for
     opts = Options(keys=[load_public_key(signed["pub"])])
     if vector.startswith("key"):
         assert "untrusted-key" in verify_oms(tmp_path, path, options=opts).codes()
+    elif vector.startswith("sigstore"):
+        assert "identity-mismatch" in verify_oms(tmp_path, path, options=opts).codes()
     else:
         with pytest.raises(ManifestError) as e:
             verify_oms(tmp_path, path, options=opts)

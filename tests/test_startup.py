@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema")
+HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema", "sigstore")
 # Not heavy, but only needed for a signature or a platform cache directory.
 ON_DEMAND = ("cryptography", "platformdirs")
 
@@ -78,6 +78,23 @@ def test_verify_with_a_key_imports_cryptography_but_nothing_heavy(signed: tuple[
     assert code == 0
     assert "cryptography" in mods  # the probe does see imports
     assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_only_a_sigstore_verification_imports_sigstore(tmp_path: Path) -> None:
+    """The real Sigstore vector: verified keylessly, sigstore is imported (so the probe sees
+    it); checked for integrity only, it is not."""
+    vector = Path(__file__).resolve().parent / "assets" / "oms-v1.0" / "test-vectors" / "v1.0" / "valid" / "sigstore.bundle.json"
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("signme-1", "signme-2"):
+        (model / name).write_bytes(name.encode())
+    code, mods = run_probe("verify", str(model), "--oms", str(vector), "--no-signature", cwd=tmp_path)
+    assert code == 0
+    assert not mods & set(HEAVY + ON_DEMAND), mods & set(HEAVY + ON_DEMAND)
+    code, mods = run_probe("verify", str(model), "--oms", str(vector), "--identity", "stefanb@us.ibm.com",
+                           "--issuer", "https://sigstore.verify.ibm.com/oauth2", cwd=tmp_path)
+    assert code == 0
+    assert "sigstore" in mods and not mods & (set(HEAVY) - {"sigstore"}), mods & set(HEAVY)
 
 
 def test_create_and_check_import_nothing_heavy(minilm: Path, tmp_path: Path) -> None:
