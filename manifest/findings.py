@@ -61,6 +61,8 @@ _c("certificate-untrusted", "A Sigstore signing certificate does not chain to a 
    group="trust", hint="check that the bundle comes from the Sigstore instance you trust (--trusted-root FILE for a private one); otherwise it is forged or damaged: get it again from the publisher")
 _c("transparency-log-invalid", "A Sigstore bundle's Rekor transparency log entry (inclusion proof, checkpoint, signed entry timestamp) does not verify with the trusted root, or does not match the signature it records; or no verified time of signing exists.",
    group="trust", hint="get the bundle again from the publisher; a bundle from a private Sigstore instance needs its trusted root (--trusted-root FILE)")
+_c("timestamp-unverified", "A Sigstore bundle's RFC 3161 signed timestamp does not verify with the trusted root's timestamp authorities; it was not counted, and the Rekor entry alone gave the time of signing.",
+   Severity.WARNING, group="trust", hint="a bundle from a newer timestamp authority needs a newer trusted root (upgrade sigstore, or --trusted-root FILE); otherwise the timestamp was damaged: get the bundle again")
 _c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust", hint="pass a PEM Ed25519 or ECDSA P-256 key (make a pair with `manifest keygen`)")
 # -- file set ---------------------------------------------------------------------
 _c("missing-file", "A file the manifest lists is not in the directory.", hint="restore the file from the original checkpoint (download it again); if it was removed on purpose, create the manifest again")

@@ -204,6 +204,16 @@ def _dsse_verifies(cert: Any, b: Any) -> bool:
     return True
 
 
+def _verified_timestamps(verifier: Any, bundle: Any) -> list[str]:
+    """The times of the bundle's RFC 3161 signed timestamps that verify with the trusted
+    root's timestamp authorities (sigstore's own check, which skips the others silently)."""
+    try:
+        results = verifier._verify_timestamp_authority(bundle)
+    except Exception:  # an unusable timestamp verifies nothing
+        return []
+    return [r.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for r in results]
+
+
 def parse_sigstore_bundle(raw: bytes) -> Any:
     """``sigstore.models.Bundle`` from the bundle's bytes; :class:`ManifestInvalid` (exit 2) if sigstore refuses it."""
     _sigstore()
@@ -263,6 +273,15 @@ def verify_sigstore(b: Any, identities: list[tuple[str, str]], trusted_root: str
     if failure is None:
         if payload_type != b.payload_type or verified != b.payload:  # the payload checked against the files must be the one verified
             out.findings.append(Finding.of("signature-invalid", "the payload sigstore verified is not the bundle's DSSE payload"))
+        present = out.facts["signed_timestamps"]
+        times = _verified_timestamps(verifier, bundle) if present else []
+        out.facts["verified_timestamps"] = times
+        good = len(times)
+        if good < present:  # sigstore counts only the ones that verify: say so rather than let the fact suggest otherwise
+            out.findings.append(Finding.of(
+                "timestamp-unverified",
+                f"{present - good} of the bundle's {present} signed timestamps do not verify with the timestamp authorities of "
+                f"{tr.source}; the time of signing came from the Rekor entry alone"))
     elif isinstance(failure, CertValidationError):
         out.findings.append(Finding.of("certificate-untrusted", f"the Sigstore signing certificate of {_who(sans, issuer)} does not chain to a "
                                        f"Fulcio root of {tr.source} at the time of signing: {_one(failure)}"))

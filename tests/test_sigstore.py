@@ -120,7 +120,7 @@ def test_the_real_sigstore_vector_verifies_offline_in_both_tools(model: Path, cl
     assert rep["verdict"] == "pass" and {"signature", "digests"} <= set(rep["checked"])
     facts = rep["facts"]["sigstore"]
     assert facts["identity"] == [claims["identity"]] and facts["issuer"] == claims["issuer"]
-    assert facts["integrated_time"] == claims["integrated"] and facts["signed_timestamps"] == 1
+    assert facts["integrated_time"] == claims["integrated"] and facts["signed_timestamps"] == 1 and len(facts["verified_timestamps"]) == 1
     assert facts["trusted_root"].startswith("embedded public-good root (sigstore 4.")
     assert facts["trusted_root_newest"] >= "2025-09-23"
     r = model_signing(model, VECTOR, claims["identity"], claims["issuer"], trust_config, tmp_path)
@@ -186,6 +186,54 @@ def test_each_tampered_form_fails_in_both_tools(case: str, model: Path, claims: 
     assert r.errors() == [expected], r.out
     ms = model_signing(model, sig, identity, issuer, trust_config, tmp_path)
     assert ms.code == 1 and "Verification failed" in ms.out + ms.err, (ms.out, ms.err)
+
+
+def _drop_set(doc: dict) -> None:  # type: ignore[type-arg]
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
+
+
+def _drop_timestamp(doc: dict) -> None:  # type: ignore[type-arg]
+    del doc["verificationMaterial"]["timestampVerificationData"]
+
+
+def _damage_timestamp(doc: dict) -> None:  # type: ignore[type-arg]
+    t = doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+    raw = bytearray(base64.b64decode(t["signedTimestamp"]))
+    raw[-10] ^= 1  # inside the TSA's signature: the token still parses
+    t["signedTimestamp"] = base64.b64encode(bytes(raw)).decode()
+
+
+TIME_CASES = {  # name: (edits, manifest's exit status, its findings, model_signing verifies)
+    "log-time-only": ([_drop_timestamp], 0, [], True),
+    "signed-timestamp-only": ([_drop_set], 0, [], True),
+    "damaged-timestamp-beside-the-log-time": ([_damage_timestamp], 0, ["timestamp-unverified"], True),
+    "damaged-timestamp-alone": ([_damage_timestamp, _drop_set], 1, ["transparency-log-invalid"], False),
+    "no-time-at-all": ([_drop_timestamp, _drop_set], 2, None, False),
+}
+
+
+@pytest.mark.parametrize("case", list(TIME_CASES))
+def test_the_time_of_signing_comes_from_the_log_or_a_signed_timestamp(case: str, model: Path, claims: dict[str, str], trust_config: Path,
+                                                                      tmp_path: Path) -> None:
+    """Either verified source of time suffices (the Rekor integrated time, bound by its SET,
+    or an RFC 3161 signed timestamp); a signed timestamp that does not verify is not counted
+    (sigstore's rule), and manifest says so with a warning; with no source, nothing passes."""
+    edits, code, findings, ms_ok = TIME_CASES[case]
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        for e in edits:
+            e(doc)
+
+    sig = edited(tmp_path, change)
+    r = offline("manifest", "verify", model, "--oms", sig, "--identity", claims["identity"], "--issuer", claims["issuer"], "--json", "-q",
+                cwd=tmp_path)
+    assert r.code == code, (r.out, r.err)
+    if code == 2:
+        assert r.err.startswith("error[manifest-invalid]: OMS bundle: not a valid Sigstore bundle: ") and r.err.count("\n") == 1, r.err
+    else:
+        assert [f["code"] for f in json.loads(r.out)["findings"]] == findings, r.out
+    ms = model_signing(model, sig, claims["identity"], claims["issuer"], trust_config, tmp_path)
+    assert (ms.code == 0) == ms_ok, (ms.out, ms.err)
 
 
 def test_identity_pairs_are_repeatable_and_paired(model: Path, claims: dict[str, str], tmp_path: Path) -> None:
