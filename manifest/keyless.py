@@ -230,6 +230,9 @@ def verify_sigstore(b: Any, identities: list[tuple[str, str]], trusted_root: str
     against ``identities`` (accepted (SAN, OIDC issuer) pairs; one must match) and the
     trusted root, offline. Findings, never an exception, for a bundle that does not verify;
     :class:`ManifestError` (exit 2) for a bundle or trusted root that cannot be read."""
+    for pair in identities:  # an empty issuer would make sigstore's policy skip the issuer check
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(v, str) and v.strip() for v in pair)):
+            raise UsageError(f"a Sigstore identity is a pair of a non-empty identity and a non-empty OIDC issuer, not {str(pair)[:120]}")
     tr = load_trusted_root(trusted_root)
     bundle = parse_sigstore_bundle(b.raw)
     from sigstore.errors import CertValidationError, Error, VerificationError

@@ -315,3 +315,14 @@ def test_anchors_of_another_kind_never_pass(model: Path, claims: dict[str, str],
     assert offline("manifest", "create", model, "-q", cwd=tmp_path).code == 0
     r = manifest(model, *ident, cwd=tmp_path)
     assert r.code == 1 and r.errors() == ["untrusted-key"], r.out
+
+
+@pytest.mark.parametrize("pair", [("stefanb@us.ibm.com", ""), ("", "https://sigstore.verify.ibm.com/oauth2"), ("stefanb@us.ibm.com",)])
+def test_the_api_refuses_an_identity_without_its_issuer(pair: tuple[str, ...], model: Path) -> None:
+    """sigstore's Identity policy skips the issuer check for an empty issuer: never passed one."""
+    from manifest.errors import UsageError
+    from manifest.oms import verify_oms
+    from manifest.options import Options
+
+    with pytest.raises(UsageError):
+        verify_oms(model, VECTOR, options=Options(identities=[pair]))  # type: ignore[list-item]
