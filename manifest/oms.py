@@ -746,8 +746,14 @@ def _verify_files(b: Bundle, root: Path, settings: dict[str, Any], bundle_path: 
         report.mark_checked("sizes")
     else:
         report.mark_not_checked("sizes", "an OMS bundle by files records no sizes; the digests decide")
-    # Cheap format checks (headers, side files), as verify runs them.
-    _run_sections(art, all_sections(), None, opts, report)
+    # Cheap format checks (headers, side files), as verify runs them; a single file has no side files.
+    sections = all_sections()
+    if b.single_file:
+        for s in sections:
+            if s.name != "weights":
+                report.mark_not_checked(s.name, "a single-file model: no side files to check")
+        sections = [s for s in sections if s.name == "weights"]
+    _run_sections(art, sections, None, opts, report)
     if report.errors and not opts.exhaustive:
         report.mark_not_checked("digests", digests_skipped(len(report.errors)))
         return art
