@@ -270,8 +270,8 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: 
 @main.command()
 @click.option("-o", "--output", "prefix", default="manifest-key", show_default=True,
               help="Writes PREFIX.pem (private, mode 0600) and PREFIX.pub.pem; never over an existing path.")
-@click.option("--type", "kind", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519", show_default=True,
-              help="Key type (OpenSSF Model Signing accepts only ecdsa-p256).")
+@click.option("--type", "kind", type=click.Choice(["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ml-dsa-65"]), default="ed25519",
+              show_default=True, help="Key type. OpenSSF Model Signing (export --oms) takes the ECDSA ones; ml-dsa-65 is post-quantum (FIPS 204).")
 @click.option("--passphrase-env", default=None, metavar="VAR", help="Encrypt the private key with the passphrase in this environment variable.")
 @_one_line_errors
 def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
@@ -294,7 +294,7 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
 @click.option("--oms", "oms_path", required=True, type=click.Path(),
               help="Write an OpenSSF Model Signing (OMS v1.0) bundle here, e.g. model.sig (only an absent path or a regular file is replaced).")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False),
-              help="ECDSA P-256 private key (PEM) to sign the bundle with.")
+              help="ECDSA private key (PEM; P-256, P-384 or P-521) to sign the bundle with.")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to export (default DIR/manifest.json).")
 @click.option("--name", help="The bundle's subject name (default: the manifest's model id, else the directory name).")
 @click.option("--shard-size", default=None, metavar="SIZE",
@@ -314,7 +314,7 @@ def export(directory: str, oms_path: str, key_path: str, manifest_path: str | No
         left += (f"; a shard bundle cannot list empty files, so these are not signed (verify --oms warns of them): "
                  f"{', '.join(done.empty_files)}")
     what = f"{done.files} shards" if shard_size is not None else f"{done.files} files"
-    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {what}, signed with ECDSA P-256{left}", err=True)
+    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {what}, signed with {done.signer}{left}", err=True)
 
 
 @main.command()

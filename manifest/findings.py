@@ -63,7 +63,7 @@ _c("transparency-log-invalid", "A Sigstore bundle's Rekor transparency log entry
    group="trust", hint="get the bundle again from the publisher; a bundle from a private Sigstore instance needs its trusted root (--trusted-root FILE)")
 _c("timestamp-unverified", "A Sigstore bundle's RFC 3161 signed timestamp does not verify with the trusted root's timestamp authorities; it was not counted, and the Rekor entry alone gave the time of signing.",
    Severity.WARNING, group="trust", hint="a bundle from a newer timestamp authority needs a newer trusted root (upgrade sigstore, or --trusted-root FILE); otherwise the timestamp was damaged: get the bundle again")
-_c("key-invalid", "A key file cannot be read, or is not an Ed25519 or ECDSA P-256 key (exit 2).", group="trust", hint="pass a PEM Ed25519 or ECDSA P-256 key (make a pair with `manifest keygen`)")
+_c("key-invalid", "A key file cannot be read, or is not a supported key: Ed25519, ECDSA P-256/P-384/P-521 or ML-DSA-65 (exit 2).", group="trust", hint="pass a PEM Ed25519, ECDSA (P-256, P-384, P-521) or ML-DSA-65 key (make a pair with `manifest keygen`)")
 # -- file set ---------------------------------------------------------------------
 _c("missing-file", "A file the manifest lists is not in the directory.", hint="restore the file from the original checkpoint (download it again); if it was removed on purpose, create the manifest again")
 _c("extra-file", "The directory holds a file the manifest does not list.", hint="delete the file if it does not belong to the model; if it was added on purpose, create the manifest again")

@@ -108,12 +108,13 @@ def is_ignored(rel: str, ignore_paths: list[str] | tuple[str, ...]) -> bool:
 def _ec_key(key: Any) -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from .signing import load_private_key
+    from .signing import describe, load_private_key
 
     if isinstance(key, (str, os.PathLike)):
         key = load_private_key(key)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise UsageError("OMS key signing needs an ECDSA P-256 key (make one with: manifest keygen --type ecdsa-p256)")
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise UsageError(f"OMS key signing needs an ECDSA key (P-256, P-384 or P-521), not {describe(key)} "
+                         "(make one with: manifest keygen --type ecdsa-p256)")
     return key
 
 
@@ -208,13 +209,15 @@ def shard_digests(m: Any, root: Path | None, shard_size: int) -> dict[str, list[
 
 
 def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
-    """Wrap ``statement`` in a DSSE envelope signed by ``key`` (ECDSA P-256), inside a Sigstore bundle."""
-    from cryptography.hazmat.primitives import hashes
+    """Wrap ``statement`` in a DSSE envelope signed by ``key`` (ECDSA on P-256, P-384 or P-521,
+    hashing with the curve's SHA-2 as ``model_signing`` does), inside a Sigstore bundle."""
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .signing import ecdsa_hash
 
     key = _ec_key(key)
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
-    sig = key.sign(pae(payload), ec.ECDSA(hashes.SHA256()))
+    sig = key.sign(pae(payload), ec.ECDSA(ecdsa_hash(key)))
     return {
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": key_hint(key.public_key())}, "tlogEntries": []},
@@ -236,6 +239,7 @@ class Exported:
     bundle: dict[str, Any]
     directories: list[str] = field(default_factory=list)  # the manifest's empty directories: OMS cannot record them
     empty_files: list[str] = field(default_factory=list)  # shards: empty files, which get no shard (so are not signed)
+    signer: str = "ECDSA P-256"  # the signing key's type, e.g. "ECDSA P-384"
 
 
 def export_oms(
@@ -250,8 +254,8 @@ def export_oms(
     """Turn a manifest into a signed OMS v1.0 bundle at ``out``.
 
     ``manifest_or_dir``: a :class:`~manifest.document.Manifest`, a manifest file, or a
-    model directory holding ``manifest.json``. ``key``: an ECDSA P-256 private key (or
-    its PEM path). The bundle's own path is put outside the signing scope when it lies
+    model directory holding ``manifest.json``. ``key``: an ECDSA private key on P-256,
+    P-384 or P-521 (or its PEM path). The bundle's own path is put outside the signing scope when it lies
     in the model directory. Translation only: run ``manifest verify`` first to know the
     manifest matches the files. ``shard_size``: serialization by shards of that many bytes
     (model_signing's ``use_shard_serialization``); files larger than one shard are read
@@ -281,8 +285,10 @@ def export_oms(
     statement, dropped = build_statement(m, name=subject, extra_ignore=extra, shard_size=shard_size, shards=shards)
     bundle = sign_statement(statement, signing_key)
     write_output(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
+    from .signing import describe
+
     empty = [p for p in statement_files(m) if m.files[p].size == 0] if shard_size is not None else []
-    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle, list(m.directories), empty)
+    return Exported(out_path, len(statement["predicate"]["resources"]), dropped, bundle, list(m.directories), empty, describe(signing_key))
 
 
 def statement_files(m: Any) -> list[str]:
@@ -518,14 +524,16 @@ def _join_shards(named: dict[str, str], shard_size: int, hash_type: str) -> tupl
 
 # --------------------------------------------------------------------------- verify
 def check_bundle_signature(b: Bundle, keys: list[Any]) -> list[Finding]:
-    """At least one given ECDSA key must be the bundle's signer and verify the DSSE signature."""
+    """At least one given ECDSA key must be the bundle's signer and verify the DSSE signature
+    (over the curve's SHA-2: P-256 SHA-256, P-384 SHA-384, P-521 SHA-512)."""
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .signing import ecdsa_hash
 
     candidates = [k for k in keys if isinstance(k, ec.EllipticCurvePublicKey)]
     if not candidates:
-        raise UsageError("OMS bundles are signed with ECDSA keys: pass the signer's ECDSA P-256 public key with --key")
+        raise UsageError("OMS bundles are signed with ECDSA keys: pass the signer's ECDSA (P-256, P-384 or P-521) public key with --key")
     matching = [k for k in candidates if b.hint is None or key_hint(k) == b.hint]
     if not matching:
         return [
@@ -543,7 +551,7 @@ def check_bundle_signature(b: Bundle, keys: list[Any]) -> list[Finding]:
 
     def verifies(key: Any, sig: bytes) -> bool:
         try:
-            key.verify(sig, signed, ec.ECDSA(hashes.SHA256()))
+            key.verify(sig, signed, ec.ECDSA(ecdsa_hash(key)))
         except InvalidSignature:
             return False
         return True

@@ -1,9 +1,13 @@
-"""Keys and signatures: Ed25519 (default) or ECDSA P-256 over the manifest's RFC 8785
-canonical bytes. The verifier trusts only the public keys it is handed.
+"""Keys and signatures over the manifest's RFC 8785 canonical bytes: Ed25519 (default),
+ECDSA on P-256, P-384 or P-521, or ML-DSA-65 (FIPS 204, post-quantum). The verifier
+trusts only the public keys it is handed.
 
-A signature entry is ``{"keyid": hex, "alg": "ed25519"|"ecdsa-p256-sha256", "sig": base64}``;
-``keyid`` is the SHA-256 of the public key's SubjectPublicKeyInfo DER. The keyid only
-selects which given key to try; nothing in the manifest is ever trusted as a key.
+A signature entry is ``{"keyid": hex, "alg": ALG, "sig": base64}`` with ``ALG`` one of
+:data:`ALGS` (ECDSA hashes with the curve's own SHA-2, as ``model_signing`` does: P-256
+SHA-256, P-384 SHA-384, P-521 SHA-512; ML-DSA-65 is pure ML-DSA with an empty context);
+``keyid`` is the SHA-256 of the public key's SubjectPublicKeyInfo DER, for every type.
+The keyid only selects which given key to try; nothing in the manifest is ever trusted
+as a key.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,8 +28,20 @@ from .errors import InputError, UsageError
 from .findings import Finding
 from .fsutil import read_input
 
-PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
-PublicKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    PrivateKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, mldsa.MLDSA65PrivateKey]
+    PublicKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, mldsa.MLDSA65PublicKey]
+else:
+    PrivateKey = PublicKey = Any
+try:  # an older cryptography has no ML-DSA: such keys are then refused, the other types still work
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey as _MLDSA65Private
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PublicKey as _MLDSA65Public
+
+    _MLDSA65: tuple[type, ...] = (_MLDSA65Private, _MLDSA65Public)
+except ImportError:  # pragma: no cover - the test extra installs a cryptography with ML-DSA
+    _MLDSA65 = ()
 PASSPHRASE_ENV = "MANIFEST_KEY_PASSPHRASE"
 MAX_KEY_FILE = 64 * 1024
 MAX_TRIES_PER_KEY = 4  # signature entries tried per given key; more are ignored
@@ -36,18 +52,60 @@ def keyid(pub: PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def alg_of(key: PrivateKey | PublicKey) -> str:
+# keygen --type name -> (signature "alg", key description); the order is the help text's
+KEY_TYPES: dict[str, tuple[str, str]] = {
+    "ed25519": ("ed25519", "Ed25519"),
+    "ecdsa-p256": ("ecdsa-p256-sha256", "ECDSA P-256"),
+    "ecdsa-p384": ("ecdsa-p384-sha384", "ECDSA P-384"),
+    "ecdsa-p521": ("ecdsa-p521-sha512", "ECDSA P-521"),
+    "ml-dsa-65": ("ml-dsa-65", "ML-DSA-65"),
+}
+ALGS = tuple(alg for alg, _ in KEY_TYPES.values())
+SUPPORTED = "Ed25519, ECDSA P-256/P-384/P-521 or ML-DSA-65"
+_CURVES: dict[str, tuple[type[ec.EllipticCurve], hashes.HashAlgorithm]] = {  # keygen type -> curve, and its hash
+    "ecdsa-p256": (ec.SECP256R1, hashes.SHA256()),
+    "ecdsa-p384": (ec.SECP384R1, hashes.SHA384()),
+    "ecdsa-p521": (ec.SECP521R1, hashes.SHA512()),
+}
+
+
+def key_type(key: object) -> str | None:
+    """The keygen type name of a supported key (private or public), else ``None``."""
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return "ed25519"
-    return "ecdsa-p256-sha256"
+    if _MLDSA65 and isinstance(key, _MLDSA65):
+        return "ml-dsa-65"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return next((t for t, (curve, _) in _CURVES.items() if isinstance(key.curve, curve)), None)
+    return None
+
+
+def describe(key: PrivateKey | PublicKey) -> str:
+    """``ECDSA P-384``, ``ML-DSA-65``, ...: for messages."""
+    kind = key_type(key)
+    return KEY_TYPES[kind][1] if kind else type(key).__name__
+
+
+def ecdsa_hash(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    """The hash an ECDSA key signs with: its curve's own (P-256 SHA-256, P-384 SHA-384,
+    P-521 SHA-512), as ``model_signing`` pairs them."""
+    kind = key_type(key)
+    if kind not in _CURVES:
+        raise UsageError(f"ECDSA on {key.curve.name} is not supported (P-256, P-384 or P-521)")
+    return _CURVES[kind][1]
+
+
+def alg_of(key: PrivateKey | PublicKey) -> str:
+    kind = key_type(key)
+    if kind is None:
+        raise UsageError(f"{type(key).__name__} is not a supported key ({SUPPORTED})")
+    return KEY_TYPES[kind][0]
 
 
 def _check_type(key: object, path: str) -> None:
-    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
-        return
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(key.curve, ec.SECP256R1):
-        return
-    raise InputError(f"{path}: only Ed25519 and ECDSA P-256 keys are supported", code="key-invalid")
+    if key_type(key) is None:
+        what = f"ECDSA on {key.curve.name}" if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) else type(key).__name__
+        raise InputError(f"{path}: a {what} key is not supported (only {SUPPORTED} keys are)", code="key-invalid")
 
 
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:
@@ -80,12 +138,29 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     return key  # type: ignore[return-value]
 
 
+def mldsa_supported() -> bool:
+    """Whether ``cryptography`` has ML-DSA-65 and its OpenSSL (or AWS-LC) backend implements it."""
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    return bool(_MLDSA65) and bool(getattr(backend, "mldsa_supported", lambda: False)())
+
+
 def generate(kind: str = "ed25519") -> PrivateKey:
     if kind == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
-    if kind in ("ecdsa-p256", "p256", "ecdsa"):
-        return ec.generate_private_key(ec.SECP256R1())
-    raise UsageError(f"unknown key type {kind!r} (ed25519 or ecdsa-p256)")
+    if kind in ("p256", "ecdsa"):  # older spellings of ecdsa-p256
+        kind = "ecdsa-p256"
+    if kind in _CURVES:
+        return ec.generate_private_key(_CURVES[kind][0]())
+    if kind == "ml-dsa-65":
+        if not mldsa_supported():
+            from cryptography import __version__ as cryptography_version
+            from cryptography.hazmat.backends.openssl.backend import backend
+
+            raise UsageError(f"ML-DSA-65 keys need a cryptography with ML-DSA and a backend that implements it; this one "
+                             f"(cryptography {cryptography_version}, {backend.openssl_version_text()}) has none")
+        return _MLDSA65Private.generate()
+    raise UsageError(f"unknown key type {kind!r} ({', '.join(KEY_TYPES)})")
 
 
 def write_keypair(key: PrivateKey, private_path: Path, public_path: Path, passphrase: bytes | None = None) -> None:
@@ -127,10 +202,10 @@ def write_keypair(key: PrivateKey, private_path: Path, public_path: Path, passph
 
 
 def sign(data: bytes, key: PrivateKey) -> dict[str, str]:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        sig = key.sign(data, ec.ECDSA(ecdsa_hash(key)))
+    else:  # Ed25519, or ML-DSA-65 (pure, empty context)
         sig = key.sign(data)
-    else:
-        sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
     return {"keyid": keyid(key.public_key()), "alg": alg_of(key), "sig": base64.b64encode(sig).decode("ascii")}
 
 
@@ -147,10 +222,10 @@ def verify_one(pub: PublicKey, data: bytes, sig_b64: str, alg: str | None = None
     if base64.b64encode(sig).decode("ascii") != sig_b64:
         return False
     try:
-        if isinstance(pub, ed25519.Ed25519PublicKey):
-            pub.verify(sig, data)
+        if isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(sig, data, ec.ECDSA(ecdsa_hash(pub)))
         else:
-            pub.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+            pub.verify(sig, data)
     except InvalidSignature:
         return False
     return True

@@ -245,7 +245,7 @@ def test_wrong_key_is_untrusted_in_both_tools(cli, signed) -> None:
 def test_export_refuses_an_ed25519_key(cli, signed, keypair, tmp_path: Path) -> None:
     priv, _ = keypair
     r = cli("export", signed["model"], "--oms", tmp_path / "x.sig", "--key", priv)
-    assert r.code == 2 and r.err.count("\n") == 1 and "ECDSA P-256" in r.err
+    assert r.code == 2 and r.err.count("\n") == 1 and "needs an ECDSA key (P-256, P-384 or P-521), not Ed25519" in r.err
     assert not (tmp_path / "x.sig").exists()
 
 
