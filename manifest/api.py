@@ -86,10 +86,21 @@ def _identity(m: Manifest, signed: bytes | None = None) -> str:
     return manifest_identity(signed if signed is not None else m.signed_payload())
 
 
-def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """A directory, or ``ORG/NAME[@REVISION]`` in the local Hugging Face cache.
+def resolve_target(target: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """A directory, ``ORG/NAME[@REVISION]`` in the local Hugging Face cache, or an fsspec
+    URL (``s3://bucket/prefix``, ``gs://``, ``file://``; ``storage_options`` go to its backend).
 
-    Returns the root and discovery settings (the cache allows links into its blobs/)."""
+    Returns the root and discovery settings (the cache allows links into its blobs/; a
+    URL gives ``{"remote": RemoteTarget}``, see :mod:`manifest.remote`)."""
+    from .paths import is_url
+
+    if is_url(target):
+        from .remote import RemoteTarget
+
+        t = RemoteTarget.open(str(target), storage_options)
+        return Path(t.base), {"remote": t}
+    if storage_options:  # an empty mapping is no option: a caller may pass one for every target
+        raise UsageError("--storage-options applies to a URL target (s3://, gs://, file://), not to a local directory")
     p = Path(target)
     if p.is_dir() or os.path.lexists(p):
         from .hfcache import looks_like_repo_id
@@ -105,6 +116,10 @@ def resolve_target(target: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]
 
 def _target_facts(report: Report, target: str | os.PathLike[str], root: Path, settings: dict[str, Any]) -> None:
     """Which place was checked, and the exact path a loader must be given."""
+    remote = settings.get("remote")
+    if remote is not None:
+        report.facts["target"] = remote.facts()
+        return
     report.facts["snapshot_path"] = os.path.abspath(root)
     snap = settings.get("hub")
     if snap is not None:
@@ -122,6 +137,8 @@ def _target_facts(report: Report, target: str | os.PathLike[str], root: Path, se
 
 
 def _discover(root: Path, settings: dict[str, Any], ignore: list[str] | tuple[str, ...]) -> Artifact:
+    if "remote" in settings:
+        return settings["remote"].discover(ignore)
     art = discover(root, ignore=ignore, follow_links_into=settings.get("follow_links_into"))
     if "hub" in settings:
         art.memo("hub", lambda: settings["hub"])
@@ -139,14 +156,25 @@ def create(
     expires: str | None = None,
     options: Options | None = None,
     write: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Fingerprint ``path`` into a manifest; sign it with ``key``; write it atomically
-    to ``output`` (default ``path/manifest.json``) unless ``write`` is False."""
+    to ``output`` (default ``path/manifest.json``) unless ``write`` is False.
+
+    A URL target (``s3://bucket/prefix``) is read through fsspec; its manifest is
+    written to the local file ``output`` (required), never into the bucket."""
     opts = options or Options()
-    root, settings = resolve_target(path)
+    root, settings = resolve_target(path, storage_options)
     if output is None and "hub" in settings:
         raise UsageError("a manifest is never written into the Hugging Face cache: give -o FILE "
                          "(or create it in the model directory before `hf upload`)")
+    if "remote" in settings:
+        from .paths import is_url
+
+        if write and (output is None or is_url(output)):
+            raise UsageError(f"the manifest of a URL target is written to a local file: give -o FILE (then upload it to "
+                             f"{settings['remote'].url}/{DEFAULT_MANIFEST_NAME})")
+        opts = _remote_options(opts)
     out = Path(output) if output is not None else root / DEFAULT_MANIFEST_NAME
     algorithms = opts.algorithms or [DEFAULT_ALGORITHM]
     for a in algorithms:
@@ -155,7 +183,7 @@ def create(
     if key is not None and not any(ALGORITHMS[a].cryptographic for a in algorithms):
         raise UsageError("a signature over non-cryptographic digests alone (xxh3-128) would guarantee nothing: add sha256 or blake3")
     ignore = list(DEFAULT_IGNORE)
-    rel_out = literal_rel(out, root)  # the literal path: a symlink's target is never left out
+    rel_out = literal_rel(out, root) if "remote" not in settings else None  # the literal path: a symlink's target is never left out
     if rel_out is not None and rel_out not in ignore:
         ignore.append(rel_out)
     if expires is not None and parse_time(expires) <= datetime.now(timezone.utc):
@@ -306,6 +334,7 @@ def verify(
     *,
     manifest_path: str | os.PathLike[str] | None = None,
     options: Options | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **kw: Any,
 ) -> Report:
     """Verify ``path`` against its manifest. Never raises on a mismatch: every finding
@@ -314,11 +343,23 @@ def verify(
 
     ``manifest`` is a file (default ``path/manifest.json``) or a :class:`Manifest`
     already loaded, whose file ``manifest_path`` may name (it is then left out of the
-    file set and named in the report)."""
+    file set and named in the report).
+
+    ``path`` may be an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file://...``),
+    read with ``storage_options``; its manifest is ``manifest.json`` in the prefix unless
+    ``manifest`` names another (a local path or a URL). See :mod:`manifest.remote`."""
     opts = options or Options(**kw)
-    root, settings = resolve_target(path)
+    root, settings = resolve_target(path, storage_options)
+    remote = settings.get("remote")
+    mpath: Path | str | None
+    if remote is not None:
+        opts = _remote_options(opts)
     if isinstance(manifest, Manifest):
-        m, mpath = manifest, (Path(manifest_path) if manifest_path is not None else None)
+        m, mpath = manifest, (None if manifest_path is None else str(manifest_path) if remote is not None and is_url_target(manifest_path)
+                              else Path(manifest_path))
+    elif remote is not None and (manifest is None or is_url_target(manifest)):
+        data, mpath = remote.read_manifest(str(manifest) if manifest is not None else None, MAX_MANIFEST_BYTES)
+        m = Manifest.loads(data)
     else:
         mpath = Path(manifest) if manifest is not None else root / DEFAULT_MANIFEST_NAME
         if manifest is None:
@@ -337,6 +378,7 @@ def verify(
     from .diagnosis import apply
     from .hints import add_refresh
 
+    _remote_facts(report, settings)
     apply(report)
     add_refresh(report, m, report.manifest)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
@@ -351,7 +393,34 @@ def verify_or_raise(path: str | os.PathLike[str], manifest: Any = None, *, optio
     return report
 
 
-def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | None, opts: Options, report: Report) -> None:
+def is_url_target(target: Any) -> bool:
+    """A URL (``scheme://...``) rather than a local path."""
+    from .paths import is_url
+
+    return is_url(target)
+
+
+def _remote_options(opts: Options) -> Options:
+    """A remote target has no stat cache and no load tier (both need a local directory)."""
+    if opts.load:
+        raise UsageError("--load needs a local directory: download the model, then run the load tier on it")
+    import dataclasses
+
+    return dataclasses.replace(opts, use_cache=False)
+
+
+def _remote_facts(report: Report, settings: Mapping[str, Any]) -> None:
+    """What a remote run read (``facts.bytes_read``), and that no stat cache was used."""
+    remote = settings.get("remote")
+    if remote is None:
+        return
+    report.facts["bytes_read"] = remote.bytes_read
+    if remote._art is not None:
+        report.stats["read_requests"] = remote._art.requests
+    report.mark_not_checked("stat-cache", "a remote target has no stat cache: every digest is computed from the object's bytes")
+
+
+def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | str | None, opts: Options, report: Report) -> None:
     # 1. The manifest itself and trust.
     _emit(report, m.rejected, opts)
     signed = m.signed_payload()
@@ -377,7 +446,11 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
     _check_claims(m, opts, report)
     # 2. Discover; file set.
     ignore = list(m.ignore)
-    own = own_path(mpath, root, settings, "manifest") if mpath is not None else None
+    own: str | Finding | None
+    if "remote" in settings:
+        own = settings["remote"].rel_of(str(mpath)) if mpath is not None else None
+    else:
+        own = own_path(mpath, root, settings, "manifest") if mpath is not None else None
     if isinstance(own, Finding):
         _emit(report, [own], opts)
     elif own is not None:
@@ -409,9 +482,11 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
         raise UsageError(f"the manifest records no {', '.join(opts.algorithms)} digests (it has {', '.join(m.algorithms)})")
     # The digests are started now, so that the threads hash while this one checks headers
     # and side files; their results are used only if those checks pass (else the workers
-    # are stopped within one block), so the cheap checks still decide first.
-    pending = None
-    if algorithms and (opts.exhaustive or not report.errors):
+    # are stopped within one block), so the cheap checks still decide first. A remote
+    # target's digests start only after them: headers before download.
+    def start_digests() -> _PendingDigests | None:
+        if not algorithms or (report.errors and not opts.exhaustive):
+            return None
         expected: dict[str, Mapping[str, str]] = {p: e.digests for p, e in m.files.items()}
         cache_key = ("verify", str(root.resolve()), _identity(m, signed))
         chunked: dict[str, int] = {}
@@ -423,13 +498,17 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | Non
                 if p in m.chunks and p not in opts.known_digests:
                     chunked[p] = m.chunk_size
                     expected[p] = {ckey: "".join(m.chunks[p])}
-        pending = _start_digests(art, expected, sized, algorithms, opts, cache_key=cache_key, source="manifest", chunked=chunked)
+        return _start_digests(art, expected, sized, algorithms, opts, cache_key=cache_key, source="manifest", chunked=chunked)
+
+    pending = None if "remote" in settings else start_digests()
     try:
         # 4. Sections: headers, shard index, tokenizer, config, requirements (cheap, no full reads).
         sections = all_sections()
         _run_sections(art, sections, m.sections, opts, report)
         for k in sorted(m.sections.keys() - {s.name for s in sections}):
             report.mark_not_checked(f"section:{k}", "section unknown to this version of the tool")
+        if "remote" in settings:
+            pending = start_digests()
         # 5. Digests, unless the cheap checks already decided.
         if report.errors and not opts.exhaustive:
             report.mark_not_checked("digests", digests_skipped(len(report.errors)))
@@ -737,10 +816,14 @@ def _check_claims(m: Manifest, opts: Options, report: Report) -> None:
 
 
 # --------------------------------------------------------------------------- check
-def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw: Any) -> Report:
-    """Diagnose a checkpoint with no manifest: why would it not load?"""
+def check(path: str | os.PathLike[str], *, options: Options | None = None, storage_options: Mapping[str, Any] | None = None,
+          **kw: Any) -> Report:
+    """Diagnose a checkpoint with no manifest: why would it not load? ``path`` may be an
+    fsspec URL, read with ``storage_options`` (see :func:`verify`)."""
     opts = options or Options(**kw)
-    root, settings = resolve_target(path)
+    root, settings = resolve_target(path, storage_options)
+    if "remote" in settings:
+        opts = _remote_options(opts)
     report = Report("check", str(path))
     _target_facts(report, path, root, settings)
     t0 = time.perf_counter()
@@ -755,6 +838,7 @@ def check(path: str | os.PathLike[str], *, options: Options | None = None, **kw:
         pass
     from .diagnosis import apply
 
+    _remote_facts(report, settings)
     apply(report)
     report.stats["seconds"] = round(time.perf_counter() - t0, 4)
     return report

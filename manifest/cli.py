@@ -79,6 +79,21 @@ def _emit_report(report: Any, fmt: Format) -> None:
     sys.exit(report.exit_status)
 
 
+def _storage_options(text: str | None) -> dict[str, Any] | None:
+    """``--storage-options JSON`` (None when not given)."""
+    if text is None:
+        return None
+    from .remote import parse_storage_options
+
+    return parse_storage_options(text)
+
+
+def _is_url(target: str) -> bool:
+    from .paths import is_url
+
+    return is_url(target)
+
+
 def _fmt(json_flag: bool, fmt: str | None) -> Format:
     if json_flag:
         return Format.JSON
@@ -164,10 +179,13 @@ def main() -> None:
 @click.option("--hash", "hashes", multiple=True, help="Digest algorithm(s): sha256 (default), blake3, xxh3-128. Repeatable.")
 @click.option("--require", "requires", multiple=True, help="Extra requirement specifier to record, e.g. 'torch>=2.6'. Repeatable.")
 @click.option("--no-cache", is_flag=True, help="Do not use or fill the stat cache.")
+@click.option("--storage-options", "storage_options", default=None, metavar="JSON",
+              help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 @_one_line_errors
 def create(directory: str, output: str | None, key_path: str | None, model_id: str | None, revision: str | None,
-           expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, quiet: bool) -> None:
+           expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, storage_options: str | None,
+           quiet: bool) -> None:
     """Fingerprint DIR into a (signed) manifest."""
     from .api import create as do_create
     key = None
@@ -176,7 +194,8 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 
         key = load_private_key(key_path)
     opts = Options(algorithms=list(hashes) or None, requires=list(requires), use_cache=not no_cache, progress=not quiet)
-    m = do_create(directory, output=output, key=key, model_id=model_id, revision=revision, expires=expires, options=opts)
+    m = do_create(directory, output=output, key=key, model_id=model_id, revision=revision, expires=expires, options=opts,
+                  storage_options=_storage_options(storage_options))
     if not quiet:
         out = output or str(Path(directory) / "manifest.json")
         signed = "signed" if m.signatures else "unsigned"
@@ -210,14 +229,16 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
               help="Sigstore trusted root (or client trust configuration) JSON of a private deployment "
                    "(default: the public-good root shipped with sigstore; nothing is fetched).")
 @click.option("--require", "requires", multiple=True, help="Also check this requirement specifier, e.g. 'torch>=2.6'. Repeatable.")
+@click.option("--storage-options", "storage_options", default=None, metavar="JSON",
+              help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
 def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], no_signature: bool, expect_model: str | None,
            expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None, allow_symlinks: bool,
            identities: tuple[str, ...], issuers: tuple[str, ...], trusted_root: str | None,
-           requires: tuple[str, ...], json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool,
-           memory_limit: str | None, check_memory: bool) -> None:
+           requires: tuple[str, ...], storage_options: str | None, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
+           load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
     if no_signature and key_paths:
         raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")
@@ -241,11 +262,13 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
     if oms_path:
         from .oms import verify_oms
 
+        if storage_options or _is_url(directory):
+            raise UsageError("--oms verifies a local directory; for a URL target verify its manifest")
         report = verify_oms(directory, oms_path, options=opts)
     else:
         from .api import verify as do_verify
 
-        report = do_verify(directory, manifest_path, options=opts)
+        report = do_verify(directory, manifest_path, options=opts, storage_options=_storage_options(storage_options))
     _emit_report(report, _fmt(json_flag, fmt))
 
 
@@ -253,18 +276,20 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
 @click.argument("directory", metavar="DIR")
 @click.option("--require", "requires", multiple=True, help="Requirement specifier to check, e.g. 'torch>=2.6'. Repeatable.")
 @click.option("--no-cache", is_flag=True, help="ORG/NAME targets: rehash every blob against the Hub's hashes; do not trust the stat cache.")
+@click.option("--storage-options", "storage_options", default=None, metavar="JSON",
+              help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
-def check(directory: str, requires: tuple[str, ...], no_cache: bool, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
-          load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
+def check(directory: str, requires: tuple[str, ...], no_cache: bool, storage_options: str | None, json_flag: bool, fmt: str | None,
+          quiet: bool, fail_fast: bool, load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Why won't this model load? Diagnose DIR with no manifest."""
     from .api import check as do_check
 
     opts = Options(requires=list(requires), fail_fast=fail_fast, progress=not quiet, load=load,
                    trust_remote_code=trust_remote_code, memory_limit=parse_size(memory_limit) if memory_limit else None,
                    check_memory=check_memory, use_cache=not no_cache)
-    _emit_report(do_check(directory, options=opts), _fmt(json_flag, fmt))
+    _emit_report(do_check(directory, options=opts, storage_options=_storage_options(storage_options)), _fmt(json_flag, fmt))
 
 
 @main.command()

@@ -155,6 +155,13 @@ def hash_one(
     whole read, and ``OSError`` if it cannot be read."""
     algs = [a for a in algorithms if a in HASHERS]
     ckey = next((a for a in algorithms if a not in HASHERS), None)
+    if artifact.remote:  # an object in storage: ranged reads, version checked after (manifest.remote)
+        from .remote import hash_stream
+
+        out, chunks, started = hash_stream(artifact, info, algs, parse_chunk_key(ckey) if ckey else None, on_bytes)  # type: ignore[arg-type]
+        if ckey is not None:
+            out[ckey] = "".join(chunks)
+        return Hashed(out, started)
     if ckey is None and info.size < BLOCK:
         return _hash_small(artifact, info, algs, on_bytes)
     big = threads and info.size >= BLAKE3_THREADED_MIN
@@ -322,6 +329,11 @@ def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, 
     reads one byte more, so a file that grew is detected."""
     start = index * chunk_size
     want = min(chunk_size, info.size - start)
+    if artifact.remote:
+        from .remote import hash_stream
+
+        _, chunks, started_ns = hash_stream(artifact, info, [], (algorithm, chunk_size), on_bytes, start, want)  # type: ignore[arg-type]
+        return Hashed({chunk_key(chunk_size, algorithm): "".join(chunks)}, started_ns)
     last = start + want >= info.size
     limit = want + 1 if last else want
     h = HASHERS[algorithm].factory()

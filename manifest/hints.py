@@ -59,6 +59,10 @@ def refresh_command(directory: str, m: Any, *, output: str | None = None, key: s
 
 
 def default_output(directory: str, manifest_path: str | None) -> str:
+    from .paths import is_url
+
+    if is_url(manifest_path or directory):  # a URL target's manifest is written locally, then uploaded
+        return os.path.basename(manifest_path) if manifest_path else DEFAULT_MANIFEST_NAME
     return manifest_path if manifest_path is not None else os.path.join(directory, DEFAULT_MANIFEST_NAME)
 
 

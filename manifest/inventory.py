@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from .errors import InputError
 from .findings import Finding
@@ -65,6 +65,7 @@ class Artifact:
     dirs: list[str] = field(default_factory=list)
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    remote: ClassVar[bool] = False  # an object store read through fsspec (manifest.remote.RemoteArtifact)
 
     # -- access -------------------------------------------------------------------------
     def __contains__(self, rel: str) -> bool:

@@ -62,6 +62,14 @@ def _path_problem_slow(rel: str) -> str | None:
     return None
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_url(target: object) -> bool:
+    """``scheme://...`` (``s3://bucket/prefix``, ``file:///...``): a target for fsspec, not a local path."""
+    return isinstance(target, str) and bool(_URL.match(target))
+
+
 def collision_key(rel: str) -> str:
     """Two paths with the same key collide on a case-insensitive or
     normalizing file system (macOS, Windows)."""
