@@ -35,9 +35,11 @@ from .paths import find_collisions, is_url, path_problem
 
 READ_BLOCK = 8 << 20  # one ranged GET of a digest stream
 IN_FLIGHT = 4  # ranged GETs in flight per stream: memory per stream <= IN_FLIGHT * READ_BLOCK
-# The listing fields that name one version of an object, in order of preference:
-# S3 ETag (and VersionId), GCS generation, Azure etag, HfFileSystem blob_id, local mtime.
-_VERSION_KEYS = ("ETag", "etag", "VersionId", "generation", "md5Hash", "blob_id", "mtime", "ino", "LastModified", "last_modified")
+# The field that names one version of an object, the first one present: S3 ETag, Azure etag,
+# GCS generation, HfFileSystem blob_id; else (a local file system) mtime and inode. One field
+# only: a listing and a HEAD state others differently (S3 LastModified in ms vs. seconds,
+# VersionId absent vs. None), which must not read as a change.
+_VERSION_KEYS = ("ETag", "etag", "generation", "blob_id")
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 
 # A test seam: called as hook(artifact, rel, start) after each digest block is fetched.
@@ -45,9 +47,14 @@ _after_block: Callable[[RemoteArtifact, str, int], None] | None = None
 
 
 def _version(info: Mapping[str, Any]) -> str:
-    """The version of one object as its listing or ``info`` states it."""
-    parts = [f"{k}={info[k]}" for k in _VERSION_KEYS if info.get(k) not in (None, "")]
-    return ";".join(parts)
+    """The version of one object as its listing or ``info`` states it ("" when the
+    backend states none: then only the size is compared)."""
+    for k in _VERSION_KEYS:
+        if info.get(k) not in (None, ""):
+            return f"{k}={info[k]}"
+    if info.get("mtime") is not None:
+        return f"mtime={info['mtime']};ino={info.get('ino')}"
+    return ""
 
 
 def _os_error(e: BaseException) -> OSError:

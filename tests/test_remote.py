@@ -322,3 +322,50 @@ def test_no_manifest_in_the_prefix_is_one_line(cli: Any, s3: dict[str, str], fs:
     gone = cli("check", f"s3://{BUCKET}/nothing-here")
     assert gone.code == 2 and gone.err.startswith("error[unreadable]:")
     assert os.environ.get("AWS_ENDPOINT_URL") == s3["AWS_ENDPOINT_URL"]
+
+
+def test_digest_reads_are_fixed_blocks_with_a_bounded_number_in_flight(signed_model: tuple[Path, Path]) -> None:
+    """Memory of a remote digest: blocks of READ_BLOCK, at most IN_FLIGHT per stream in flight
+    (here one worker: one stream at a time), and more than one in flight (the reads overlap)."""
+    import threading
+    import time
+
+    from manifest import api, remote
+
+    block = 1 << 20
+    lock = threading.Lock()
+    now, peak, sizes = [0], [0], []
+    real = remote.RemoteArtifact.fetch
+
+    def fetch(self: Any, rel: str, start: int, end: int) -> bytes:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+            sizes.append(end - start)
+        try:
+            time.sleep(0.002)  # a request's latency: lets the next ones start
+            return real(self, rel, start, end)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(remote, "READ_BLOCK", block)
+        mp.setattr(remote.RemoteArtifact, "fetch", fetch)
+        r = api.verify(signed_model[0].as_uri(), integrity_only=True, workers=1)
+    assert r, [f.one_line() for f in r.findings]
+    size = (signed_model[0] / "model.safetensors").stat().st_size
+    assert len(sizes) > size // block  # the weights came in blocks
+    assert max(sizes) <= max(block, 1 << 20)
+    assert 2 <= peak[0] <= remote.IN_FLIGHT, peak[0]
+
+
+def test_an_object_version_is_one_field_so_listing_and_head_agree() -> None:
+    from manifest.remote import _version
+
+    listed = {"ETag": '"5d41"', "LastModified": "2026-12-01T03:07:00.123Z", "size": 5}
+    head = {"ETag": '"5d41"', "LastModified": "2026-12-01T03:07:00Z", "VersionId": None, "size": 5}
+    assert _version(listed) == _version(head) == 'ETag="5d41"'
+    assert _version({**head, "ETag": '"9a0e"'}) != _version(listed)
+    assert _version({"generation": "17", "etag": "CAE="}) == "etag=CAE="
+    assert _version({"mtime": 1.5, "ino": 7}) != _version({"mtime": 2.5, "ino": 7})
