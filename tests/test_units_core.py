@@ -507,3 +507,158 @@ def test_repeats_with_no_key_or_different_keys_stay_apart() -> None:
     assert group_repeats(warn, lambda f: 1, lambda fs, items: "x") == warn  # a severity is part of the key
     codes = [_f(f"a{k}") for k in range(2)] + [_f(f"b{k}", "extra-file") for k in range(2)]
     assert group_repeats(codes, lambda f: 1, lambda fs, items: "x") == codes  # so is the code
+
+
+# -- keys and signatures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-p256", "p256", "ecdsa"])
+def test_a_written_key_pair_loads_back_and_signs(tmp_path: Path, kind: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from manifest.signing import alg_of, check_signatures, generate, keyid, load_private_key, load_public_key, sign, write_keypair
+
+    key = generate(kind)
+    want = ed25519.Ed25519PrivateKey if kind == "ed25519" else ec.EllipticCurvePrivateKey
+    assert isinstance(key, want)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        assert isinstance(key.curve, ec.SECP256R1)
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    write_keypair(key, priv, pub)
+    assert (os.stat(priv).st_mode & 0o777, os.stat(pub).st_mode & 0o777) == (0o600, 0o644)
+    assert priv.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----") and pub.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    loaded, public = load_private_key(priv), load_public_key(pub)
+    assert keyid(loaded.public_key()) == keyid(public) == keyid(key.public_key())
+    assert alg_of(loaded) == alg_of(public) == ("ed25519" if kind == "ed25519" else "ecdsa-p256-sha256")
+    s = sign(b"data", loaded)
+    assert check_signatures(b"data", [s], [public]).trusted_keyids == [keyid(public)]
+
+
+def test_an_unknown_key_type_is_a_usage_error() -> None:
+    from manifest.errors import UsageError
+    from manifest.signing import generate
+
+    with pytest.raises(UsageError, match="unknown key type 'rsa'"):
+        generate("rsa")
+
+
+def test_an_encrypted_key_needs_its_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest.signing import PASSPHRASE_ENV, generate, keyid, load_private_key, write_keypair
+
+    key = generate()
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    write_keypair(key, priv, pub, passphrase=b"s3cret")
+    assert b"ENCRYPTED" in priv.read_bytes()
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    with pytest.raises(InputError, match=f"is encrypted: set {PASSPHRASE_ENV}") as e:
+        load_private_key(priv)
+    assert e.value.code == "key-invalid"
+    assert keyid(load_private_key(priv, b"s3cret").public_key()) == keyid(key.public_key())
+    monkeypatch.setenv(PASSPHRASE_ENV, "s3cret")
+    assert keyid(load_private_key(priv).public_key()) == keyid(key.public_key())
+    monkeypatch.setenv(PASSPHRASE_ENV, "wrong")
+    with pytest.raises(InputError, match="is not a usable PEM private key") as e:
+        load_private_key(priv)
+    assert e.value.code == "key-invalid"
+
+
+def test_unusable_key_files_are_key_invalid(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from manifest.signing import MAX_KEY_FILE, generate, load_private_key, load_public_key, write_keypair
+
+    key = generate()
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    write_keypair(key, priv, pub)
+    with pytest.raises(InputError, match=r"is not a PEM public key \(this looks like a private key: pass the public key\)") as e:
+        load_public_key(priv)
+    assert e.value.code == "key-invalid"
+    with pytest.raises(InputError, match="is not a usable PEM private key") as e:
+        load_private_key(pub)
+    assert e.value.code == "key-invalid"
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a key\n")
+    with pytest.raises(InputError, match=r"is not a PEM public key \(") as e:
+        load_public_key(junk)
+    assert "looks like a private key" not in str(e.value)
+    big = tmp_path / "big"
+    big.write_bytes(pub.read_bytes() + b"\n" * MAX_KEY_FILE)
+    with pytest.raises(InputError, match="cap") as e:
+        load_public_key(big)
+    assert e.value.code == "key-invalid"
+    with pytest.raises(InputError, match="not found") as e:
+        load_public_key(tmp_path / "missing")
+    assert e.value.code == "key-invalid"
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "p384.pem").write_bytes(p384.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    (tmp_path / "p384.pub").write_bytes(p384.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    for load, name in ((load_private_key, "p384.pem"), (load_public_key, "p384.pub")):
+        with pytest.raises(InputError, match="only Ed25519 and ECDSA P-256 keys are supported") as e:
+            load(tmp_path / name)  # type: ignore[operator]
+        assert e.value.code == "key-invalid"
+
+
+def test_a_key_pair_never_overwrites_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    from manifest.errors import UsageError
+    from manifest.signing import generate, write_keypair
+
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    pub.write_text("mine")
+    with pytest.raises(UsageError, match="exists; refusing to overwrite a key"):
+        write_keypair(generate(), priv, pub)
+    assert not priv.exists() and pub.read_text() == "mine"
+    os.symlink(tmp_path / "elsewhere", tmp_path / "link.pem")
+    with pytest.raises(InputError) as e:
+        write_keypair(generate(), tmp_path / "link.pem", tmp_path / "l.pub")
+    assert e.value.code == "write-refused" and not (tmp_path / "elsewhere").exists() and not (tmp_path / "l.pub").exists()
+    with pytest.raises(InputError, match="no such directory") as e:
+        write_keypair(generate(), tmp_path / "k2.pem", tmp_path / "nodir" / "k2.pub")
+    assert e.value.code == "write-failed" and not (tmp_path / "k2.pem").exists()
+    (tmp_path / "ro").mkdir()
+    os.mkfifo(tmp_path / "ro" / "x.pub")
+    with pytest.raises(InputError) as e:
+        write_keypair(generate(), tmp_path / "ro" / "x.pem", tmp_path / "ro" / "x.pub")
+    assert e.value.code == "write-refused" and not (tmp_path / "ro" / "x.pem").exists()
+
+
+def test_key_ids_differ_per_key_and_are_sha256_of_the_public_key() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from manifest.signing import generate, keyid
+
+    a, b = generate(), generate("ecdsa-p256")
+    der = a.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert keyid(a.public_key()) == hashlib.sha256(der).hexdigest() != keyid(b.public_key())
+
+
+def test_ignored_and_invalid_entries_are_counted_per_key() -> None:
+    from manifest.signing import check_signatures, generate, keyid, sign
+
+    data = b"payload"
+    k, j = generate(), generate()
+    good = sign(data, k)
+    bad1, bad2 = ({**good, "sig": sign(x, k)["sig"]} for x in (b"1", b"2"))
+    r = check_signatures(data, [bad1, good, bad2], [k.public_key()])
+    assert r.trusted_keyids == [keyid(k.public_key())]
+    (f,) = r.findings
+    assert f.code == "signature-ignored" and f.message.startswith(f"2 signature entries for key {keyid(k.public_key())[:16]} do not verify;")
+    r = check_signatures(data, [bad1, good], [k.public_key()])
+    assert r.findings[0].message.startswith(f"1 signature entry for key {keyid(k.public_key())[:16]} does not verify;")
+    r = check_signatures(data, [bad1, bad2], [k.public_key()])
+    assert [(f.code, f.actual) for f in r.findings] == [("signature-invalid", keyid(k.public_key()))]
+    assert f"signature by trusted key {keyid(k.public_key())[:16]} does not verify" in r.findings[0].message
+    # entries without a keyid, alg or sig are never trusted and never crash
+    r = check_signatures(data, [{}, {"keyid": keyid(k.public_key())}, {"keyid": keyid(k.public_key()), "sig": good["sig"], "alg": "ecdsa-p256-sha256"}],
+                         [k.public_key()])
+    assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid"]
+    # signed by two unknown keys: named, sorted, 16 characters each
+    r = check_signatures(data, [sign(data, j), {"keyid": "f" * 64, "sig": "AA=="}], [k.public_key()])
+    want = sorted([keyid(j.public_key())[:16], "f" * 16])
+    assert [(f.code, f.actual) for f in r.findings] == [("untrusted-key", want)] and ", ".join(want) in r.findings[0].message
+    # the same good entry twice, by two given keys: each trusted once, in entry order
+    g2 = sign(data, j)
+    r = check_signatures(data, [g2, good, g2, good], [k.public_key(), j.public_key()])
+    assert r.trusted_keyids == [keyid(j.public_key()), keyid(k.public_key())] and r.findings == []
