@@ -38,26 +38,42 @@ ROOT = Path(__file__).resolve().parent.parent
 # test's subprocess runs the mutant too, but is not traced). tests/test_units_core.py holds
 # small synthetic cases (no checkpoint copy), tests/test_core.py the real-checkpoint ones.
 UNITS = "tests/test_units_core.py"
+# test_core.py without the tests on a copy of the real checkpoint (seconds each, for every
+# mutant of a function they call: discovery, findings and reports are called by all)
 CORE = "tests/test_core.py"
+CHECKPOINT_TESTS = ["tests/test_core.py::test_a_digest_differing_only_after_its_16th_hex_character_fails",
+                    "tests/test_core.py::test_a_chunk_digest_differing_only_after_its_16th_hex_character_fails",
+                    "tests/test_core.py::test_the_unedited_resigned_manifest_verifies"]
+CORE_FAST = [CORE, *(f"--deselect={t}" for t in CHECKPOINT_TESTS)]
+# test_statcache.py's tests on a copy of the real checkpoint or through the CLI (tests/test_units_core.py
+# has the in-process ones on a small tree)
+STATCACHE_CHECKPOINT_TESTS = [
+    "test_cached_reverify_names_every_trusted_file", "test_no_cache_rehashes_everything_and_leaves_the_cache_alone",
+    "test_a_corrupt_cache_file_is_ignored_and_replaced", "test_the_cli_says_nothing_about_a_corrupt_cache",
+    "test_an_unusable_cache_directory_is_not_an_error", "test_the_cache_lives_outside_the_artifact",
+    "test_a_write_through_a_shared_mapping_after_a_verify_is_caught", "test_create_fills_the_cache_for_the_first_verify",
+    "test_an_mtime_change_forces_a_rehash", "test_a_size_change_is_never_trusted", "test_a_flipped_byte_with_restored_mtime_is_caught",
+    "test_a_replaced_file_with_the_same_bytes_and_mtime_is_rehashed", "test_the_cache_is_keyed_by_the_manifest", "test_no_cache_in_the_api",
+    "test_the_number_of_cache_files_is_bounded", "test_a_cache_file_owned_by_someone_else_is_ignored"]
 MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "digest": ("manifest/digest.py", ["*"], [UNITS, "tests/test_digest.py"]),
     "api-compare": ("manifest/api.py", ["x__digest_mismatch_*", "x__chunk_mismatch_*", "x__in_units_*", "x_damaged_tensors_*",
                                         "x__check_file_set_*", "x__compare_section_*", "x__start_digests_*",
-                                        "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS, CORE]),
-    "signing": ("manifest/signing.py", ["*"], [UNITS, CORE]),
-    "safetensors": ("manifest/formats/safetensors.py", ["*"], [UNITS, CORE, "tests/test_safetensors_reader.py"]),
+                                        "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS, *CHECKPOINT_TESTS]),
+    "signing": ("manifest/signing.py", ["*"], [UNITS, *CORE_FAST]),
+    "safetensors": ("manifest/formats/safetensors.py", ["*"], [UNITS, *CORE_FAST, "tests/test_safetensors_reader.py"]),
     "inventory": ("manifest/inventory.py", ["*"], [UNITS]),
-    "paths": ("manifest/paths.py", ["*"], [UNITS, CORE]),
+    "paths": ("manifest/paths.py", ["*"], [UNITS, *CORE_FAST]),
     # the key and the trust rule of the stat cache (what can make it answer for a changed file);
     # its file housekeeping (where it lives, writing, pruning) can only lose entries, see docs/testing.md
     "statcache": ("manifest/statcache.py", ["x_manifest_identity_*", "x_file_for_*", "x_stat_of_*", "x_kernel_window_ns_*",
                                             "x_window_override_ns_*", "x_racy_window_ns_*", "x_mount_types_*", "x_no_writeback_*",
                                             "x_trustworthy_*", "x__parse_entry_*", "xǁStatCacheǁ*", "x_read_doc_*", "x__load_*"],
-                  [UNITS, "tests/test_statcache.py"]),
+                  [UNITS, "tests/test_statcache.py", *(f"--deselect=tests/test_statcache.py::{t}" for t in STATCACHE_CHECKPOINT_TESTS)]),
     # ``_c`` fills the code registry while the module is imported, before mutmut selects a mutant
-    "findings": ("manifest/findings.py", ["xǁ*", "x_code_info_*", "x_all_codes_*", "x_examples_*", "x_group_repeats_*"], [UNITS, CORE]),
-    "report": ("manifest/report.py", ["*"], [UNITS, CORE]),
-    "errors": ("manifest/errors.py", ["*"], [UNITS, CORE]),
+    "findings": ("manifest/findings.py", ["xǁ*", "x_code_info_*", "x_all_codes_*", "x_examples_*", "x_group_repeats_*"], [UNITS, *CORE_FAST]),
+    "report": ("manifest/report.py", ["*"], [UNITS, *CORE_FAST]),
+    "errors": ("manifest/errors.py", ["*"], [UNITS, *CORE_FAST]),
 }
 KILLED = {1, 3}
 TIMEOUT = {36, -24, 24, 152, 255}
@@ -165,7 +181,7 @@ def run_module(name: str, work: Path, rev: str, workers: int, resume: bool) -> f
         commit = copy_tree(tree, rev)
         # one worker: one reused basetemp; several: pytest's numbered ones, kept inside the work dir
         basetemp = work / "pytest-tmp" if workers == 1 else None
-        configure(tree, [file], [t for t in tests if (tree / t.split("::")[0]).exists()], basetemp)
+        configure(tree, [file], [t for t in tests if t.startswith("-") or (tree / t.split("::")[0]).exists()], basetemp)
         (work / "commit").write_text(commit)
     t0 = time.monotonic()
     site = work / "site"
