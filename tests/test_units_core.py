@@ -662,3 +662,130 @@ def test_ignored_and_invalid_entries_are_counted_per_key() -> None:
     g2 = sign(data, j)
     r = check_signatures(data, [g2, good, g2, good], [k.public_key(), j.public_key()])
     assert r.trusted_keyids == [keyid(j.public_key()), keyid(k.public_key())] and r.findings == []
+
+
+# -- the stat cache key -------------------------------------------------------------------------------
+
+
+def _info(**kw: Any) -> FileInfo:
+    base = {"path": "w.bin", "size": 10, "mtime_ns": 1_000, "ino": 7, "dev": 3, "ctime_ns": 2_000}
+    return FileInfo(**{**base, **kw})
+
+
+def test_a_cached_digest_answers_only_for_the_exact_stat_it_was_computed_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import statcache
+    from manifest.digest import Hashed
+
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 100)
+    info = _info()
+    assert statcache.stat_of(info) == (10, 1_000, 2_000, 7, 3)
+    c = statcache.StatCache(tmp_path / "c.json", ("k",), {})
+    c.put(info, Hashed({"sha256": "ab" * 32}, started_ns=2_100))  # both times exactly one window old
+    assert c.dirty and c.get(info, ["sha256"]) == {"sha256": "ab" * 32}
+    assert c.get(info, []) == {}
+    for field, value in [("size", 11), ("mtime_ns", 1_001), ("ctime_ns", 2_001), ("ino", 8), ("dev", 4), ("path", "other")]:
+        assert c.get(_info(**{field: value}), ["sha256"]) is None, field
+    assert c.get(_info(ctime_ns=0), ["sha256"]) is None  # no ctime known: never trusted
+    # a second algorithm for the same stat is added to the entry; a new stat replaces it
+    c.put(info, Hashed({"blake3": "cd" * 32}, started_ns=5_000))
+    assert c.get(info, ["sha256", "blake3"]) == {"sha256": "ab" * 32, "blake3": "cd" * 32}
+    moved = _info(mtime_ns=3_000, ctime_ns=3_000)
+    c.put(moved, Hashed({"blake3": "ef" * 32}, started_ns=5_000))
+    assert c.get(moved, ["blake3"]) == {"blake3": "ef" * 32} and c.get(moved, ["sha256"]) is None
+    # hashed too soon after a timestamp moved: not recorded, and the old entry is dropped
+    c.dirty = False
+    young = _info(mtime_ns=4_950, ctime_ns=4_950)
+    c.put(young, Hashed({"sha256": "ab" * 32}, started_ns=5_000))
+    assert "w.bin" not in c.entries and c.dirty
+    c.dirty = False
+    c.put(young, Hashed({"sha256": "ab" * 32}, started_ns=5_000))
+    assert not c.dirty  # nothing to drop
+
+
+@pytest.mark.parametrize("mtime,ctime,hashed,trusted", [
+    (1_000, 1_000, 1_100, True), (1_000, 1_000, 1_099, False), (1_001, 1_000, 1_100, False), (1_000, 1_001, 1_100, False),
+    (1_000, 0, 5_000, False)])
+def test_trust_needs_both_times_a_window_old(monkeypatch: pytest.MonkeyPatch, mtime: int, ctime: int, hashed: int, trusted: bool) -> None:
+    from manifest import statcache
+
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 100)
+    assert statcache.trustworthy((1, mtime, ctime, 1, 1), hashed) is trusted
+
+
+def test_the_cache_file_is_keyed_by_every_part_of_the_key(tmp_path: Path) -> None:
+    from manifest import statcache
+
+    keys = [("verify", "/a", "x"), ("verify", "/a", "y"), ("verify", "/b", "x"), ("create", "/a", "x"), ("verify", "/a")]
+    files = [statcache.file_for(tmp_path, k) for k in keys]
+    assert len(set(files)) == len(keys) and all(f.parent == tmp_path and f.suffix == ".json" for f in files)
+    assert statcache.file_for(tmp_path, keys[0]) == files[0]
+    assert statcache.manifest_identity(b"abc") == hashlib.sha256(b"abc").hexdigest() != statcache.manifest_identity(b"abd")
+
+
+def test_a_saved_cache_loads_back_for_its_key_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import statcache
+    from manifest.digest import Hashed
+
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 100)
+    monkeypatch.setenv(statcache.CACHE_ENV, str(tmp_path / "cache"))
+    key = ("verify", "/x", "id")
+    c = statcache.StatCache.open(key)
+    assert c is not None and c.entries == {} and c.path == statcache.file_for(tmp_path / "cache", key)
+    chunks = "ab" * 32 * 3  # three chunk digests
+    c.put(_info(), Hashed({"sha256": "ab" * 32, "sha256-chunks-4096": chunks}, started_ns=10_000))
+    c.put(_info(path="b"), Hashed({"sha256": "cd" * 32}, started_ns=10_000))
+    c.save()
+    assert not c.dirty
+    again = statcache.StatCache.open(key)
+    assert again is not None and again.entries == c.entries
+    assert again.get(_info(), ["sha256-chunks-4096"]) == {"sha256-chunks-4096": chunks}
+    other = statcache.StatCache.open(("verify", "/x", "other"))
+    assert other is not None and other.entries == {}
+    c.save_as(("verify", "/y", "id"), ["b", "missing"])
+    copied = statcache.StatCache.open(("verify", "/y", "id"))
+    assert copied is not None and list(copied.entries) == ["b"] and copied.entries["b"] == c.entries["b"]
+    # a document of another format or key is no evidence
+    doc = json.loads(c.path.read_text())
+    for bad in ({**doc, "format": 2}, {**doc, "key": ["verify", "/x", "other"]}, [doc], {**doc, "entries": []}):
+        c.path.write_text(json.dumps(bad))
+        assert statcache._load(c.path, key) == {}
+    c.path.write_text(json.dumps(doc))
+    assert statcache._load(c.path, key) == c.entries
+
+
+@pytest.mark.parametrize("raw", [
+    [10, 1, 2, 7, 3, 5],  # six fields
+    [10, 1, 2, 7, 3, 5, {"sha256": "ab" * 32}, 0],
+    [10, -1, 2, 7, 3, 5, {"sha256": "ab" * 32}],
+    [10, 1.0, 2, 7, 3, 5, {"sha256": "ab" * 32}],
+    [10, True, 2, 7, 3, 5, {"sha256": "ab" * 32}],
+    [10, 1, 2, 7, 3, 5, ["ab" * 32]],
+    [10, 1, 2, 7, 3, 5, {"sha256": "AB" * 32}],
+    [10, 1, 2, 7, 3, 5, {"sha256": "ab" * 15}],
+    [10, 1, 2, 7, 3, 5, {"sha256": "ab" * 64 + "a"}],
+    [10, 1, 2, 7, 3, 5, {"sha256": 5}],
+    {"size": 10},
+])
+def test_a_malformed_cache_entry_is_dropped(raw: Any) -> None:
+    from manifest import statcache
+
+    assert statcache._parse_entry(raw) is None
+
+
+def test_well_formed_cache_entries_parse() -> None:
+    from manifest import statcache
+
+    for digest in ("ab" * 16, "ab" * 64, "ab" * 32 * 5):
+        assert statcache._parse_entry([10, 0, 2, 7, 3, 5, {"d": digest}]) == (10, 0, 2, 7, 3, 5, {"d": digest})
+
+
+def test_the_mount_table_names_each_devices_first_file_system() -> None:
+    from manifest import statcache
+
+    text = ("22 27 0:21 / /proc rw - proc proc rw\n"
+            "bad line\n"
+            "28 27 8:1 / / rw - ext4 /dev/sda1 rw\n"
+            "29 27 8:1 / /again rw - xfs /dev/sda1 rw\n"
+            "30 27 0:40 / /tmp rw,nosuid - tmpfs tmpfs rw\n"
+            "31 27 x:y / /odd rw - ext4 /dev/odd rw\n")
+    assert statcache.mount_types(text) == {(0, 21): "proc", (8, 1): "ext4", (0, 40): "tmpfs"}
