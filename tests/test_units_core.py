@@ -587,18 +587,28 @@ def test_unusable_key_files_are_key_invalid(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cap") as e:
         load_public_key(big)
     assert e.value.code == "key-invalid"
-    with pytest.raises(InputError, match="not found") as e:
+    with pytest.raises(InputError) as e:
         load_public_key(tmp_path / "missing")
-    assert e.value.code == "key-invalid"
+    assert (e.value.code, str(e.value)) == ("key-invalid", f"key {tmp_path / 'missing'} not found")
+    # the parser's own reason, first line
+    for load, lib, path in ((load_public_key, serialization.load_pem_public_key, junk),
+                            (load_private_key, lambda d: serialization.load_pem_private_key(d, None), junk)):
+        try:
+            lib(path.read_bytes())  # type: ignore[operator]
+        except ValueError as err:
+            reason = str(err).splitlines()[0]
+        with pytest.raises(InputError) as e:
+            load(path)  # type: ignore[operator]
+        assert str(e.value).endswith(f" ({reason})") and str(path) in str(e.value)
     p384 = ec.generate_private_key(ec.SECP384R1())
     (tmp_path / "p384.pem").write_bytes(p384.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
     (tmp_path / "p384.pub").write_bytes(p384.public_key().public_bytes(serialization.Encoding.PEM,
                                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
     for load, name in ((load_private_key, "p384.pem"), (load_public_key, "p384.pub")):
-        with pytest.raises(InputError, match="only Ed25519 and ECDSA P-256 keys are supported") as e:
+        with pytest.raises(InputError) as e:
             load(tmp_path / name)  # type: ignore[operator]
-        assert e.value.code == "key-invalid"
+        assert (e.value.code, str(e.value)) == ("key-invalid", f"{tmp_path / name}: only Ed25519 and ECDSA P-256 keys are supported")
 
 
 def test_a_key_pair_never_overwrites_and_leaves_nothing_half_written(tmp_path: Path) -> None:
@@ -613,6 +623,7 @@ def test_a_key_pair_never_overwrites_and_leaves_nothing_half_written(tmp_path: P
     os.symlink(tmp_path / "elsewhere", tmp_path / "link.pem")
     with pytest.raises(InputError) as e:
         write_keypair(generate(), tmp_path / "link.pem", tmp_path / "l.pub")
+    assert str(e.value).startswith(f"{tmp_path / 'link.pem'}: ") and str(e.value).endswith("; nothing was written")
     assert e.value.code == "write-refused" and not (tmp_path / "elsewhere").exists() and not (tmp_path / "l.pub").exists()
     with pytest.raises(InputError, match="no such directory") as e:
         write_keypair(generate(), tmp_path / "k2.pem", tmp_path / "nodir" / "k2.pub")
@@ -789,3 +800,153 @@ def test_the_mount_table_names_each_devices_first_file_system() -> None:
             "30 27 0:40 / /tmp rw,nosuid - tmpfs tmpfs rw\n"
             "31 27 x:y / /odd rw - ext4 /dev/odd rw\n")
     assert statcache.mount_types(text) == {(0, 21): "proc", (8, 1): "ext4", (0, 40): "tmpfs"}
+
+
+def test_a_key_file_is_created_with_its_mode_not_chmod_ed_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The private key is never readable by others, not even between create and chmod."""
+    from manifest.signing import generate, write_keypair
+
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: None)
+    old = os.umask(0o022)
+    try:
+        write_keypair(generate(), tmp_path / "k.pem", tmp_path / "k.pub")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "k.pem").st_mode & 0o777, os.stat(tmp_path / "k.pub").st_mode & 0o777) == (0o600, 0o644)
+
+
+def _inject_at_open(monkeypatch: pytest.MonkeyPatch, target: Path, before: Any) -> None:
+    """Run ``before()`` right before the key writer opens ``target`` (a deterministic race)."""
+    real = os.open
+
+    def fake(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if Path(os.fsdecode(path)) == target and flags & os.O_CREAT:
+            before()
+        return real(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", fake)
+
+
+def test_a_public_key_path_that_appears_while_writing_is_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest.signing import generate, write_keypair
+
+    priv, pub, victim = tmp_path / "k.pem", tmp_path / "k.pub", tmp_path / "victim"
+    _inject_at_open(monkeypatch, pub, lambda: os.symlink(victim, pub))
+    with pytest.raises(InputError) as e:
+        write_keypair(generate(), priv, pub)
+    assert (e.value.code, str(e.value)) == ("write-refused", f"{pub}: appeared while the key was written; nothing was written")
+    assert not victim.exists() and not priv.exists() and os.path.islink(pub)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_failed_key_write_removes_what_it_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool) -> None:
+    import errno
+
+    from manifest.signing import generate, write_keypair
+
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+
+    def fail() -> None:
+        if named:
+            raise OSError(errno.ENOSPC, "No space left on device", str(pub))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    _inject_at_open(monkeypatch, pub, fail)
+    with pytest.raises(InputError) as e:
+        write_keypair(generate(), priv, pub)
+    shown = pub if named else priv
+    assert (e.value.code, str(e.value)) == ("write-failed", f"cannot write {shown}: No space left on device; nothing was written")
+    assert not priv.exists() and not pub.exists()
+
+
+def test_signature_entries_are_deduplicated_and_bounded_per_key() -> None:
+    from manifest.signing import MAX_TRIES_PER_KEY, check_signatures, generate, keyid, sign
+
+    data = b"payload"
+    k, j = generate(), generate()
+    kid = keyid(k.public_key())
+    good = sign(data, k)
+    bad = {**good, "sig": sign(b"other", k)["sig"]}
+    # a repeated entry is tried once, and the entries after it still are
+    r = check_signatures(data, [bad, bad, good], [k.public_key()])
+    assert r.trusted_keyids == [kid] and r.findings[0].message.startswith(f"1 signature entry for key {kid[:16]} does not verify;")
+    assert r.findings[0].message.endswith("ignored, since a given key's signature does")
+    nosig = {"keyid": kid}
+    r = check_signatures(data, [nosig, nosig, good], [k.public_key()])
+    assert r.trusted_keyids == [kid] and r.findings[0].message.startswith("1 signature entry")
+    # the bound is per key: a flood for one key does not stop another key's entry
+    flood = [{**good, "sig": sign(bytes([i]), k)["sig"]} for i in range(MAX_TRIES_PER_KEY)]
+    r = check_signatures(data, [*flood, sign(data, j)], [k.public_key(), j.public_key()])
+    assert r.trusted_keyids == [keyid(j.public_key())]
+    # an entry with no keyid among unknown signers is named as ""
+    r = check_signatures(data, [{"sig": "AA=="}, sign(data, j)], [k.public_key()])
+    assert [(f.code, f.actual) for f in r.findings] == [("untrusted-key", ["", keyid(j.public_key())[:16]])]
+    r = check_signatures(data, [], [k.public_key()])
+    assert [(f.code, f.message) for f in r.findings] == [("signature-missing", "a key was given but the manifest is not signed")]
+
+
+def test_only_the_canonical_base64_text_of_a_signature_verifies() -> None:
+    import base64
+
+    from manifest.signing import generate, sign, verify_one
+
+    k = generate()
+    s = sign(b"data", k)["sig"]
+    assert s.endswith("==") and verify_one(k.public_key(), b"data", s)
+    raw = base64.b64decode(s)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    others = [s[:-3] + c + "==" for c in alphabet if c != s[-3]]
+    same = [o for o in others if base64.b64decode(o) == raw]
+    assert len(same) == 15  # 4 padding bits of the last character: 15 other texts of the same bytes
+    for o in same:
+        assert not verify_one(k.public_key(), b"data", o)
+    assert not verify_one(k.public_key(), b"data", s[:10] + "\n" + s[10:])  # a character outside the alphabet
+
+
+def test_a_report_keeps_every_finding_it_is_given_and_says_integrity_only() -> None:
+    from manifest.report import Report
+
+    rep = Report("verify", "/m", integrity_only=True)
+    fs = [_f("a"), _f("b", "extra-file")]
+    rep.extend(iter(fs))
+    assert rep.findings == fs and rep.codes() == ["missing-file", "extra-file"] and rep.exit_status == 1
+    assert rep.to_dict()["integrity_only"] is True and Report("check", "/m").to_dict()["integrity_only"] is False
+
+
+def test_all_codes_is_the_registry_as_a_copy() -> None:
+    from manifest.findings import all_codes, code_info
+
+    codes = all_codes()
+    assert codes["digest-mismatch"] is code_info("digest-mismatch") and codes["digest-mismatch"].severity is Severity.ERROR
+    assert len(codes) > 50
+    codes.clear()
+    assert all_codes()["digest-mismatch"] is code_info("digest-mismatch")
+
+
+def test_a_group_keeps_what_every_member_shares_and_the_first_members_other_fields() -> None:
+    same = [_f(f"p{k}", expected=1, actual=2, hint=f"h{k}") for k in range(4)]
+    (g,) = group_repeats(same, lambda f: f.code, lambda fs, items: "g")
+    assert (g.expected, g.actual, g.hint, g.path) == (1, 2, "h0", None)
+    differ = [_f(f"p{k}", expected=k, actual=2) for k in range(4)]
+    (g,) = group_repeats(differ, lambda f: f.code, lambda fs, items: "g")
+    assert (g.expected, g.actual) == (None, 2)
+    unnamed = [Finding.of("signature-invalid", "x") for _ in range(4)]
+    (g,) = group_repeats(unnamed, lambda f: f.code, lambda fs, items: "g")
+    assert g.items == ("", "", "", "")
+
+
+@pytest.mark.parametrize("rel", ["a", "config.json", "sub/deep/w.bin", "é/ü.txt", "a" * 255, "/".join(["b" * 255] * 3),
+                                 "/".join(["c" * 255] * 16) + "c", "ab:c", "x/.hidden/y", ".."+"a"])
+def test_a_safe_path_is_answered_by_the_fast_path(monkeypatch: pytest.MonkeyPatch, rel: str) -> None:
+    """Discovery and the manifest loader ask once per file (20,000-file trees): a safe
+    path never takes the rule-by-rule path."""
+    from manifest import paths
+
+    assert len(rel.encode()) <= paths.MAX_PATH_BYTES and (len(rel) != 4096 or len(rel.encode()) == paths.MAX_PATH_BYTES)
+    assert paths._path_problem_slow(rel) is None
+
+    def slow(rel: str) -> str | None:
+        raise AssertionError(f"slow path taken for {rel!r}")
+
+    monkeypatch.setattr(paths, "_path_problem_slow", slow)
+    assert paths.path_problem(rel) is None
