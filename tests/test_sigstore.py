@@ -326,3 +326,60 @@ def test_the_api_refuses_an_identity_without_its_issuer(pair: tuple[str, ...], m
 
     with pytest.raises(UsageError):
         verify_oms(model, VECTOR, options=Options(identities=[pair]))  # type: ignore[list-item]
+
+
+def _string_fields(node: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _string_fields(v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _string_fields(v, (*path, i))]
+    return [path] if isinstance(node, str) else []
+
+
+def test_a_flipped_bit_anywhere_in_the_bundle_never_passes_nor_crashes(model: Path, claims: dict[str, str], tmp_path: Path) -> None:
+    """Three single-bit flips (fixed seed) in every string of the real bundle: the
+    certificate, the envelope, each part of the log entry, the signed timestamp. Each one
+    fails with a finding or is refused as malformed (ManifestError), never another
+    exception; only a flip inside the signed timestamp may still pass (sigstore does not
+    count a timestamp that does not verify, and the Rekor entry still dates the signature)."""
+    import copy
+    import random
+
+    from manifest.errors import ManifestError
+    from manifest.oms import verify_oms
+    from manifest.options import Options
+
+    doc = json.loads(VECTOR.read_text())
+    opts = Options(identities=[(claims["identity"], claims["issuer"])], use_cache=False)
+    rng = random.Random(15)
+    seen: dict[str, int] = {}
+    fields = _string_fields(doc)
+    assert len(fields) > 20
+    for path in fields:
+        for _ in range(3):
+            bad = copy.deepcopy(doc)
+            parent = bad
+            for k in path[:-1]:
+                parent = parent[k]
+            value = parent[path[-1]]
+            try:
+                raw, encode = bytearray(base64.b64decode(value, validate=True)), True
+            except ValueError:
+                raw, encode = bytearray(value.encode()), False
+            if not raw:
+                continue
+            raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+            parent[path[-1]] = base64.b64encode(bytes(raw)).decode() if encode else bytes(raw).decode("utf-8", "replace")
+            sig = tmp_path / "flipped.json"
+            sig.write_text(json.dumps(bad))
+            try:
+                report = verify_oms(model, sig, options=opts)
+            except ManifestError as e:
+                assert e.exit_status == 2 and "\n" not in e.one_line(), e.one_line()
+                outcome = "refused"
+            else:
+                outcome = "pass" if report.ok else "fail"
+                if report.ok:
+                    assert "timestampVerificationData" in path, (path, report.codes())
+            seen[outcome] = seen.get(outcome, 0) + 1
+    assert seen.get("fail", 0) > 50 and seen.get("refused", 0) > 10, seen
