@@ -420,3 +420,29 @@ def test_shards_labelled_as_the_oms_schema_says_verify_too(cli: Any, world: dict
     sig = _resign(world, st, tmp_path / "plain.sig")
     r = cli("verify", world["model"], "--oms", sig, "--key", world["pub"], "--json", "-q", "--no-cache")
     assert r.code == 0 and json.loads(r.out)["stats"]["files_by_chunks"] == 1, r.out
+
+
+def test_a_bundle_over_the_former_64_mib_cap_is_read(world: dict[str, Any], tmp_path: Path) -> None:
+    """300k shards (78 MB, model_signing's ~260 bytes a resource): within the 256 MiB cap."""
+    from manifest.oms import MAX_BUNDLE_BYTES, PREDICATE_TYPE, STATEMENT_TYPE, read_bundle, root_digest
+
+    n, size = 300_000, 1 << 20
+    res = [{"name": f"model-{i // 1000:05d}.safetensors:{(i % 1000) * size}:{(i % 1000 + 1) * size}", "algorithm": f"sha256-sharded-{size}",
+            "digest": hashlib.sha256(i.to_bytes(4, "big")).hexdigest()} for i in range(n)]
+    st = {"_type": STATEMENT_TYPE, "subject": [{"name": "big", "digest": {"sha256": root_digest(res)}}], "predicateType": PREDICATE_TYPE,
+          "predicate": {"serialization": {"method": "shards", "hash_type": "sha256", "shard_size": float(size), "allow_symlinks": False},
+                        "resources": res}}
+    sig = _resign(world, st, tmp_path / "big.sig")
+    assert 64 << 20 < sig.stat().st_size < MAX_BUNDLE_BYTES
+    b = read_bundle(sig)
+    assert len(b.resources) == 300 and set(b.sizes.values()) == {1000 * size} and b.shard_size == size
+
+
+def test_a_bundle_over_the_cap_is_one_line_error(cli: Any, world: dict[str, Any], tmp_path: Path) -> None:
+    from manifest.oms import MAX_BUNDLE_BYTES
+
+    p = tmp_path / "huge.sig"
+    with open(p, "wb") as f:  # sparse: no disk
+        f.truncate(MAX_BUNDLE_BYTES + 1)
+    r = cli("verify", world["model"], "--oms", p, "--key", world["pub"])
+    assert r.code == 2 and r.err == f"error[manifest-invalid]: OMS bundle {p} is over the {MAX_BUNDLE_BYTES}-byte cap\n"
