@@ -367,9 +367,11 @@ def codes(code: str | None) -> None:
     """List the finding codes and what each means."""
     from .findings import all_codes
 
-    for c, info in all_codes().items():
+    codes = all_codes()
+    width = max(map(len, codes))
+    for c, info in codes.items():
         if code is None or code == c:
-            click.echo(f"{c:22} {info.severity.value:8} {info.meaning}")
+            click.echo(f"{c:{width}} {info.severity.value:8} {info.meaning}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -383,3 +383,12 @@ def test_a_flipped_bit_anywhere_in_the_bundle_never_passes_nor_crashes(model: Pa
                     assert "timestampVerificationData" in path, (path, report.codes())
             seen[outcome] = seen.get(outcome, 0) + 1
     assert seen.get("fail", 0) > 50 and seen.get("refused", 0) > 10, seen
+
+
+def test_manifest_codes_lists_the_sigstore_codes_in_aligned_columns(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "manifest", "codes"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    rows = {line.split()[0]: line for line in p.stdout.splitlines()}
+    for code in ("identity-mismatch", "certificate-untrusted", "transparency-log-invalid", "timestamp-unverified"):
+        assert code in rows
+    columns = {line.index(line.split()[1], len(line.split()[0])) for line in rows.values()}
+    assert len(columns) == 1, "the severity column moves with the code's length"
