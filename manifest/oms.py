@@ -19,10 +19,16 @@ the key by ``verificationMaterial.publicKey.hint`` = SHA-256 (hex) of the public
 PEM SubjectPublicKeyInfo. This module does all of it with ``cryptography`` alone: the
 ``model_signing`` package is only needed by the tests that prove interoperability.
 
-Differences from a native manifest, by design of OMS: no file sizes (digests decide),
-no model id or revision (the subject name is informational), one digest algorithm,
-and git files (``.git``, ``.gitattributes``, ``.github``, ``.gitignore``) are always
-outside the signing scope, as ``model_signing`` hashes without them by default.
+Differences from a native manifest, by design of OMS: no file sizes (digests decide; a
+shard bundle's last shard gives them), no model id or revision (the subject name is
+informational), one digest algorithm. ``export`` leaves the git files (``.git``,
+``.gitattributes``, ``.github``, ``.gitignore``) out, as ``model_signing`` does by default;
+``verify`` follows each bundle's own recorded ``ignore_paths``.
+
+Every form ``model_signing`` 1.1.1 writes is verified: by files or by shards
+(``path:start:end``, verified on the chunk machinery of :mod:`manifest.digest`), sha256,
+blake2b or blake3, a single-file model (resource ``"."``), and ``allow_symlinks`` bundles
+(with ``Options.allow_symlinks``: links inside the model only).
 """
 
 from __future__ import annotations

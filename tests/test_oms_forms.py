@@ -34,6 +34,7 @@ def H() -> Any:
 FORMS: dict[str, Callable[[], Any]] = {
     "shards": lambda: H().use_shard_serialization(shard_size=S),
     "blake2b": lambda: H().use_file_serialization(hashing_algorithm="blake2"),
+    "blake3": lambda: H().use_file_serialization(hashing_algorithm="blake3"),
     "blake2b-shards": lambda: H().use_shard_serialization(hashing_algorithm="blake2", shard_size=S),
     "no-git-paths": lambda: H().set_ignored_paths(paths=[], ignore_git_paths=False),
     "symlinks": lambda: H().set_allow_symlinks(True),
@@ -140,7 +141,7 @@ def test_each_form_records_what_model_signing_does(world: dict[str, Any], valida
     assert ser["shards"]["method"] == "shards" and ser["shards"]["shard_size"] == S and isinstance(ser["shards"]["shard_size"], float)
     assert [n for n in names["shards"] if n.startswith(ST + ":")] == [f"{ST}:{k * S}:{min((k + 1) * S, 90868376)}" for k in range(6)]
     assert algs["shards"] == {f"sha256-sharded-{S}"} and algs["blake2b-shards"] == {f"blake2b-sharded-{S}"}
-    assert ser["blake2b"]["hash_type"] == "blake2b" and algs["blake2b"] == {"blake2b"}
+    assert ser["blake2b"]["hash_type"] == "blake2b" and algs["blake2b"] == {"blake2b"} and algs["blake3"] == {"blake3"}
     assert "ignore_paths" not in ser["no-git-paths"] and {".gitattributes", ".git/HEAD"} <= set(names["no-git-paths"])
     assert ".gitattributes" not in names["shards"] and ".git" in ser["shards"]["ignore_paths"]
     assert ser["symlinks"]["allow_symlinks"] is True and "vocab-link.txt" in names["symlinks"]
@@ -221,7 +222,7 @@ def test_each_tampered_case_fails_in_both_tools(cli: Any, world: dict[str, Any],
         bundle = json.loads(sig.read_text())
         st = _payload(sig)
         res = st["predicate"]["resources"]
-        res[0]["digest"] = hashlib.new("blake2b" if "blake2b" in form else "sha256", b"evil").hexdigest()
+        res[0]["digest"] = hashlib.new("blake2b" if "blake2b" in form else "sha256", b"evil").hexdigest()  # blake3: 32 bytes too
         st["subject"][0]["digest"]["sha256"] = hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in res)).hexdigest()
         bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
         sig = tmp_path / "edited.sig"
