@@ -57,6 +57,10 @@ def render_text(report: Report) -> str:
     target = report.facts.get("target")
     if isinstance(target, dict) and target.get("kind") == "hf-cache" and report.facts.get("snapshot_path"):
         lines.append(f"  checked the Hugging Face cache snapshot; load exactly this path (not the repo id): {report.facts['snapshot_path']}")
+    if isinstance(target, dict) and target.get("kind") == "remote" and isinstance(report.facts.get("bytes_read"), int):
+        n = report.facts["bytes_read"]
+        req = report.stats.get("read_requests")
+        lines.append(f"  read {n:,} bytes from {target.get('protocol', 'storage')}" + (f" in {req} range request(s)" if req else ""))
     lines.extend(_load_lines(report))
     return "\n".join(lines) + "\n"
 

@@ -56,15 +56,15 @@ def fs(s3: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def signed_model(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
-    """A local copy of MiniLM (weights hard-linked) with a manifest signed by a fresh key."""
-    from conftest import copy_checkpoint
-
+    """A local copy of MiniLM with a manifest signed by a fresh key. The weights are copied, not
+    hard-linked: other processes linking the shared file move its ctime, which a local hash
+    rightly reports as file-changed."""
     from manifest import api
     from manifest.signing import generate, write_keypair
 
     base = tmp_path_factory.mktemp("remote")
-    d = copy_checkpoint(minilm_src, base / "clean")
-    shutil.copytree(minilm_src / "1_Pooling", d / "1_Pooling")
+    d = base / "clean"
+    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
     key = generate("ed25519")
     write_keypair(key, base / "k.pem", base / "k.pub.pem")
     api.create(d, key=key)
@@ -313,6 +313,11 @@ def test_file_urls_are_remote_targets_too(cli: Any, signed_model: tuple[Path, Pa
     assert run.code == 0, (run.err, r["findings"])
     assert r["facts"]["target"]["protocol"] in ("file", "local")
     assert r["facts"]["bytes_read"] > 0
+    text = cli("check", d.as_uri())
+    assert text.code == 0, text.err
+    line = next(ln for ln in text.out.splitlines() if ln.startswith("  read "))
+    n = int(line.split()[1].replace(",", ""))
+    assert 0 < n < (d / "model.safetensors").stat().st_size // 100, line  # check reads headers and side files only
 
 
 def test_no_manifest_in_the_prefix_is_one_line(cli: Any, s3: dict[str, str], fs: Any, signed_model: tuple[Path, Path]) -> None:
