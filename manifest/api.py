@@ -157,13 +157,23 @@ def create(
     options: Options | None = None,
     write: bool = True,
     storage_options: Mapping[str, Any] | None = None,
+    certificates: list[Any] | None = None,
 ) -> Manifest:
     """Fingerprint ``path`` into a manifest; sign it with ``key``; write it atomically
     to ``output`` (default ``path/manifest.json``) unless ``write`` is False.
 
     A URL target (``s3://bucket/prefix``) is read through fsspec; its manifest is
-    written to the local file ``output`` (required), never into the bucket."""
+    written to the local file ``output`` (required), never into the bucket.
+    ``certificates``: the signing key's X.509 certificate, then its intermediates
+    (cryptography objects), recorded in the signature entry for ``verify --ca``."""
     opts = options or Options()
+    cert_chain: list[str] | None = None
+    if certificates:
+        if key is None:
+            raise UsageError("a certificate (--cert) needs the private key it certifies (--key)")
+        from .certs import signing_chain
+
+        cert_chain = signing_chain(key, certificates)
     root, settings = resolve_target(path, storage_options)
     if output is None and "hub" in settings:
         raise UsageError("a manifest is never written into the Hugging Face cache: give -o FILE "
@@ -242,6 +252,8 @@ def create(
         from .signing import sign
 
         m.signatures = [sign(signed, key)]
+        if cert_chain:
+            m.signatures[0]["certificates"] = cert_chain
     if write:
         text = m.dumps().encode("utf-8")
         if len(text) > MAX_MANIFEST_BYTES:
@@ -424,12 +436,14 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | str
     # 1. The manifest itself and trust.
     _emit(report, m.rejected, opts)
     signed = m.signed_payload()
-    if opts.keys:
+    if opts.has_anchor:
         from .signing import check_signatures
 
-        trust = check_signatures(signed, m.signatures, opts.keys)
+        trust = check_signatures(signed, m.signatures, opts.keys, opts.cas)
         _emit(report, trust.findings, opts)
         report.facts["trusted_keyids"] = trust.trusted_keyids
+        if trust.trusted_certificates:
+            report.facts["trusted_certificates"] = trust.trusted_certificates
         report.mark_checked("signature")
     elif opts.integrity_only:
         report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY}")
@@ -811,7 +825,7 @@ def _check_claims(m: Manifest, opts: Options, report: Report) -> None:
             msg = f"manifest is for revision {m.revision or '(none)'}, expected {opts.expect_revision}"
             _emit(report, [Finding.of("revision-mismatch", msg, expected=opts.expect_revision, actual=m.revision)], opts)
         report.mark_checked("revision")
-    if (opts.expect_model or opts.expect_revision) and not opts.keys:
+    if (opts.expect_model or opts.expect_revision) and not opts.has_anchor:
         report.mark_not_checked("claims-authenticity", "model id and revision were compared, but with no --key anyone could have written them")
 
 

@@ -168,11 +168,29 @@ def main() -> None:
     """
 
 
+def _certificates(cert_path: str | None, chain_paths: tuple[str, ...]) -> list[Any] | None:
+    """--cert (one certificate) then every certificate of the --cert-chain files, in order."""
+    if not cert_path:
+        if chain_paths:
+            raise UsageError("--cert-chain needs --cert (the signing certificate itself)")
+        return None
+    from .certs import load_certificates
+
+    leaf = load_certificates(cert_path, "certificate")
+    if len(leaf) != 1:
+        raise UsageError(f"--cert {cert_path} holds {len(leaf)} certificates: give the signing certificate alone, and the others with --cert-chain")
+    return leaf + [c for p in chain_paths for c in load_certificates(p, "certificate chain")]
+
+
 @main.command()
 @click.argument("directory", metavar="DIR")
 @click.option("-o", "--output", type=click.Path(),
               help="Manifest file to write (default DIR/manifest.json); only an absent path or a regular file is replaced.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False), help="Private key (PEM) to sign with.")
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False),
+              help="The --key's X.509 code-signing certificate (PEM), recorded with the signature for `verify --ca ROOT.pem`.")
+@click.option("--cert-chain", "chain_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Intermediate certificate(s) (PEM) between --cert and the root, recorded with it. Repeatable.")
 @click.option("--model-id", help="The model's id, e.g. org/name.")
 @click.option("--revision", help="The model's revision (commit, tag or version).")
 @click.option("--expires", help="Expiry time, YYYY-MM-DDTHH:MM:SSZ.")
@@ -183,7 +201,8 @@ def main() -> None:
               help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 @_one_line_errors
-def create(directory: str, output: str | None, key_path: str | None, model_id: str | None, revision: str | None,
+def create(directory: str, output: str | None, key_path: str | None, cert_path: str | None, chain_paths: tuple[str, ...],
+           model_id: str | None, revision: str | None,
            expires: str | None, hashes: tuple[str, ...], requires: tuple[str, ...], no_cache: bool, storage_options: str | None,
            quiet: bool) -> None:
     """Fingerprint DIR into a (signed) manifest."""
@@ -193,9 +212,10 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
         from .signing import load_private_key
 
         key = load_private_key(key_path)
+    certificates = _certificates(cert_path, chain_paths)
     opts = Options(algorithms=list(hashes) or None, requires=list(requires), use_cache=not no_cache, progress=not quiet)
     m = do_create(directory, output=output, key=key, model_id=model_id, revision=revision, expires=expires, options=opts,
-                  storage_options=_storage_options(storage_options))
+                  storage_options=_storage_options(storage_options), certificates=certificates)
     if not quiet:
         out = output or str(Path(directory) / "manifest.json")
         signed = "signed" if m.signatures else "unsigned"
@@ -210,6 +230,11 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @click.argument("directory", metavar="DIR")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to check against (default DIR/manifest.json).")
 @click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False), help="Trusted public key (PEM). Repeatable; only these keys are trusted.")
+@click.option("--ca", "ca_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Trusted X.509 root (PEM, one or more certificates) for certificate signatures. Repeatable.")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False), default=None,
+              help="Trust policy file (JSON, schemas/trust.schema.json): keys, CA roots and Sigstore identities, added to those of the flags "
+                   "(default: $MANIFEST_TRUST; never a file inside DIR).")
 @click.option("--no-signature", "no_signature", is_flag=True,
               help="Integrity only: check the files against the manifest without a trust anchor; authenticity is not checked.")
 @click.option("--expect-model", help="Refuse a manifest for another model id.")
@@ -234,24 +259,44 @@ def create(directory: str, output: str | None, key_path: str | None, model_id: s
 @_apply(format_options)
 @_apply(load_options)
 @_one_line_errors
-def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], no_signature: bool, expect_model: str | None,
+def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...], ca_paths: tuple[str, ...], trust_path: str | None,
+           no_signature: bool, expect_model: str | None,
            expect_revision: str | None, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool, oms_path: str | None, allow_symlinks: bool,
            identities: tuple[str, ...], issuers: tuple[str, ...], trusted_root: str | None,
            requires: tuple[str, ...], storage_options: str | None, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
            load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
-    if no_signature and key_paths:
-        raise UsageError("--no-signature (integrity only) and --key (a trust anchor) contradict each other: pass one of them")
+    if no_signature and (key_paths or ca_paths or trust_path):
+        raise UsageError("--no-signature (integrity only) and a trust anchor (--key, --ca, --trust) contradict each other: pass one of them")
     pairs = sigstore_identities(identities, issuers)
-    if trusted_root and not pairs:
-        raise UsageError("--trusted-root is the root of Sigstore (keyless) verification: pass it with --identity ID --issuer URL")
     keys: list[Any] = []
+    cas: list[Any] = []
     if key_paths:  # cryptography is imported only when there is a key
         from .signing import load_public_key
 
         keys = [load_public_key(k) for k in key_paths]
+    if ca_paths:
+        from .certs import load_certificates
+
+        cas = [c for p in ca_paths for c in load_certificates(p, "CA root")]
+    if trust_path is None and not no_signature:  # the environment's policy yields to an explicit integrity-only run
+        trust_path = os.environ.get("MANIFEST_TRUST") or None
+    if trust_path:
+        from .trust import load_trust, refuse_inside
+
+        policy = load_trust(trust_path)
+        refuse_inside(policy, directory)
+        keys += policy.keys
+        cas += policy.cas
+        pairs += [p for p in policy.identities if p not in pairs]
+        if policy.trusted_root is not None:
+            if trusted_root is not None and os.path.realpath(trusted_root) != os.path.realpath(policy.trusted_root):
+                raise UsageError(f"--trusted-root {trusted_root} and the trust file's trusted_root {policy.trusted_root} differ: give one")
+            trusted_root = policy.trusted_root
+    if trusted_root and not pairs:
+        raise UsageError("--trusted-root is the root of Sigstore (keyless) verification: pass it with --identity ID --issuer URL")
     opts = Options(
-        keys=keys, identities=pairs, trusted_root=trusted_root,
+        keys=keys, cas=cas, identities=pairs, trusted_root=trusted_root,
         integrity_only=no_signature, expect_model=expect_model, expect_revision=expect_revision, fail_fast=fail_fast, exhaustive=exhaustive,
         algorithms=list(hashes) or None, use_cache=not no_cache, progress=not quiet,
         memory_limit=parse_size(memory_limit) if memory_limit else None, check_memory=check_memory,
@@ -324,13 +369,20 @@ def keygen(prefix: str, kind: str, passphrase_env: str | None) -> None:
 @click.option("--name", help="The bundle's subject name (default: the manifest's model id, else the directory name).")
 @click.option("--shard-size", default=None, metavar="SIZE",
               help="Sign by shards of SIZE bytes (e.g. 1000000000, model_signing's default), as its use_shard_serialization does.")
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False),
+              help="The --key's X.509 certificate (PEM): write a certificate bundle (`model_signing verify certificate`). "
+                   "Default: the manifest's own certificates, when it is signed with one for this key.")
+@click.option("--cert-chain", "chain_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Intermediate certificate(s) (PEM) between --cert and the root. Repeatable.")
 @_one_line_errors
-def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None, shard_size: str | None) -> None:
-    """Export DIR's manifest as a signed OMS bundle (verifiable with `model_signing verify key`)."""
+def export(directory: str, oms_path: str, key_path: str, manifest_path: str | None, name: str | None, shard_size: str | None,
+           cert_path: str | None, chain_paths: tuple[str, ...]) -> None:
+    """Export DIR's manifest as a signed OMS bundle (verifiable with `model_signing verify key`, or `verify certificate`)."""
     from .oms import export_oms
 
     done = export_oms(manifest_path or directory, key_path, oms_path, directory=directory, name=name,
-                      shard_size=parse_size(shard_size) if shard_size is not None else None)
+                      shard_size=parse_size(shard_size) if shard_size is not None else None,
+                      certificates=_certificates(cert_path, chain_paths))
     left = f"; outside the OMS signing scope (git files): {', '.join(done.left_out)}" if done.left_out else ""
     if done.directories:
         left += (f"; OMS records no directories, so verify --oms reports these empty ones as extra: "
@@ -339,7 +391,8 @@ def export(directory: str, oms_path: str, key_path: str, manifest_path: str | No
         left += (f"; a shard bundle cannot list empty files, so these are not signed (verify --oms warns of them): "
                  f"{', '.join(done.empty_files)}")
     what = f"{done.files} shards" if shard_size is not None else f"{done.files} files"
-    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {what}, signed with {done.signer}{left}", err=True)
+    how = f"{done.signer} and its certificate chain" if "x509CertificateChain" in done.bundle["verificationMaterial"] else done.signer
+    click.echo(f"wrote {done.path}: OMS v1.0 bundle over {what}, signed with {how}{left}", err=True)
 
 
 @main.command()

@@ -3,7 +3,8 @@
 On disk::
 
     {
-      "signatures": [{"keyid": "<sha256 of the SPKI DER>", "alg": "ed25519", "sig": "<base64>"}],
+      "signatures": [{"keyid": "<sha256 of the SPKI DER>", "alg": "ed25519", "sig": "<base64>",
+                      "certificates": ["<base64 DER leaf>", "<base64 DER intermediate>"]}],  # certificates optional
       "signed": {
         "_type": "model-manifest", "version": 1,
         "created_by": {"name": "model-manifest", "version": "0.1.0"},
@@ -96,7 +97,7 @@ class Manifest:
     revision: str | None = None
     expires: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
-    signatures: list[dict[str, str]] = field(default_factory=list)
+    signatures: list[dict[str, Any]] = field(default_factory=list)
     # Directories that hold no listed file (empty ones), so that verify tells them from a
     # directory added later. Written only when there are any.
     directories: list[str] = field(default_factory=list)
@@ -323,16 +324,25 @@ def _directories(raw: Any, files: dict[str, FileEntry], rejected: list[Finding])
     return out
 
 
-def _signatures(sigs: Any) -> list[dict[str, str]]:
+SIGNATURE_KEYS = {"keyid", "alg", "sig", "certificates"}
+MAX_CERTIFICATES = 10  # per signature entry: the leaf and its intermediates
+
+
+def _signatures(sigs: Any) -> list[dict[str, Any]]:
     if not isinstance(sigs, list):
         raise ManifestInvalid('"signatures" must be a list')
     out = []
     for s in sigs:
-        if not isinstance(s, dict) or not {"keyid", "sig"} <= set(s) or not all(isinstance(v, str) for v in s.values()):
+        if not isinstance(s, dict) or not {"keyid", "sig"} <= set(s) or not all(isinstance(v, str) for k, v in s.items() if k != "certificates"):
             raise ManifestInvalid('each signature must be an object with string "keyid" and "sig"')
-        if set(s) - {"keyid", "alg", "sig"}:
-            raise ManifestInvalid(f"a signature has unknown keys {sorted(set(s) - {'keyid', 'alg', 'sig'})}")
-        out.append(dict(s))
+        if set(s) - SIGNATURE_KEYS:
+            raise ManifestInvalid(f"a signature has unknown keys {sorted(set(s) - SIGNATURE_KEYS)}")
+        certs = s.get("certificates")
+        if "certificates" in s and (
+            not isinstance(certs, list) or not 0 < len(certs) <= MAX_CERTIFICATES or not all(isinstance(c, str) and c for c in certs)
+        ):
+            raise ManifestInvalid(f'a signature\'s "certificates" must be a list of 1 to {MAX_CERTIFICATES} base64 DER certificates, the leaf first')
+        out.append({k: (list(v) if isinstance(v, list) else v) for k, v in s.items()})
     return out
 
 

@@ -51,14 +51,20 @@ _c("signature-ignored", "A signature that does not verify (by a given key, or ma
 _c("no-trust-anchor", "verify was given no trust anchor (--key): authenticity is not established; pass a key, or --no-signature for an integrity-only check.",
    group="trust", hint="pass --key PUBLIC.pem, or --no-signature for an integrity-only check")
 _c("untrusted-key", "The manifest is signed, but by none of the keys given on the command line.", group="trust", hint="pass the publisher's public key with --key, or get a manifest signed by a key you trust")
+_c("certificate-expired", "A certificate of a signature's chain is not valid at the time of verification (expired, or not yet valid).",
+   group="trust", hint="ask the publisher to sign again with a current certificate (a certificate signature carries no trusted timestamp)")
+_c("certificate-eku", "A signing certificate is not for code signing: no code-signing extended key usage (1.3.6.1.5.5.7.3.3), or a key usage without digitalSignature.",
+   group="trust", hint="sign with a certificate issued for code signing (extendedKeyUsage = codeSigning)")
 _c("model-mismatch", "The manifest belongs to another model than --expect-model names.", group="trust", hint="this manifest describes another model: use the manifest published with this model, or correct --expect-model")
 _c("revision-mismatch", "The manifest belongs to another revision than --expect-revision names (replay of an older manifest).", group="trust", hint="use the manifest of this revision (an older manifest may be replayed), or correct --expect-revision")
 _c("manifest-expired", "The manifest's expiry time has passed.", group="trust", hint="ask the publisher for a fresh manifest (`manifest create DIR --expires ... --key PRIVATE_KEY.pem`)")
 _c("manifest-symlink", "The manifest (or OMS bundle) inside the directory is a symlink: it must be a regular file; what it points to is checked like any other entry, never left out.", group="manifest", hint="put the manifest there as a regular file (not a link), or keep it outside the directory and pass it with -m")
 _c("identity-mismatch", "A Sigstore (keyless) bundle's certificate names a signer identity (SAN) or OIDC issuer other than every --identity/--issuer pair given, or no pair was given beside other trust anchors.",
    group="trust", hint="pass the publisher's identity and OIDC issuer with --identity ID --issuer URL (the finding names the ones the certificate claims), or get a bundle signed by an identity you trust")
-_c("certificate-untrusted", "A Sigstore signing certificate does not chain to a Fulcio root of the trusted root at the time of signing, or lacks a valid SCT or the code-signing usage.",
-   group="trust", hint="check that the bundle comes from the Sigstore instance you trust (--trusted-root FILE for a private one); otherwise it is forged or damaged: get it again from the publisher")
+_c("certificate-untrusted", "A signing certificate does not chain to a trusted root: a Sigstore certificate to a Fulcio root of the trusted root at the time of signing "
+   "(with a valid SCT and the code-signing usage); an X.509 certificate signature (--ca) to a given root, or its certificates are unreadable.",
+   group="trust", hint="Sigstore: check that the bundle comes from the instance you trust (--trusted-root FILE for a private one); a certificate signature: "
+   "pass the publisher's root with --ca ROOT.pem, and check that the signature carries its intermediates; otherwise it is forged or damaged")
 _c("transparency-log-invalid", "A Sigstore bundle's Rekor transparency log entry (inclusion proof, checkpoint, signed entry timestamp) does not verify with the trusted root, or does not match the signature it records; or no verified time of signing exists.",
    group="trust", hint="get the bundle again from the publisher; a bundle from a private Sigstore instance needs its trusted root (--trusted-root FILE)")
 _c("timestamp-unverified", "A Sigstore bundle's RFC 3161 signed timestamp does not verify with the trusted root's timestamp authorities; it was not counted, and the Rekor entry alone gave the time of signing.",

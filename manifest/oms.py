@@ -216,9 +216,11 @@ def shard_digests(m: Any, root: Path | None, shard_size: int) -> dict[str, list[
     return out
 
 
-def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
+def sign_statement(statement: dict[str, Any], key: Any, certificates: list[str] | None = None) -> dict[str, Any]:
     """Wrap ``statement`` in a DSSE envelope signed by ``key`` (ECDSA on P-256, P-384 or P-521,
-    hashing with the curve's SHA-2 as ``model_signing`` does), inside a Sigstore bundle."""
+    hashing with the curve's SHA-2 as ``model_signing`` does), inside a Sigstore bundle.
+    ``certificates`` (base64 DER, the key's certificate first, then its intermediates) make it a
+    certificate bundle, as ``model_signing sign certificate`` writes it."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .signing import ecdsa_hash
@@ -226,9 +228,14 @@ def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
     key = _ec_key(key)
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
     sig = key.sign(pae(payload), ec.ECDSA(ecdsa_hash(key)))
+    material: dict[str, Any] = (
+        {"x509CertificateChain": {"certificates": [{"rawBytes": c} for c in certificates]}}
+        if certificates
+        else {"publicKey": {"hint": key_hint(key.public_key())}}
+    )
     return {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key_hint(key.public_key())}, "tlogEntries": []},
+        "verificationMaterial": {**material, "tlogEntries": []},
         "dsseEnvelope": {
             "payload": base64.b64encode(payload).decode("ascii"),
             "payloadType": PAYLOAD_TYPE,
@@ -258,6 +265,7 @@ def export_oms(
     directory: str | os.PathLike[str] | None = None,
     name: str | None = None,
     shard_size: int | None = None,
+    certificates: list[Any] | None = None,
 ) -> Exported:
     """Turn a manifest into a signed OMS v1.0 bundle at ``out``.
 
@@ -267,7 +275,11 @@ def export_oms(
     in the model directory. Translation only: run ``manifest verify`` first to know the
     manifest matches the files. ``shard_size``: serialization by shards of that many bytes
     (model_signing's ``use_shard_serialization``); files larger than one shard are read
-    unless the manifest's chunk digests have that size."""
+    unless the manifest's chunk digests have that size.
+
+    ``certificates`` (cryptography objects, the key's certificate first) make a certificate
+    bundle. Without them, a manifest signed with a certificate for ``key`` keeps that form:
+    its signature entry's certificates go into the bundle."""
     from .api import check_output, load_manifest, write_output
     from .document import Manifest
     from .inventory import DEFAULT_MANIFEST_NAME, literal_rel
@@ -291,7 +303,17 @@ def export_oms(
         raise UsageError("--shard-size must be a positive number of bytes")
     shards = shard_digests(m, root, shard_size) if shard_size is not None else None
     statement, dropped = build_statement(m, name=subject, extra_ignore=extra, shard_size=shard_size, shards=shards)
-    bundle = sign_statement(statement, signing_key)
+    chain: list[str] | None = None
+    if certificates:
+        from .certs import signing_chain
+
+        chain = signing_chain(signing_key, certificates)
+    else:
+        from .signing import keyid
+
+        mine = keyid(signing_key.public_key())
+        chain = next((list(e["certificates"]) for e in m.signatures if e.get("keyid") == mine and e.get("certificates")), None)
+    bundle = sign_statement(statement, signing_key, chain)
     write_output(out_path, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
     from .signing import describe
 
@@ -326,6 +348,7 @@ class Bundle:
     sizes: dict[str, int] = field(default_factory=dict)  # shards: path -> size (its last shard's end)
     allow_symlinks: bool = False  # the signer followed symlinks
     raw: bytes = b""  # the bundle file's bytes, as read once (a Sigstore verification reads the same bytes)
+    certificates: list[str] = field(default_factory=list)  # x509CertificateChain: base64 DER, the leaf first
 
     @property
     def single_file(self) -> bool:
@@ -369,6 +392,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     tlog = vm.get("tlogEntries", [])
     _need(isinstance(tlog, list), "verificationMaterial.tlogEntries must be a list")
     hint = None
+    chain_b64: list[str] = []
     if "publicKey" in vm:
         pk = vm["publicKey"]
         _need(
@@ -382,6 +406,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         _need(isinstance(certs, list) and len(certs) > 0, "x509CertificateChain.certificates must be a non-empty list")
         for c in certs or []:
             _b64(c.get("rawBytes") if isinstance(c, dict) else None, "a certificate's rawBytes")
+        chain_b64 = [c["rawBytes"] for c in certs or []]
         material = "x509CertificateChain"
     elif "certificate" in vm:
         cert = vm["certificate"]
@@ -499,6 +524,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         sizes=sizes,
         allow_symlinks=ser["allow_symlinks"],
         raw=data,
+        certificates=chain_b64,
     )
 
 
@@ -532,6 +558,57 @@ def _join_shards(named: dict[str, str], shard_size: int, hash_type: str) -> tupl
 
 
 # --------------------------------------------------------------------------- verify
+def _dsse_verdict(b: Bundle, key: Any, signer: str) -> list[Finding]:
+    """At least one of the bundle's DSSE signatures (the first MAX_TRIES_PER_KEY) must verify with ``key``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .signing import MAX_TRIES_PER_KEY, ecdsa_hash
+
+    signed = pae(b.payload, b.payload_type)
+    tries = b.signatures[:MAX_TRIES_PER_KEY]
+    bad = 0
+    for sig in tries:
+        try:
+            key.verify(sig, signed, ec.ECDSA(ecdsa_hash(key)))
+        except InvalidSignature:
+            bad += 1
+    if bad < len(tries):
+        return [Finding.of("signature-ignored", f"{bad} of the bundle's {len(b.signatures)} DSSE signatures do not verify with {signer}; "
+                           "ignored, since one does")] if bad else []
+    return [Finding.of("signature-invalid", f"the DSSE signature does not verify with {signer}: the bundle was changed after signing")]
+
+
+def check_certificate_bundle(b: Bundle, keys: list[Any], cas: list[Any]) -> tuple[list[Finding], str | None]:
+    """A ``model_signing sign certificate`` bundle: the leaf must chain to a given root (``cas``)
+    as :mod:`manifest.certs` checks it, or be a given key itself; then its key must verify the
+    DSSE signature. Returns the findings and, when trusted, the leaf's subject."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .certs import check_chain, decode_chain, describe
+
+    chain = decode_chain(b.certificates)
+    if isinstance(chain, Finding):
+        return [chain], None
+    leaf = chain[0]
+    pub = leaf.public_key()
+    name = describe(leaf)
+    if not isinstance(pub, ec.EllipticCurvePublicKey):
+        why = f"signing certificate {name} holds a {type(pub).__name__}; OMS certificate bundles are signed with EC keys"
+        return [Finding.of("certificate-untrusted", why)], None
+    if cas:
+        res = check_chain(chain, cas)
+        if res.finding is not None:
+            if any(k == pub for k in keys):  # the leaf's key is itself a given key: trusted directly
+                return _dsse_verdict(b, pub, f"the given key of certificate {name}"), name
+            return [res.finding], None
+        return _dsse_verdict(b, pub, f"certificate {name}"), name
+    if any(k == pub for k in keys):
+        return _dsse_verdict(b, pub, f"the given key of certificate {name}"), name
+    return [Finding.of("untrusted-key", f"the bundle is signed with certificate {name}, whose key was not given with --key "
+                       "(pass its root with --ca to check the chain)", actual=name)], None
+
+
 def check_bundle_signature(b: Bundle, keys: list[Any]) -> list[Finding]:
     """At least one given ECDSA key must be the bundle's signer and verify the DSSE signature
     (over the curve's SHA-2: P-256 SHA-256, P-384 SHA-384, P-521 SHA-512)."""
@@ -617,6 +694,19 @@ def verify_oms(directory: str | os.PathLike[str], bundle_path: str | os.PathLike
                     "anyone can get a Sigstore certificate, so its authenticity is not established",
                     "pass the signer's --identity ID --issuer URL, or --no-signature for an integrity-only check",
                 )
+        elif b.material == "x509CertificateChain" and opts.has_anchor:
+            found, signer = check_certificate_bundle(b, opts.keys, opts.cas)
+            if signer is not None:
+                report.facts["trusted_certificates"] = [signer]
+            _emit(report, found, opts)
+            report.mark_checked("signature")
+        elif b.material == "x509CertificateChain" and opts.integrity_only:
+            report.mark_not_checked("signature", f"--no-signature: {INTEGRITY_ONLY} (the bundle is signed with a certificate)")
+        elif b.material == "x509CertificateChain":
+            report.mark_not_checked("signature", "no trust anchor (--ca) given: the bundle's authenticity is not established")
+            no_anchor = ("the OMS bundle is signed with a certificate, but no trust anchor (--ca ROOT.pem) was given to check it against: "
+                         "anyone can make a certificate, so its authenticity is not established",
+                         "pass the publisher's root certificate with --ca ROOT.pem, or --no-signature for an integrity-only check")
         elif b.material != "publicKey":
             tool = "certificate"
             if opts.keys:

@@ -16,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -128,7 +128,11 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
 
 
 def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
-    data = _read_key_file(path)
+    return parse_public_key(_read_key_file(path), str(path))
+
+
+def parse_public_key(data: bytes, path: str) -> PublicKey:
+    """A PEM public key (``path`` names where it came from, for messages)."""
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as e:
@@ -235,20 +239,65 @@ def verify_one(pub: PublicKey, data: bytes, sig_b64: str, alg: str | None = None
 class TrustResult:
     trusted_keyids: list[str]  # given keys whose signature verified (each counted once)
     findings: list[Finding]
+    trusted_certificates: list[str] = field(default_factory=list)  # subjects of leaf certificates that chained to a given root and verified
 
 
-def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[PublicKey]) -> TrustResult:
-    """At least one given key must have a valid signature over ``data``; one suffices.
+def _check_certificate_entries(data: bytes, signatures: list[dict[str, Any]], cas: list[Any]) -> tuple[list[str], list[str], list[Finding]]:
+    """Signature entries that carry certificates, against the given roots: (verified keyids,
+    their leaf subjects, why the others failed). Bounded: at most MAX_TRIES_PER_KEY entries."""
+    from .certs import check_chain, decode_chain, describe
+
+    good: list[str] = []
+    names: list[str] = []
+    why: list[Finding] = []
+    entries = [s for s in signatures if "certificates" in s][:MAX_TRIES_PER_KEY]
+    for s in entries:
+        chain = decode_chain(s["certificates"])
+        if isinstance(chain, Finding):
+            why.append(chain)
+            continue
+        res = check_chain(chain, cas)
+        if res.finding is not None or res.leaf is None:
+            why.append(res.finding or Finding.of("certificate-untrusted", "the chain was not verified"))
+            continue
+        pub = res.leaf.public_key()
+        name = describe(res.leaf)
+        try:
+            _check_type(pub, f"signing certificate {name}")
+        except InputError as e:
+            why.append(Finding.of("certificate-untrusted", str(e)))
+            continue
+        kid = keyid(pub)  # type: ignore[arg-type]
+        if s.get("keyid") != kid or not verify_one(pub, data, s.get("sig", ""), s.get("alg")):  # type: ignore[arg-type]
+            why.append(Finding.of("signature-invalid", f"signature by certificate {name} (chained to a given root) does not verify: "
+                                  "the manifest was changed after signing", actual=name))
+            continue
+        if kid not in good:
+            good.append(kid)
+            names.append(name)
+    return good, names, why
+
+
+def check_signatures(data: bytes, signatures: list[dict[str, Any]], keys: list[PublicKey], cas: list[Any] | None = None) -> TrustResult:
+    """At least one given key, or one certificate chaining to a given root (``cas``), must
+    have a valid signature over ``data``; one suffices.
 
     Signatures by keys nobody passed are ignored (and reported as ``untrusted-key``
     only if no given key signed). A signature whose keyid matches a given key but does
     not verify is ``signature-invalid`` when no given key verified, and only the
     warning ``signature-ignored`` beside a valid one: an extra entry can never take
     away a valid signature, nor add trust. The same key listed twice counts once.
+    A certificate entry that does not chain, or has expired, or is not for code
+    signing is reported (``certificate-*``) only when nothing else verified.
     """
+    cert_good: list[str] = []
+    cert_names: list[str] = []
+    cert_why: list[Finding] = []
+    if cas:
+        cert_good, cert_names, cert_why = _check_certificate_entries(data, signatures, cas)
     given = {keyid(k): k for k in keys}
     if not signatures:
-        return TrustResult([], [Finding.of("signature-missing", "a key was given but the manifest is not signed")])
+        return TrustResult([], [Finding.of("signature-missing", "a trust anchor was given but the manifest is not signed")])
     good: list[str] = []
     bad: list[str] = []
     tried: dict[str, set[str]] = {}
@@ -267,21 +316,24 @@ def check_signatures(data: bytes, signatures: list[dict[str, str]], keys: list[P
         else:
             bad.append(kid)
     findings: list[Finding] = []
-    if good:
+    if good or cert_good:
+        trusted = good + [k for k in cert_good if k not in good]
         for kid in dict.fromkeys(bad):  # one warning per key, however many entries
             n = bad.count(kid)
             findings.append(
                 Finding.of("signature-ignored", f"{n} signature entr{'ies' if n > 1 else 'y'} for key {kid[:16]} do{'' if n > 1 else 'es'} not verify; "
                            "ignored, since a given key's signature does", actual=kid)
             )
-        return TrustResult(good, findings)
+        return TrustResult(trusted, findings, cert_names)
+    findings.extend(cert_why)
     for kid in dict.fromkeys(bad):
         findings.append(
             Finding.of("signature-invalid", f"signature by trusted key {kid[:16]} does not verify: the manifest was changed after signing", actual=kid)
         )
-    if not bad:
+    if not bad and not cert_why:
         signers = sorted({s.get("keyid", "")[:16] for s in signatures})
+        extra = "; no signature carries a certificate for the given --ca roots" if cas else ""
         findings.append(
-            Finding.of("untrusted-key", f"signed only by key(s) {', '.join(signers)}, none of which was given with --key", actual=signers)
+            Finding.of("untrusted-key", f"signed only by key(s) {', '.join(signers)}, none of which was given with --key{extra}", actual=signers)
         )
     return TrustResult(good, findings)

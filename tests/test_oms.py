@@ -266,7 +266,6 @@ def test_invalid_conformance_vectors_are_refused_cleanly(cli, vector: str, signe
 
 @pytest.mark.parametrize("vector", sorted(p.name for p in (VECTORS / "valid").glob("*.json")))
 def test_valid_conformance_vectors_parse_and_match_the_schema(vector: str, validators, signed, tmp_path: Path) -> None:
-    from manifest.errors import ManifestError
     from manifest.oms import read_bundle, verify_oms
     from manifest.options import Options
     from manifest.signing import load_public_key
@@ -282,20 +281,24 @@ def test_valid_conformance_vectors_parse_and_match_the_schema(vector: str, valid
     # key, certificate and Sigstore bundles alike: no trust anchor, no pass
     assert r.codes()[-1] == "no-trust-anchor"
     hint = r.findings[-1].hint or ""
-    assert {"key": "--key", "sigstore": "--identity ID --issuer URL", "certificate": "model_signing verify"}[vector.split(".", maxsplit=1)[0]] in hint
+    assert {"key": "--key", "sigstore": "--identity ID --issuer URL", "certificate": "--ca"}[vector.split(".", maxsplit=1)[0]] in hint
     assert "--no-signature" in hint
     r = verify_oms(tmp_path, path, options=Options(integrity_only=True))
     assert "no-trust-anchor" not in r.codes() and r.integrity_only and "signature" in r.not_checked
-    # with a key: the key bundle names another signer, the Sigstore bundle a signer identity that no key stands for
+    # with a key: the key bundle names another signer, and so does the certificate bundle's leaf; the
+    # Sigstore bundle a signer identity that no key stands for
     opts = Options(keys=[load_public_key(signed["pub"])])
-    if vector.startswith("key"):
+    if vector.startswith(("key", "certificate")):
         assert "untrusted-key" in verify_oms(tmp_path, path, options=opts).codes()
-    elif vector.startswith("sigstore"):
-        assert "identity-mismatch" in verify_oms(tmp_path, path, options=opts).codes()
     else:
-        with pytest.raises(ManifestError) as e:
-            verify_oms(tmp_path, path, options=opts)
-        assert e.value.exit_status == 2 and "model_signing verify" in e.value.message
+        assert "identity-mismatch" in verify_oms(tmp_path, path, options=opts).codes()
+    if vector.startswith("certificate"):
+        # its "leaf" is itself a CA certificate (basicConstraints cA): never a signing certificate, whatever the root
+        from cryptography import x509
+
+        inter = x509.load_der_x509_certificate(base64.b64decode(b.certificates[1]))
+        r = verify_oms(tmp_path, path, options=Options(cas=[inter]))
+        assert ("certificate-untrusted" in r.codes() and "basicConstraints.cA" in r.findings[r.codes().index("certificate-untrusted")].message)
 
 
 def test_nested_git_is_inside_the_scope_in_both_tools(cli, signed, damaged: Path, tmp_path: Path) -> None:
