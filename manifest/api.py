@@ -436,7 +436,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | str
     # 1. The manifest itself and trust.
     _emit(report, m.rejected, opts)
     signed = m.signed_payload()
-    if opts.has_anchor:
+    if opts.keys or opts.cas:
         from .signing import check_signatures
 
         trust = check_signatures(signed, m.signatures, opts.keys, opts.cas)
