@@ -128,6 +128,10 @@ def truncate(local: Path) -> None:
     tmp.rename(src)
 
 
+def broken_header(local: Path) -> None:
+    flip_byte(local, offset=8)  # the header's opening brace: same size, the JSON no longer parses
+
+
 def lfs_pointer(local: Path) -> None:
     size = (local / "model.safetensors").stat().st_size
     _replace(local / "model.safetensors", f"version https://git-lfs.github.com/spec/v1\noid sha256:{'ab' * 32}\nsize {size}\n".encode())
@@ -213,6 +217,18 @@ def test_a_git_lfs_pointer_is_rejected_cheaply(cli: Any, variant: Any, signed_mo
         assert run.code == 1, run.err
         assert ("lfs-pointer", "model.safetensors") in findings(r)
         assert r["facts"]["bytes_read"] < 1 << 20
+
+
+def test_a_broken_header_of_the_right_size_is_rejected_before_any_digest(cli: Any, variant: Any, signed_model: tuple[Path, Path]) -> None:
+    """Sizes all match, so only the header tells: remote digests start after the header checks
+    (locally they run beside them), so nothing of the weights beyond the header is read."""
+    url, _ = variant("broken-header", broken_header)
+    run = cli("verify", url, "--key", signed_model[1], "--json")
+    r = report(run)
+    assert run.code == 1, run.err
+    assert ("header-invalid", "model.safetensors") in findings(r)
+    assert "digests" not in r["checked"] and "sizes" in r["checked"]
+    assert r["facts"]["bytes_read"] < 1 << 20
 
 
 def test_a_stale_shard_index_is_rejected_cheaply(cli: Any, variant: Any) -> None:
@@ -318,6 +334,16 @@ def test_file_urls_are_remote_targets_too(cli: Any, signed_model: tuple[Path, Pa
     line = next(ln for ln in text.out.splitlines() if ln.startswith("  read "))
     n = int(line.split()[1].replace(",", ""))
     assert 0 < n < (d / "model.safetensors").stat().st_size // 100, line  # check reads headers and side files only
+
+
+def test_an_unknown_scheme_or_a_missing_backend_is_a_usage_error(cli: Any) -> None:
+    import importlib.util
+
+    run = cli("check", "nosuchscheme://bucket/model")
+    assert run.code == 2 and run.err.startswith("error[usage]: nosuchscheme://bucket/model:"), run.err
+    if importlib.util.find_spec("gcsfs") is None:  # the [gcs] extra is not installed: say which one to install
+        gs = cli("check", "gs://bucket/model")
+        assert gs.code == 2 and "pip install 'model-manifest[gcs]'" in gs.err, gs.err
 
 
 def test_no_manifest_in_the_prefix_is_one_line(cli: Any, s3: dict[str, str], fs: Any, signed_model: tuple[Path, Path]) -> None:
