@@ -447,3 +447,21 @@ def test_a_bundle_over_the_cap_is_one_line_error(cli: Any, world: dict[str, Any]
         f.truncate(MAX_BUNDLE_BYTES + 1)
     r = cli("verify", world["model"], "--oms", p, "--key", world["pub"])
     assert r.code == 2 and r.err == f"error[manifest-invalid]: OMS bundle {p} is over the {MAX_BUNDLE_BYTES}-byte cap\n"
+
+
+def test_paths_the_signer_left_out_are_left_out_by_both_tools(cli: Any, world: dict[str, Any], tmp_path: Path) -> None:
+    """`--ignore-paths 1_Pooling`: the bundle records it, and both verifiers leave it unread, nothing else."""
+    model, pub = tmp_path / "model", world["pub"]
+    shutil.copytree(world["model"], model)
+    sig = tmp_path / "ign.sig"
+    ms_sign(model, sig, world["priv"], H().set_ignored_paths(paths=["1_Pooling"]))
+    assert "1_Pooling" in _payload(sig)["predicate"]["serialization"]["ignore_paths"]
+    (model / "1_Pooling" / "config.json").write_text("{}\n")
+    (model / "1_Pooling" / "new.txt").write_text("x\n")
+    assert ms_verify(model, sig, pub, None) is None
+    r = cli("verify", model, "--oms", sig, "--key", pub, "--json", "-q", "--no-cache")
+    assert r.code == 0 and _findings(r) == [], r.out
+    _flip(model / "vocab.txt", 100)
+    assert isinstance(ms_verify(model, sig, pub, None), ValueError)
+    r = cli("verify", model, "--oms", sig, "--key", pub, "--json", "-q", "--no-cache")
+    assert r.code == 1 and _findings(r) == [("digest-mismatch", "vocab.txt")]
