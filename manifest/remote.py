@@ -263,21 +263,25 @@ def hash_stream(art: RemoteArtifact, info: FileInfo, algorithms: list[str], chun
     ch = chunk_factory() if chunk_factory is not None else None
     filled = 0
     total = 0
-    for data in art.blocks(info, start, length, on_bytes):
-        view = memoryview(data)
-        for h in hashers.values():
-            h.update(view)
-        if ch is not None:
-            pos = 0
-            while pos < len(view):
-                take = min(len(view) - pos, chunk_size - filled)
-                ch.update(view[pos:pos + take])
-                filled += take
-                pos += take
-                if filled == chunk_size:
-                    chunks.append(ch.hexdigest())
-                    ch, filled = chunk_factory(), 0  # type: ignore[misc]
-        total += len(data)
+    try:
+        for data in art.blocks(info, start, length, on_bytes):
+            view = memoryview(data)
+            for h in hashers.values():
+                h.update(view)
+            if ch is not None and chunk_factory is not None:
+                pos = 0
+                while pos < len(view):
+                    take = min(len(view) - pos, chunk_size - filled)
+                    ch.update(view[pos:pos + take])
+                    filled += take
+                    pos += take
+                    if filled == chunk_size:
+                        chunks.append(ch.hexdigest())
+                        ch, filled = chunk_factory(), 0
+            total += len(data)
+    except OSError:
+        art.check_version(info)  # a read that failed because the object moved (e.g. shrank) is file-changed
+        raise
     if ch is not None and filled:
         chunks.append(ch.hexdigest())
     if total != length:

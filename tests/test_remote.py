@@ -179,7 +179,7 @@ def test_the_manifest_may_be_given_as_a_local_file_or_another_url(cli: Any, clea
     d, pub = signed_model
     local = cli("verify", clean_url, "-m", d / "manifest.json", "--key", pub, "--json")
     assert local.code == 0, local.err
-    # A manifest elsewhere: the one in the prefix is then an extra file, as it would be in a directory.
+    # A manifest elsewhere: the one in the prefix is left out by the manifest's own ignore list, as in a directory.
     fs.put_file(str(d / "manifest.json"), f"{BUCKET}/manifests/clean.json")
     other = cli("verify", clean_url, "-m", f"s3://{BUCKET}/manifests/clean.json", "--key", pub, "--json")
     r = report(other)
@@ -250,19 +250,27 @@ def test_check_on_s3_finds_what_check_on_the_local_copy_finds(cli: Any, variant:
 
 
 # ----------------------------------------------------------------------------- changes mid-read
-def test_an_object_replaced_mid_read_is_file_changed_never_a_pass(s3: dict[str, str], fs: Any, variant: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", ["flipped", "shrunk"])
+def test_an_object_replaced_mid_read_is_file_changed_never_a_pass(s3: dict[str, str], fs: Any, variant: Any, tmp_path: Path, change: str) -> None:
+    """Deterministic: the object is replaced right after the first block of its digest read
+    (the test seam ``manifest.remote._after_block``), same size with a flipped byte, or cut
+    to 10 MB (the later range reads then fail or come back short)."""
     from manifest import api, remote
 
-    url, local = variant("moving", lambda p: None)
+    url, local = variant(f"moving-{change}", lambda p: None)
     tampered = tmp_path / "tampered"
     tampered.mkdir()
-    shutil.copyfile(local / "model.safetensors", tampered / "model.safetensors")
-    flip_byte(tampered)
+    if change == "flipped":
+        shutil.copyfile(local / "model.safetensors", tampered / "model.safetensors")
+        flip_byte(tampered)
+    else:
+        with open(local / "model.safetensors", "rb") as f:
+            (tampered / "model.safetensors").write_bytes(f.read(10_000_000))
     replaced: list[str] = []
 
     def after_block(art: Any, rel: str, start: int) -> None:
         if rel == "model.safetensors" and not replaced:  # after the first block: the listing's ETag is now stale
-            fs.put_file(str(tampered / "model.safetensors"), f"{BUCKET}/moving/model.safetensors")
+            fs.put_file(str(tampered / "model.safetensors"), f"{BUCKET}/moving-{change}/model.safetensors")
             replaced.append(rel)
 
     with pytest.MonkeyPatch.context() as mp:
@@ -271,7 +279,7 @@ def test_an_object_replaced_mid_read_is_file_changed_never_a_pass(s3: dict[str, 
     assert replaced
     assert not r
     assert [(f.code, f.path) for f in r.errors] == [("file-changed", "model.safetensors")]
-    assert "replaced since it was listed" in r.errors[0].message
+    assert ("replaced since it was listed" if change == "flipped" else "size went from") in r.errors[0].message, r.errors[0].message
 
 
 # ----------------------------------------------------------------------------- create, options, paths
