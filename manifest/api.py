@@ -381,10 +381,13 @@ def verify(
     _target_facts(report, path, root, settings)
     t0 = time.perf_counter()
     no_anchor = _no_anchor_message("the manifest", sorted({s.get("keyid", "") for s in m.signatures}))
+    hint = NO_ANCHOR_HINT
+    if any("certificates" in s for s in m.signatures):
+        hint = "pass --ca ROOT.pem (the manifest is signed with a certificate) or --key PUBLIC.pem, or --no-signature for an integrity-only check"
     try:
-        _trust_anchor_gate(report, opts, no_anchor, end=False)
+        _trust_anchor_gate(report, opts, no_anchor, hint=hint, end=False)
         _verify(root, settings, m, mpath, opts, report)
-        _trust_anchor_gate(report, opts, no_anchor, end=True)
+        _trust_anchor_gate(report, opts, no_anchor, hint=hint, end=True)
     except _Stop:
         pass
     from .diagnosis import apply

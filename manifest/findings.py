@@ -48,7 +48,7 @@ _c("signature-invalid", "A signature by a trusted key does not verify over the m
 _c("signature-missing", "A key was given but the manifest carries no signature.", group="trust", hint="ask the publisher for a signed manifest (`manifest create DIR --key PRIVATE_KEY.pem`), or verify with --no-signature (instead of --key) to compare the files only")
 _c("signature-ignored", "A signature that does not verify (by a given key, or malformed) beside a valid one by a given key; one valid signature suffices.",
    Severity.WARNING, group="trust", hint="drop the entry from the manifest's signatures, or sign again with `manifest create DIR --key PRIVATE_KEY.pem`")
-_c("no-trust-anchor", "verify was given no trust anchor (--key): authenticity is not established; pass a key, or --no-signature for an integrity-only check.",
+_c("no-trust-anchor", "verify was given no trust anchor (--key, --ca, --identity/--issuer, or a --trust file): authenticity is not established; pass one, or --no-signature for an integrity-only check.",
    group="trust", hint="pass --key PUBLIC.pem, or --no-signature for an integrity-only check")
 _c("untrusted-key", "The manifest is signed, but by none of the keys given on the command line.", group="trust", hint="pass the publisher's public key with --key, or get a manifest signed by a key you trust")
 _c("certificate-expired", "A certificate of a signature's chain is not valid at the time of verification (expired, or not yet valid).",

@@ -192,6 +192,8 @@ def test_certificate_signed_manifest_records_the_chain_and_verifies_with_its_roo
     r = cli("verify", model, "--ca", pki.root, "--json")
     assert r.code == 0, r.out
     assert json.loads(r.out)["facts"]["trusted_certificates"] == ["CN=model publisher,O=manifest test PKI"]
+    r = cli("verify", model, "--json")  # no anchor: the hint names --ca, since the signature carries a certificate
+    assert r.code == 1 and _errors(r) == ["no-trust-anchor"] and "--ca ROOT.pem" in json.loads(r.out)["findings"][-1]["hint"]
     # --ca names a bundle of roots: the other root beside the right one is harmless
     both = model.parent / "roots.pem"
     both.write_bytes(pki.other_root.read_bytes() + pki.root.read_bytes())
@@ -399,3 +401,16 @@ def test_trust_file_inside_the_verified_directory_is_refused(cli, model: Path, k
     assert r.code == 2 and "names" in r.err and "inside the directory being verified" in r.err
     r = cli("verify", model, "--trust", tmp_path / "absent.json")
     assert r.code == 2 and r.err.startswith("error[usage]:") and "not found" in r.err
+
+
+def test_trusted_root_from_the_file_and_the_flag_must_agree(cli, model: Path, tmp_path: Path) -> None:
+    """trusted_root is one value, not a list: the file's and --trusted-root's must be the same file."""
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "b.json").write_text("{}")
+    policy = _policy(tmp_path / "t.json", {"identities": [{"identity": "a@example.com", "issuer": "https://issuer.example"}],
+                                           "trusted_root": "a.json"})
+    r = cli("verify", model, "--trust", policy, "--trusted-root", tmp_path / "b.json")
+    assert r.code == 2 and r.err.startswith("error[usage]:") and "differ" in r.err, r.err
+    r = cli("verify", model, "--trust", _policy(tmp_path / "nofile.json", {"keys": [], "cas": [], "identities": [{"identity": "x", "issuer": "y"}],
+                                                                             "trusted_root": "absent.json"}))
+    assert r.code == 2 and "is not a file" in r.err
