@@ -162,9 +162,16 @@ def check_chain(chain: list[x509.Certificate], roots: list[x509.Certificate], at
     """Is ``chain[0]`` (the leaf) a code-signing certificate that chains through ``chain[1:]``
     to one of ``roots``, valid at ``at`` (default: now)? Findings: ``certificate-eku``,
     ``certificate-expired``, ``certificate-untrusted``."""
+    at = at or datetime.now(timezone.utc)
+    try:
+        return _check_chain(chain, roots, at)
+    except ValueError as e:  # an extension or name that parses only lazily (duplicate or malformed extensions)
+        return ChainResult(None, Finding.of("certificate-untrusted", f"a certificate of the chain is malformed: {str(e).splitlines()[0][:200]}"), [])
+
+
+def _check_chain(chain: list[x509.Certificate], roots: list[x509.Certificate], at: datetime) -> ChainResult:
     from cryptography.x509.verification import VerificationError
 
-    at = at or datetime.now(timezone.utc)
     leaf, intermediates = chain[0], chain[1:]
     name = describe(leaf)
     why = _eku_problem(leaf)

@@ -583,6 +583,7 @@ def check_certificate_bundle(b: Bundle, keys: list[Any], cas: list[Any]) -> tupl
     """A ``model_signing sign certificate`` bundle: the leaf must chain to a given root (``cas``)
     as :mod:`manifest.certs` checks it, or be a given key itself; then its key must verify the
     DSSE signature. Returns the findings and, when trusted, the leaf's subject."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .certs import check_chain, decode_chain, describe
@@ -591,8 +592,11 @@ def check_certificate_bundle(b: Bundle, keys: list[Any], cas: list[Any]) -> tupl
     if isinstance(chain, Finding):
         return [chain], None
     leaf = chain[0]
-    pub = leaf.public_key()
-    name = describe(leaf)
+    try:
+        pub = leaf.public_key()
+        name = describe(leaf)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        return [Finding.of("certificate-untrusted", f"the signing certificate is unusable: {str(e).splitlines()[0][:200]}")], None
     if not isinstance(pub, ec.EllipticCurvePublicKey):
         why = f"signing certificate {name} holds a {type(pub).__name__}; OMS certificate bundles are signed with EC keys"
         return [Finding.of("certificate-untrusted", why)], None

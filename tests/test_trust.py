@@ -414,3 +414,33 @@ def test_trusted_root_from_the_file_and_the_flag_must_agree(cli, model: Path, tm
     r = cli("verify", model, "--trust", _policy(tmp_path / "nofile.json", {"keys": [], "cas": [], "identities": [{"identity": "x", "issuer": "y"}],
                                                                              "trusted_root": "absent.json"}))
     assert r.code == 2 and "is not a file" in r.err
+
+
+@pytest.mark.parametrize(
+    "certificates, code, status",
+    [(["AAAA"], "certificate-untrusted", 1), (["not base64!"], "certificate-untrusted", 1), ([], "manifest-invalid", 2),
+     (["AAAA"] * 11, "manifest-invalid", 2), ("AAAA", "manifest-invalid", 2), ([7], "manifest-invalid", 2)],
+)
+def test_damaged_certificates_are_a_finding_or_one_line(cli, model: Path, pki: PKI, certificates: object, code: str, status: int) -> None:
+    """Garbage where the certificates go: a finding (exit 1) when the entry is well-formed, one line
+    (exit 2) when it is not; never a traceback, never a pass."""
+    _create_cert_signed(cli, model, pki)
+    doc = json.loads((model / "manifest.json").read_text())
+    doc["signatures"][0]["certificates"] = certificates
+    (model / "manifest.json").write_text(json.dumps(doc))
+    r = cli("verify", model, "--ca", pki.root, "--json")
+    if status == 1:
+        assert r.code == 1 and _errors(r) == [code], r.out + r.err
+    else:
+        assert r.code == 2 and r.err.startswith(f"error[{code}]:") and r.err.count("\n") == 1, r.err
+
+
+def test_damaged_certificate_in_a_bundle_is_a_finding(cli, model: Path, pki: PKI, tmp_path: Path) -> None:
+    sig = tmp_path / "model.sig"
+    ms_sign_cert(model, pki, sig)
+    doc = json.loads(sig.read_text())
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"] = base64.b64encode(b"\x30\x03\x02\x01\x01").decode()
+    sig.write_text(json.dumps(doc))
+    r = cli("verify", model, "--oms", sig, "--ca", pki.root, "--json")
+    assert r.code == 1 and _errors(r) == ["certificate-untrusted"], r.out + r.err
+    assert _is(ms_verify_cert(model, sig, pki.root), ValueError)
