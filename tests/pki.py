@@ -63,6 +63,8 @@ class PKI:
     other_root: Path
     other_leaf: Path  # a code-signing leaf under other_root, for the same leaf key
     other_intermediate: Path
+    leaf_p384: Path  # a code-signing leaf for a P-384 key (model_signing signs it with SHA-384)
+    leaf_p384_key: Path
 
 
 def build(where: Path) -> PKI:
@@ -90,7 +92,12 @@ def build(where: Path) -> PKI:
         p = where / f"{n}.pem"
         p.write_bytes(c.public_bytes(serialization.Encoding.PEM))
         paths[n] = p
-    key_path = where / "leaf.key.pem"
-    key_path.write_bytes(leaf_k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return PKI(where, paths["root"], paths["intermediate"], paths["leaf"], key_path, paths["leaf_noeku"], paths["leaf_expired"],
-               paths["other_root"], paths["other_leaf"], paths["other_intermediate"])
+    p384_k = ec.generate_private_key(ec.SECP384R1())
+    certs_p384 = where / "leaf_p384.pem"
+    certs_p384.write_bytes(issue(p384_k, "model publisher P-384", inter_k, "intermediate CA", ca=False).public_bytes(serialization.Encoding.PEM))
+    keys = {}
+    for n, k in (("leaf.key.pem", leaf_k), ("leaf_p384.key.pem", p384_k)):
+        keys[n] = where / n
+        keys[n].write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return PKI(where, paths["root"], paths["intermediate"], paths["leaf"], keys["leaf.key.pem"], paths["leaf_noeku"], paths["leaf_expired"],
+               paths["other_root"], paths["other_leaf"], paths["other_intermediate"], certs_p384, keys["leaf_p384.key.pem"])

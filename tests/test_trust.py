@@ -43,12 +43,12 @@ def _errors(run) -> list[str]:  # type: ignore[no-untyped-def]
     return [f["code"] for f in json.loads(run.out)["findings"] if f["severity"] == "error"]
 
 
-def ms_sign_cert(model: Path, pki: PKI, sig: Path, *, leaf: Path | None = None) -> None:
+def ms_sign_cert(model: Path, pki: PKI, sig: Path, *, leaf: Path | None = None, key: Path | None = None) -> None:
     """``model_signing sign certificate`` in-process (the CLI's own steps)."""
     import model_signing
 
     model_signing.signing.Config().use_certificate_signer(
-        private_key=pki.leaf_key, signing_certificate=leaf or pki.leaf, certificate_chain=[pki.intermediate]
+        private_key=key or pki.leaf_key, signing_certificate=leaf or pki.leaf, certificate_chain=[pki.intermediate]
     ).set_hashing_config(model_signing.hashing.Config().set_ignored_paths(paths=[], ignore_git_paths=True)).sign(model, sig)
 
 
@@ -444,3 +444,17 @@ def test_damaged_certificate_in_a_bundle_is_a_finding(cli, model: Path, pki: PKI
     r = cli("verify", model, "--oms", sig, "--ca", pki.root, "--json")
     assert r.code == 1 and _errors(r) == ["certificate-untrusted"], r.out + r.err
     assert _is(ms_verify_cert(model, sig, pki.root), ValueError)
+
+
+def test_a_p384_leaf_verifies_both_ways(cli, model: Path, pki: PKI, tmp_path: Path) -> None:
+    """A P-384 signing certificate: model_signing signs with SHA-384, as this tool verifies and exports."""
+    sig = tmp_path / "p384.sig"
+    ms_sign_cert(model, pki, sig, leaf=pki.leaf_p384, key=pki.leaf_p384_key)
+    assert cli("verify", model, "--oms", sig, "--ca", pki.root).code == 0
+    r = cli("create", model, "-o", tmp_path / "m.json", "--key", pki.leaf_p384_key, "--cert", pki.leaf_p384, "--cert-chain", pki.intermediate, "-q")
+    assert r.code == 0, r.err
+    assert cli("verify", model, "-m", tmp_path / "m.json", "--ca", pki.root).code == 0
+    out = tmp_path / "export.sig"
+    assert cli("export", model, "-m", tmp_path / "m.json", "--oms", out, "--key", pki.leaf_p384_key).code == 0
+    assert ms_verify_cert(model, out, pki.root) is None
+    assert _is(ms_verify_cert(model, out, pki.other_root), "X509StoreContextError")
