@@ -22,6 +22,8 @@ _LAZY = {
     "VerificationFailed": ("errors", "VerificationFailed"),
     "load_private_key": ("signing", "load_private_key"),
     "load_public_key": ("signing", "load_public_key"),
+    "load_certificates": ("certs", "load_certificates"),
+    "load_trust": ("trust", "load_trust"),
     "export_oms": ("oms", "export_oms"),
     "verify_oms": ("oms", "verify_oms"),
 }

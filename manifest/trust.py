@@ -48,6 +48,19 @@ class Trust:
     trusted_root: str | None = None
     files: list[Path] = field(default_factory=list)  # every file it read or names (for the inside-the-artifact check)
 
+    def options(self, **kw: Any) -> Any:
+        """:class:`~manifest.options.Options` with these anchors, and ``kw`` for the rest
+        (``expect_model=...``); a key, root or identity also in ``kw`` is added to the file's."""
+        from .options import Options
+
+        return Options(
+            keys=[*self.keys, *kw.pop("keys", [])],
+            cas=[*self.cas, *kw.pop("cas", [])],
+            identities=[*self.identities, *(p for p in kw.pop("identities", []) if p not in self.identities)],
+            trusted_root=kw.pop("trusted_root", None) or self.trusted_root,
+            **kw,
+        )
+
 
 def _bad(source: str, what: str) -> UsageError:
     return UsageError(f"trust file {source}: {what} (schemas/trust.schema.json)")

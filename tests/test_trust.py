@@ -387,6 +387,11 @@ def test_trust_schema_accepts_a_full_policy(pki: PKI, keypair, tmp_path: Path) -
     jsonschema.Draft202012Validator(schema).validate(doc)
     t = load_trust(_policy(tmp_path / "full.json", doc))
     assert len(t.keys) == 2 and len(t.cas) == 1 and t.trusted_root == str(tr)
+    opts = t.options(expect_model="org/name", keys=[t.keys[0]])
+    assert len(opts.keys) == 3 and opts.cas == t.cas and opts.identities == t.identities and opts.expect_model == "org/name"
+    import manifest
+
+    assert manifest.load_trust is load_trust and manifest.load_certificates(pki.root) == t.cas
 
 
 def test_trust_file_inside_the_verified_directory_is_refused(cli, model: Path, keypair, tmp_path: Path) -> None:
