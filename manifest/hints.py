@@ -36,6 +36,8 @@ STALE_CODES = frozenset(
     }
 )
 KEY_PLACEHOLDER = "PRIVATE_KEY.pem"
+CERT_PLACEHOLDER = "CERTIFICATE.pem"
+CHAIN_PLACEHOLDER = "INTERMEDIATES.pem"
 
 
 def refresh_command(directory: str, m: Any, *, output: str | None = None, key: str | None = None) -> str:
@@ -46,6 +48,9 @@ def refresh_command(directory: str, m: Any, *, output: str | None = None, key: s
         parts += ["-o", output]
     if key or m.signatures:
         parts += ["--key", key or KEY_PLACEHOLDER]
+    certified = next((len(s["certificates"]) for s in m.signatures if s.get("certificates")), 0)
+    if certified:  # signed with a certificate: sign again the same way
+        parts += ["--cert", CERT_PLACEHOLDER] + (["--cert-chain", CHAIN_PLACEHOLDER] if certified > 1 else [])
     if m.model_id:
         parts += ["--model-id", m.model_id]
     if m.revision:

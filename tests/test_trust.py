@@ -228,6 +228,9 @@ def test_certificate_signed_manifest_failures(cli, model: Path, pki: PKI, case: 
         _tamper(case, model, model / "manifest.json", model.parent, pki)
     r = cli("verify", model, "--ca", root, "--json")
     assert r.code == 1 and _errors(r) == [code], r.out + r.err
+    if case == "added-file":  # the refresh command signs again the same way, certificates included
+        hint = json.loads(r.out)["findings"][0]["hint"]
+        assert "--key PRIVATE_KEY.pem --cert CERTIFICATE.pem --cert-chain INTERMEDIATES.pem" in hint, hint
 
 
 def test_create_refuses_a_certificate_for_another_key(cli, model: Path, pki: PKI, keypair) -> None:
