@@ -10,7 +10,7 @@ read. The format readers, sections, comparisons and the report are the local pat
   file, a Git LFS pointer or a broken header is rejected having read a few KB of it.
   Every byte read is counted (``facts.bytes_read``).
 - Digests stream in fixed-size blocks, a bounded number in flight per file (memory is
-  ``workers x in-flight x block``), chunk by chunk when the manifest has chunk digests.
+  ``workers x (in-flight + 1) x block``: the reads in flight and the block being hashed), chunk by chunk when the manifest has chunk digests.
   After a file (or chunk) is read, its version is asked again: if it moved since the
   listing, the result is :class:`~manifest.digest.FileChanged`, never a pass.
 - No stat cache: an object's digest is always computed from its bytes.
@@ -34,7 +34,7 @@ from .inventory import MAX_SMALL_FILE, Artifact, FileInfo, ancestors, is_ignored
 from .paths import find_collisions, is_url, path_problem
 
 READ_BLOCK = 8 << 20  # one ranged GET of a digest stream
-IN_FLIGHT = 4  # ranged GETs in flight per stream: memory per stream <= IN_FLIGHT * READ_BLOCK
+IN_FLIGHT = 4  # ranged GETs in flight per stream: memory per stream <= (IN_FLIGHT + 1) * READ_BLOCK
 # The field that names one version of an object, the first one present: S3 ETag, Azure etag,
 # GCS generation, HfFileSystem blob_id; else (a local file system) mtime and inode. One field
 # only: a listing and a HEAD state others differently (S3 LastModified in ms vs. seconds,
