@@ -226,17 +226,59 @@ def create(directory: str, output: str | None, key_path: str | None, cert_path: 
                        "where one is missing, and git and the Hugging Face Hub do not keep empty directories", err=True)
 
 
+trust_options = [
+    click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
+                 help="Trusted public key (PEM). Repeatable; only these keys are trusted."),
+    click.option("--ca", "ca_paths", multiple=True, type=click.Path(dir_okay=False),
+                 help="Trusted X.509 root (PEM, one or more certificates) for certificate signatures. Repeatable."),
+    click.option("--trust", "trust_path", type=click.Path(dir_okay=False), default=None,
+                 help="Trust policy file (JSON, schemas/trust.schema.json): keys, CA roots and Sigstore identities, added to those of the flags "
+                      "(default: $MANIFEST_TRUST; never a file inside DIR)."),
+    click.option("--no-signature", "no_signature", is_flag=True,
+                 help="Integrity only: check the files against the manifest without a trust anchor; authenticity is not checked."),
+]
+
+
+def _trust_anchors(key_paths: tuple[str, ...], ca_paths: tuple[str, ...], trust_path: str | None, no_signature: bool, targets: list[str],
+                   identities: tuple[str, ...] = (), issuers: tuple[str, ...] = (),
+                   trusted_root: str | None = None) -> tuple[list[Any], list[Any], list[tuple[str, str]], str | None]:
+    """The trust anchors of verify and audit: keys, CA roots, Sigstore identities and trusted
+    root, from the flags and the trust policy file (never one inside a target)."""
+    if no_signature and (key_paths or ca_paths or trust_path):
+        raise UsageError("--no-signature (integrity only) and a trust anchor (--key, --ca, --trust) contradict each other: pass one of them")
+    pairs = sigstore_identities(identities, issuers)
+    keys: list[Any] = []
+    cas: list[Any] = []
+    if key_paths:  # cryptography is imported only when there is a key
+        from .signing import load_public_key
+
+        keys = [load_public_key(k) for k in key_paths]
+    if ca_paths:
+        from .certs import load_certificates
+
+        cas = [c for p in ca_paths for c in load_certificates(p, "CA root")]
+    if trust_path is None and not no_signature:  # the environment's policy yields to an explicit integrity-only run
+        trust_path = os.environ.get("MANIFEST_TRUST") or None
+    if trust_path:
+        from .trust import load_trust, refuse_inside
+
+        policy = load_trust(trust_path)
+        for target in targets:
+            refuse_inside(policy, target)
+        keys += policy.keys
+        cas += policy.cas
+        pairs += [p for p in policy.identities if p not in pairs]
+        if policy.trusted_root is not None:
+            if trusted_root is not None and os.path.realpath(trusted_root) != os.path.realpath(policy.trusted_root):
+                raise UsageError(f"--trusted-root {trusted_root} and the trust file's trusted_root {policy.trusted_root} differ: give one")
+            trusted_root = policy.trusted_root
+    return keys, cas, pairs, trusted_root
+
+
 @main.command()
 @click.argument("directory", metavar="DIR")
 @click.option("-m", "--manifest", "manifest_path", type=click.Path(dir_okay=False), help="Manifest to check against (default DIR/manifest.json).")
-@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False), help="Trusted public key (PEM). Repeatable; only these keys are trusted.")
-@click.option("--ca", "ca_paths", multiple=True, type=click.Path(dir_okay=False),
-              help="Trusted X.509 root (PEM, one or more certificates) for certificate signatures. Repeatable.")
-@click.option("--trust", "trust_path", type=click.Path(dir_okay=False), default=None,
-              help="Trust policy file (JSON, schemas/trust.schema.json): keys, CA roots and Sigstore identities, added to those of the flags "
-                   "(default: $MANIFEST_TRUST; never a file inside DIR).")
-@click.option("--no-signature", "no_signature", is_flag=True,
-              help="Integrity only: check the files against the manifest without a trust anchor; authenticity is not checked.")
+@_apply(trust_options)
 @click.option("--expect-model", help="Refuse a manifest for another model id.")
 @click.option("--expect-revision", help="Refuse a manifest for another revision.")
 @click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
@@ -266,33 +308,7 @@ def verify(directory: str, manifest_path: str | None, key_paths: tuple[str, ...]
            requires: tuple[str, ...], storage_options: str | None, json_flag: bool, fmt: str | None, quiet: bool, fail_fast: bool,
            load: str | None, trust_remote_code: bool, memory_limit: str | None, check_memory: bool) -> None:
     """Verify DIR (or ORG/NAME[@REV] in the Hugging Face cache) against its manifest."""
-    if no_signature and (key_paths or ca_paths or trust_path):
-        raise UsageError("--no-signature (integrity only) and a trust anchor (--key, --ca, --trust) contradict each other: pass one of them")
-    pairs = sigstore_identities(identities, issuers)
-    keys: list[Any] = []
-    cas: list[Any] = []
-    if key_paths:  # cryptography is imported only when there is a key
-        from .signing import load_public_key
-
-        keys = [load_public_key(k) for k in key_paths]
-    if ca_paths:
-        from .certs import load_certificates
-
-        cas = [c for p in ca_paths for c in load_certificates(p, "CA root")]
-    if trust_path is None and not no_signature:  # the environment's policy yields to an explicit integrity-only run
-        trust_path = os.environ.get("MANIFEST_TRUST") or None
-    if trust_path:
-        from .trust import load_trust, refuse_inside
-
-        policy = load_trust(trust_path)
-        refuse_inside(policy, directory)
-        keys += policy.keys
-        cas += policy.cas
-        pairs += [p for p in policy.identities if p not in pairs]
-        if policy.trusted_root is not None:
-            if trusted_root is not None and os.path.realpath(trusted_root) != os.path.realpath(policy.trusted_root):
-                raise UsageError(f"--trusted-root {trusted_root} and the trust file's trusted_root {policy.trusted_root} differ: give one")
-            trusted_root = policy.trusted_root
+    keys, cas, pairs, trusted_root = _trust_anchors(key_paths, ca_paths, trust_path, no_signature, [directory], identities, issuers, trusted_root)
     if trusted_root and not pairs:
         raise UsageError("--trusted-root is the root of Sigstore (keyless) verification: pass it with --identity ID --issuer URL")
     opts = Options(
@@ -335,6 +351,58 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, storage_opt
                    trust_remote_code=trust_remote_code, memory_limit=parse_size(memory_limit) if memory_limit else None,
                    check_memory=check_memory, use_cache=not no_cache)
     _emit_report(do_check(directory, options=opts, storage_options=_storage_options(storage_options)), _fmt(json_flag, fmt))
+
+
+@main.command()
+@click.argument("targets", metavar="TARGET...", nargs=-1)
+@click.option("--from", "from_file", metavar="FILE", help="Read more targets from FILE, one a line ('-': stdin; '#' starts a comment line).")
+@click.option("--ray", "ray_address", metavar="ADDRESS|local",
+              help="Verify on Ray, one task per model: 'local' starts a local Ray instance, an address (or 'auto') joins a cluster.")
+@click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True,
+              help="With --ray: times a model whose worker died is run again before it is reported not verified.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None, help="Without --ray: models verified at once (default: the CPU count).")
+@_apply(trust_options)
+@click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
+@click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
+@click.option("--exhaustive", is_flag=True, help="Hash digests even when cheaper checks already failed.")
+@click.option("--json", "json_flag", is_flag=True, help="Print the audit as JSON (schemas/audit.schema.json): every model's report and a summary.")
+@click.option("--storage-options", "storage_options", default=None, metavar="JSON",
+              help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_one_line_errors
+def audit(targets: tuple[str, ...], from_file: str | None, ray_address: str | None, retries: int, jobs: int | None, key_paths: tuple[str, ...],
+          ca_paths: tuple[str, ...], trust_path: str | None, no_signature: bool, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool,
+          storage_options: str | None, json_flag: bool, quiet: bool) -> None:
+    """Verify many models, each TARGET (a directory, ORG/NAME or URL) against its own manifest.
+
+    Prints a table and a summary; exits with the worst outcome: 0 all pass, 1 some
+    verification failed, 2 some model not verified (unreadable, no manifest, worker lost).
+    """
+    from .audit import audit as do_audit
+    from .audit import read_targets, render_text
+    from .progress import make_counter
+
+    items = list(targets) + (read_targets(from_file) if from_file else [])
+    if ray_address is None and retries != 2:
+        raise UsageError("--retries applies to --ray only")
+    if ray_address is not None and jobs is not None:
+        raise UsageError("--jobs applies to the thread pool only; with --ray the cluster's CPUs decide")
+    keys, cas, pairs, trusted_root = _trust_anchors(key_paths, ca_paths, trust_path, no_signature, items)
+    opts = Options(keys=keys, cas=cas, identities=pairs, trusted_root=trusted_root, integrity_only=no_signature, exhaustive=exhaustive,
+                   algorithms=list(hashes) or None, use_cache=not no_cache)
+    bar = make_counter(not quiet, len(items), "auditing", "model")
+    try:
+        result = do_audit(items, options=opts, ray=ray_address, workers=jobs, retries=retries, storage_options=_storage_options(storage_options),
+                          on_done=lambda m: bar.update(1))
+    finally:
+        bar.close()
+    if json_flag:
+        import json
+
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(result), nl=False)
+    sys.exit(result.exit_status)
 
 
 @main.command()

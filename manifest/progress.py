@@ -42,3 +42,12 @@ def make_progress(enabled: bool, total: int, desc: str) -> Any:
         total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False,
         delay=DELAY, smoothing=0.1,
     )
+
+
+def make_counter(enabled: bool, total: int, desc: str, unit: str) -> Any:
+    """A ``update(n)``/``close()`` counter of work items (e.g. models): a tqdm bar on a TTY, else a no-op."""
+    if not enabled or total < 2 or not _is_tty():
+        return _Null()
+    from tqdm import tqdm  # only on a TTY
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, delay=DELAY)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema", "sigstore")
+HEAVY = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "huggingface_hub", "tqdm", "model_signing", "jsonschema", "sigstore", "ray")
 # Remote targets only (manifest.remote): the storage layer and its backends.
 REMOTE = ("fsspec", "s3fs", "gcsfs", "botocore", "aiobotocore", "boto3", "aiohttp")
 # Not heavy, but only needed for a signature or a platform cache directory.
@@ -110,6 +110,17 @@ def test_create_and_check_import_nothing_heavy(minilm: Path, tmp_path: Path) -> 
     code, mods = run_probe("check", minilm.as_uri(), cwd=tmp_path)
     assert code in (0, 1)
     assert "fsspec" in mods and not mods & {"s3fs", "botocore", "boto3"}
+
+
+def test_audit_on_the_thread_pool_imports_nothing_heavy_and_never_ray(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    d, pub = signed
+    code, mods = run_probe("audit", str(d), str(d), "--no-signature", "--json", cwd=tmp_path)
+    assert code == 0
+    assert not mods & set(HEAVY + ON_DEMAND + REMOTE), mods & set(HEAVY + ON_DEMAND + REMOTE)
+    code, mods = run_probe("audit", str(d), "--key", str(pub), cwd=tmp_path)
+    assert code == 0
+    assert "cryptography" in mods and "manifest" in mods  # the probe does see imports
+    assert not mods & set(HEAVY), mods & set(HEAVY)
 
 
 def test_progress_is_a_tqdm_bar_only_on_a_tty_and_never_when_quiet(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,231 @@
+"""``manifest audit``: many models, each verified against its own manifest, on a thread pool
+and on a real Ray cluster that this module starts (``ray start --head``) and stops.
+
+The fleet: real MiniLM copies and tiny real checkpoints of several families (built by
+transformers in a subprocess), some tampered after their manifest was written: a flipped
+byte, an extra file, a missing file. Every audit must name exactly the tampered ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from manifest import api
+from manifest.options import Options
+
+HERE = Path(__file__).resolve().parent
+SCHEMAS = HERE.parent / "schemas"
+CLEAN = ["minilm", "bert", "gpt2", "llama", "t5"]
+TAMPERED = {"minilm-flipped": "digest-mismatch", "minilm-extra": "extra-file", "minilm-missing": "missing-file", "qwen2-flipped": "digest-mismatch"}
+FLEET = CLEAN + list(TAMPERED)
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
+    """FLEET under one directory, each with a signed manifest; then the tampering. Returns (dir, public key)."""
+    import importlib.util
+
+    from manifest.signing import generate, write_keypair
+
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("needs transformers (the tiny checkpoints are built in a subprocess)")
+    base = tmp_path_factory.mktemp("fleet")
+    fam = base / "_families"
+    p = subprocess.run([sys.executable, str(HERE / "build_checkpoints.py"), "--families", str(fam)], capture_output=True, text=True,
+                       timeout=600, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    models = base / "models"
+    models.mkdir()
+    for name in ("minilm", "minilm-flipped"):
+        shutil.copytree(minilm_src, models / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("minilm-extra", "minilm-missing"):  # the weights hard-linked to minilm's (never written to; all links made before
+        # any manifest, as a new link moves the file's ctime, which verify takes as a change)
+        shutil.copytree(models / "minilm", models / name, ignore=shutil.ignore_patterns("__pycache__"),
+                        copy_function=lambda s, d: os.link(s, d) if s.endswith(".safetensors") else shutil.copy2(s, d))
+    for name in ("bert", "gpt2", "llama", "t5"):
+        shutil.copytree(fam / name, models / name)
+    shutil.copytree(fam / "qwen2", models / "qwen2-flipped")
+    shutil.rmtree(fam)
+    key = generate("ed25519")
+    write_keypair(key, base / "k.pem", base / "k.pub.pem")
+    for name in FLEET:
+        api.create(models / name, key=key, options=Options(use_cache=False))
+    _flip(models / "minilm-flipped" / "model.safetensors", 40_000_000)
+    size = (models / "qwen2-flipped" / "model.safetensors").stat().st_size
+    _flip(models / "qwen2-flipped" / "model.safetensors", size - 100)  # in the last tensor's data, not the header
+    (models / "minilm-extra" / "notes.txt").write_text("added after the manifest was signed\n")
+    (models / "minilm-missing" / "vocab.txt").unlink()
+    return models, base / "k.pub.pem"
+
+
+def _validator() -> jsonschema.Draft202012Validator:
+    from referencing import Registry, Resource
+
+    schemas = [json.loads(p.read_text()) for p in SCHEMAS.glob("*.schema.json")]
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
+    by_id = {s["$id"].rsplit("/", 1)[1]: s for s in schemas}
+    jsonschema.Draft202012Validator.check_schema(by_id["audit.schema.json"])
+    return jsonschema.Draft202012Validator(by_id["audit.schema.json"], registry=registry)
+
+
+def _audit_json(r, code: int) -> dict:
+    assert r.code == code, (r.code, r.out[-2000:], r.err[-3000:])
+    doc = json.loads(r.out)
+    errors = [f"{list(e.absolute_path)}: {e.message[:300]}" for e in _validator().iter_errors(doc)]
+    assert errors == []
+    assert doc["exit_status"] == code
+    return doc
+
+
+def _outcomes(doc: dict) -> dict[str, tuple[str, str | None]]:
+    return {Path(m["target"]).name: (m["outcome"], m["first_error"]) for m in doc["models"]}
+
+
+def _expected() -> dict[str, tuple[str, str | None]]:
+    return {**{n: ("pass", None) for n in CLEAN}, **{n: ("fail", c) for n, c in TAMPERED.items()}}
+
+
+# --------------------------------------------------------------------------- thread pool
+def test_thread_pool_audit_names_exactly_the_tampered_models(fleet, cli, tmp_path):
+    models, pub = fleet
+    targets = [str(models / n) for n in FLEET]
+    r = cli("audit", *targets, "--key", pub, "--json", "-j", "3")
+    doc = _audit_json(r, 1)
+    assert _outcomes(doc) == _expected()
+    assert [m["target"] for m in doc["models"]] == targets  # the order given
+    assert doc["runner"] == {"kind": "threads", "workers": 3}
+    assert doc["summary"]["failed_targets"] == [str(models / n) for n in TAMPERED]
+    for m in doc["models"]:  # the same report verify gives, model by model
+        assert m["report"]["command"] == "verify" and m["report"]["artifact"] == m["target"]
+        assert "signature" in m["report"]["checked"]
+    flipped = next(m for m in doc["models"] if m["target"].endswith("minilm-flipped"))
+    assert flipped["bytes"] > 90_000_000  # the digests were computed, and that is where it failed
+    v = cli("verify", models / "minilm-flipped", "--key", pub, "--json")
+    assert v.code == 1
+    assert [f["code"] for f in json.loads(v.out)["findings"]] == [f["code"] for f in flipped["report"]["findings"]]
+
+    # The text table: one row per model, the first error named; the summary counts them.
+    listing = tmp_path / "targets.txt"
+    listing.write_text("# the fleet\n" + "\n".join(targets[4:]) + "\n\n")
+    r = cli("audit", *targets[:4], "--from", listing, "--no-signature", "-q")
+    assert r.code == 1, r.err
+    rows = {line.split()[0]: line.split() for line in r.out.splitlines()[1:] if line.startswith("/")}
+    assert {Path(t).name: (row[1], row[4]) for t, row in rows.items()} == {n: (o, c or "-") for n, (o, c) in _expected().items()}
+    assert r.out.splitlines()[-1].startswith(f"audit: {len(FLEET)} models: {len(CLEAN)} pass, {len(TAMPERED)} fail, 0 not verified;")
+
+
+def test_an_unreadable_model_is_not_verified_and_the_exit_is_2(fleet, cli, tmp_path):
+    models, _pub = fleet
+    bare = tmp_path / "no-manifest"
+    shutil.copytree(models / "bert", bare, ignore=shutil.ignore_patterns("manifest.json"))
+    r = cli("audit", models / "bert", bare, tmp_path / "nowhere", models / "minilm-extra", "--no-signature", "--json")
+    doc = _audit_json(r, 2)
+    assert _outcomes(doc) == {"bert": ("pass", None), "no-manifest": ("not-verified", "manifest-invalid"),
+                              "nowhere": ("not-verified", "unreadable"), "minilm-extra": ("fail", "extra-file")}
+    assert doc["summary"]["not_verified_targets"] == [str(bare), str(tmp_path / "nowhere")]
+    # With no trust anchor every model fails no-trust-anchor, as verify would.
+    r = cli("audit", models / "bert", models / "gpt2")
+    assert r.code == 1 and r.out.count("no-trust-anchor") == 2, r.out
+
+
+def test_audit_usage_errors_are_one_line(cli, tmp_path):
+    for args in (["audit", "--no-signature"], ["audit", tmp_path, "--retries", "1"], ["audit", tmp_path, "--ray", "local", "-j", "2"]):
+        r = cli(*args)
+        assert r.code == 2 and r.err.startswith("error[usage]:") and len(r.err.strip().splitlines()) == 1, (args, r.err)
+
+
+# --------------------------------------------------------------------------- Ray
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Callable[[], str]]:
+    """A real one-node Ray cluster (2 CPUs) started for this module, and stopped by killing
+    exactly the process group it was started in (never `ray stop`, which stops every Ray on
+    the machine). Its temp dir is short (AF_UNIX socket paths) and removed afterwards.
+
+    Yields a function that waits until the cluster is up and returns its address, so that
+    it starts while the fleet is built."""
+    pytest.importorskip("ray")
+    tmp = Path(f"/tmp/ray-{secrets.token_hex(4)}")
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--num-cpus", "2", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"],
+        env={**os.environ, **RAY_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def address() -> str:
+        deadline = time.monotonic() + 90
+        while not (tmp / "ray_current_cluster").exists():
+            assert proc.poll() is None, "ray start exited"
+            assert time.monotonic() < deadline, "the Ray cluster did not start in 90 s"
+            time.sleep(0.5)
+        return f"127.0.0.1:{port}"
+
+    try:
+        yield address
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)  # the session this fixture started, and only it
+            except ProcessLookupError:
+                break
+            time.sleep(2)
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_ray_audit_names_exactly_the_tampered_models_and_survives_a_lost_worker(ray_cluster, fleet, cli, tmp_path):
+    """One run on the cluster: keys reach the workers as PEM; the task of minilm dies (os._exit,
+    as a killed worker) on its first attempt and its retry verifies it."""
+    models, pub = fleet
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**RAY_ENV, "MANIFEST_TEST_CRASH_TARGET": "/minilm-flipped", "MANIFEST_TEST_CRASH_TIMES": "1", "MANIFEST_TEST_CRASH_DIR": str(marks)}
+    r = cli("audit", *[models / n for n in FLEET], "--key", pub, "--ray", ray_cluster(), "--json", env=env, timeout=240)
+    doc = _audit_json(r, 1)
+    assert _outcomes(doc) == _expected()
+    assert doc["runner"]["kind"] == "ray" and doc["runner"]["workers"] == 2 and doc["runner"]["max_retries"] == 2
+    lost = next(m for m in doc["models"] if m["target"].endswith("/minilm-flipped"))
+    assert lost["attempts"] == 2 and len(list(marks.iterdir())) == 1  # it died once, and was run again
+    assert [f["code"] for f in lost["report"]["findings"]] == ["digest-mismatch"]
+
+
+def test_ray_a_worker_lost_on_every_attempt_is_not_verified_never_a_pass(ray_cluster, fleet, cli, tmp_path):
+    models, _pub = fleet
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**RAY_ENV, "MANIFEST_TEST_CRASH_TARGET": "/bert", "MANIFEST_TEST_CRASH_TIMES": "9", "MANIFEST_TEST_CRASH_DIR": str(marks)}
+    r = cli("audit", models / "bert", models / "gpt2", "--no-signature", "--ray", ray_cluster(), "--retries", "1", "--json", env=env, timeout=240)
+    doc = _audit_json(r, 2)
+    assert _outcomes(doc) == {"bert": ("not-verified", "worker-lost"), "gpt2": ("pass", None)}
+    bert = doc["models"][0]
+    assert bert["report"] is None and bert["attempts"] == 2 and len(list(marks.iterdir())) == 2
+    assert bert["error"]["message"].startswith("error[worker-lost]:")
+    r = cli("audit", models / "bert", "--no-signature", "--ray", ray_cluster(), "--retries", "0", env=env, timeout=240)
+    assert r.code == 2 and "not-verified" in r.out and "error[worker-lost]" in r.out, r.out
