@@ -26,6 +26,11 @@ import pytest
 from manifest import api
 from manifest.options import Options
 
+try:  # the moto S3 server fixture of the remote-target tests, reused (needs s3fs and moto)
+    from test_remote import BUCKET, s3  # noqa: F401
+except pytest.skip.Exception:
+    BUCKET = ""
+
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE.parent / "schemas"
 CLEAN = ["minilm", "bert", "gpt2", "llama", "t5"]
@@ -229,3 +234,34 @@ def test_ray_a_worker_lost_on_every_attempt_is_not_verified_never_a_pass(ray_clu
     assert bert["error"]["message"].startswith("error[worker-lost]:")
     r = cli("audit", models / "bert", "--no-signature", "--ray", ray_cluster(), "--retries", "0", env=env, timeout=240)
     assert r.code == 2 and "not-verified" in r.out and "error[worker-lost]" in r.out, r.out
+
+
+def test_ray_audit_over_local_and_s3_models_names_exactly_the_tampered_ones(ray_cluster, fleet, cli, request):
+    """S3 models are read by the Ray workers through s3fs (the endpoint and credentials
+    travel with the task as --storage-options); local ones on the node that holds them."""
+    if not BUCKET:
+        pytest.skip("needs s3fs and moto (the remote-target tests' S3 server)")
+    env = request.getfixturevalue("s3")
+    import s3fs
+
+    models, pub = fleet
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    remote = {"minilm": "pass", "bert": "pass", "qwen2-flipped": "fail", "minilm-extra": "fail"}
+    for name in remote:
+        fs.put(str(models / name) + "/", f"{BUCKET}/audit/{name}/", recursive=True)
+    try:
+        local = {"gpt2": "pass", "minilm-missing": "fail"}
+        targets = [f"s3://{BUCKET}/audit/{n}" for n in remote] + [str(models / n) for n in local]
+        opts = json.dumps({"endpoint_url": env["AWS_ENDPOINT_URL"], "key": "testing", "secret": "testing"})
+        r = cli("audit", *targets, "--key", pub, "--ray", ray_cluster(), "--storage-options", opts, "--json", env=RAY_ENV, timeout=240)
+        doc = _audit_json(r, 1)
+        got = {m["target"]: (m["outcome"], m["first_error"]) for m in doc["models"]}
+        assert got == {t: (o, TAMPERED.get(Path(t).name)) for t, o in zip(targets, [*remote.values(), *local.values()], strict=True)}
+        s3_models = [m for m in doc["models"] if m["target"].startswith("s3://")]
+        assert all(m["report"]["facts"]["target"]["kind"] != "directory" for m in s3_models)
+        clean = next(m for m in s3_models if m["target"].endswith("/minilm"))
+        assert clean["bytes"] >= 90_000_000  # read from S3 in full: facts.bytes_read
+        extra = next(m for m in s3_models if m["target"].endswith("/minilm-extra"))
+        assert extra["bytes"] < 2_000_000  # rejected from the listing, before any digest read
+    finally:
+        fs.rm(f"{BUCKET}/audit", recursive=True)
