@@ -61,7 +61,12 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
                                         "x__check_file_set_*", "x__compare_section_*", "x__start_digests_*",
                                         "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS, *CHECKPOINT_TESTS]),
     "signing": ("manifest/signing.py", ["*"], [UNITS, *CORE_FAST]),
-    "safetensors": ("manifest/formats/safetensors.py", ["*"], [UNITS, *CORE_FAST, "tests/test_safetensors_reader.py"]),
+    # the header reader; not ``sniff``/``_not_safetensors`` (what a refused file looks like, for its message)
+    # nor ``build`` (writes headers for tests and benchmarks)
+    "safetensors": ("manifest/formats/safetensors.py", ["x_read_header_*", "x_parse_header_bytes_*", "x__read_exact_*", "x__uint_*",
+                                                        "x__has_surrogate_*", "x__validate_*", "x__tensor_*", "xǁHeaderErrorǁ*",
+                                                        "xǁTensorInfoǁ*", "xǁHeaderǁ*"],
+                    [UNITS, *CORE_FAST, "tests/test_safetensors_reader.py"]),
     "inventory": ("manifest/inventory.py", ["*"], [UNITS]),
     "paths": ("manifest/paths.py", ["*"], [UNITS, *CORE_FAST]),
     # the key and the trust rule of the stat cache (what can make it answer for a changed file);
