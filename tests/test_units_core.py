@@ -346,6 +346,7 @@ def test_links_into_the_allowed_store_are_followed_and_others_refused(tmp_path: 
     assert (info.size, info.ino, info.source, info.ctime_ns) == (5, st.st_ino, str(store / "b1"), st.st_ctime_ns)
     assert sorted(art.files) == ["ok"]
     assert {f.path: f.code for f in art.problems} == {"out": "unsafe-path", "gone": "unsafe-path", "dirlink": "unsafe-path"}
+    assert {f.path: f.message for f in art.problems}["gone"] == "symlink is dangling or loops; it is not followed"
     with art.open("ok") as f:
         assert f.read() == b"12345"
     os.unlink(store / "b1")
@@ -435,7 +436,7 @@ def test_a_file_replaced_by_a_fifo_is_refused_without_blocking(tiny: Path) -> No
     os.mkfifo(tiny / "vocab.txt")
     with pytest.raises(InputError, match="no longer a regular file") as e:
         art.open("vocab.txt")
-    assert e.value.code == "unsupported-file"
+    assert (e.value.code, e.value.path) == ("unsupported-file", "vocab.txt")
 
 
 def test_path_helpers() -> None:
@@ -962,3 +963,55 @@ def test_a_safe_path_is_answered_by_the_fast_path(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(paths, "_path_problem_slow", slow)
     assert paths.path_problem(rel) is None
+
+
+def test_links_inside_the_model_itself_are_followed_only_to_its_regular_files(tmp_path: Path) -> None:
+    """``follow_links_into`` the root (verify --oms --allow-symlinks)."""
+    d = tmp_path / "m"
+    (d / "blobs").mkdir(parents=True)
+    (d / "blobs" / "w").write_bytes(b"weights")
+    (tmp_path / "outside").write_bytes(b"x")
+    os.symlink("blobs/w", d / "link")
+    os.symlink(tmp_path / "outside", d / "out")
+    os.symlink("blobs", d / "dirlink")
+    os.symlink("nowhere", d / "gone")
+    art = discover(d, follow_links_into=d)
+    assert sorted(art.files) == ["blobs/w", "link"] and art.files["link"].source == str(d / "blobs" / "w")
+    assert art.files["link"].ino == os.stat(d / "blobs" / "w").st_ino
+    got = {f.path: (f.code, f.message) for f in art.problems}
+    assert got == {
+        "out": ("unsafe-path", f"symlink points outside the model directory (to {tmp_path / 'outside'}); it is not followed"),
+        "dirlink": ("unsupported-file", "symlink to a directory (to blobs); only links to regular files are followed"),
+        "gone": ("unsafe-path", "symlink is dangling or loops; it is not followed"),
+    }
+
+
+def test_entries_that_cannot_be_listed_or_stat_ed_are_unreadable_findings(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Injected failures (the suite runs as root, to whom every mode bit is open)."""
+    import errno
+
+    real_scandir, real_lstat = os.scandir, os.lstat
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) == str(tiny / "sub"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def lstat(path: Any, *a: Any, **k: Any) -> Any:
+        if os.fspath(path) == str(tiny / "config.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_lstat(path, *a, **k)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "lstat", lstat)
+    art = discover(tiny)
+    assert [(f.code, f.path, f.message) for f in art.problems] == [
+        ("unreadable", "config.json", "cannot stat: Permission denied"),
+        ("unreadable", "sub", "cannot list directory: Permission denied")]
+    assert list(art.files) == ["model.safetensors", "vocab.txt"]  # the entries after them are still listed
+    monkeypatch.setattr(os, "scandir", lambda p: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied")))
+    assert [(f.path, f.message) for f in discover(tiny).problems] == [(".", "cannot list directory: Permission denied")]
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(InputError) as e:
+        discover(tiny)
+    assert (e.value.code, str(e.value)) == ("unreadable", f"cannot read directory {tiny}: permission denied")
