@@ -325,9 +325,13 @@ def test_every_non_regular_entry_is_a_finding_and_never_a_file(tiny: Path, tmp_p
     assert "dangling" in codes
     for p in ("inside-link", "out-link", "dangling", "loop", "dir-link", "fifo", "sock"):
         assert p not in art.files
-    assert "loop" in next(f.message for f in art.problems if f.path == "loop")
-    assert "outside the directory" in next(f.message for f in art.problems if f.path == "out-link")
-    assert "fifo" in next(f.message for f in art.problems if f.path == "fifo").lower()
+    msg = {f.path: f.message for f in art.problems}
+    assert msg["loop"] == "symlink loop (to loop); not followed"
+    assert msg["out-link"] == f"symlink points outside the directory (to {outside}); it is not followed"
+    assert msg["inside-link"] == "symlink (to vocab.txt); only regular files are fingerprinted"
+    assert msg["fifo"] == "FIFO; it is never opened"
+    assert msg["a.txt"] == "collides with A.txt on case-insensitive or normalizing file systems"
+    assert art.ignore == DEFAULT_IGNORE and discover(tiny, ignore=["vocab.txt"]).ignore == ("vocab.txt",)
 
 
 def test_links_into_the_allowed_store_are_followed_and_others_refused(tmp_path: Path) -> None:
@@ -342,11 +346,11 @@ def test_links_into_the_allowed_store_are_followed_and_others_refused(tmp_path: 
     os.symlink(store, snap / "dirlink")
     art = discover(snap, follow_links_into=store)
     st = os.stat(store / "b1")
-    info = art.files["ok"]
-    assert (info.size, info.ino, info.source, info.ctime_ns) == (5, st.st_ino, str(store / "b1"), st.st_ctime_ns)
+    assert art.files["ok"] == FileInfo("ok", 5, st.st_mtime_ns, st.st_ino, st.st_dev, source=str(store / "b1"), ctime_ns=st.st_ctime_ns)
     assert sorted(art.files) == ["ok"]
     assert {f.path: f.code for f in art.problems} == {"out": "unsafe-path", "gone": "unsafe-path", "dirlink": "unsafe-path"}
     assert {f.path: f.message for f in art.problems}["gone"] == "symlink is dangling or loops; it is not followed"
+    assert {f.path: f.message for f in art.problems}["out"] == "symlink points outside the allowed blob store; it is not followed"
     with art.open("ok") as f:
         assert f.read() == b"12345"
     os.unlink(store / "b1")
@@ -369,6 +373,8 @@ def test_unsafe_names_are_refused_unread(tmp_path: Path) -> None:
     assert shown["bad\\\\dir"] == ("unsafe-path", "directory: backslash in path; nothing below it is read")
     assert shown["bad\\\\dir/inner"] == ("unsafe-path", "backslash in path; the file is not read")
     assert len(art.problems) == 3
+    (d / "ok2" / "x\\y" / "z\\w").mkdir(parents=True)  # a bad name below a good one is named; below a bad one it is not
+    assert {f.path for f in discover(d).problems if f.message.startswith("directory:")} == {"bad\\\\dir", "ok2/x\\\\y"}
 
 
 def test_a_root_that_is_not_a_readable_directory_is_an_input_error(tmp_path: Path) -> None:
