@@ -2,17 +2,18 @@
 """Mutation testing of the modules that carry the core promises (runs outside CI: slow).
 
 Runs mutmut (the ``dev`` extra) on a copy of a commit's tree (``--rev``, default HEAD), so
-the work tree is never touched, with the fast in-process tests those modules need. Each module (or, for
-``api``, the comparison functions only) is scored on its own:
+the work tree is never touched. Each module (or, for ``api``, the comparison functions
+only) is mutated on its own copy with its own fast in-process tests, one worker, niced:
 
-    python scripts/mutation.py                          # every module, one worker, niced
+    python scripts/mutation.py                          # every module (about 40 minutes on a shared 2-core machine)
     python scripts/mutation.py --module digest --module paths
-    python scripts/mutation.py --workdir /tmp/mut --resume   # continue an interrupted run
-    python scripts/mutation.py --report-only --workdir /tmp/mut
+    python scripts/mutation.py --module signing --resume  # continue an interrupted run
+    python scripts/mutation.py --report-only --out mutation.json
 
 It prints (and writes to ``--out``, JSON) per module: mutants, killed, survived (with
 their names), timeouts and "no tests" (a mutant no selected test reaches counts as
-a survivor). ``mutmut show NAME`` in ``WORKDIR/tree`` prints a mutant's diff.
+a survivor), the commit and the seconds it took. ``mutmut show NAME`` in
+``.mutation/MODULE/tree`` prints a mutant's diff; ``rm -rf .mutation`` when done.
 docs/testing.md records the last score and explains each survivor left.
 """
 
