@@ -1021,3 +1021,65 @@ def test_entries_that_cannot_be_listed_or_stat_ed_are_unreadable_findings(tiny: 
     with pytest.raises(InputError) as e:
         discover(tiny)
     assert (e.value.code, str(e.value)) == ("unreadable", f"cannot read directory {tiny}: permission denied")
+
+
+# -- the comparison's parts, called directly ----------------------------------------------------------
+
+
+def test_byte_ranges_are_shown_in_the_unit_of_their_end() -> None:
+    assert api._in_units(0, 1023) == "0-1023"
+    assert api._in_units(512, 1024) == "0.50-1.00 KiB"
+    assert api._in_units(1 << 20, (1 << 20) + (1 << 19)) == "1.00-1.50 MiB"
+    assert api._in_units((1 << 20) - 1, 1 << 20) == "1.00-1.00 MiB"
+    assert api._in_units(1 << 30, 3 << 29) == "1.00-1.50 GiB"
+    assert api._in_units(0, (1 << 30) - 1) == "0.00-1024.00 MiB"
+    assert api._in_units(0, (1 << 20) - 1) == "0.00-1024.00 KiB"
+
+
+def test_damaged_ranges_name_the_header_and_the_tensors_they_touch(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    tensors = {"a": ("F32", (4,)), "empty": ("F32", (0,)), "b": ("F32", (4,))}
+    head = build(tensors)
+    (d / WEIGHTS).write_bytes(head + bytes(32))
+    (d / "other.bin").write_bytes(bytes(64))
+    art = discover(d)
+    h = parse_header_bytes(head + bytes(32))
+    base = 8 + h.header_len
+    assert (h.tensors["a"].start, h.tensors["a"].end, h.tensors["b"].start) == (0, 16, 16)
+    cases = {
+        (base - 1, base): (True, []),
+        (base, base + 1): (False, ["a"]),
+        (base + 15, base + 16): (False, ["a"]),
+        (base + 16, base + 17): (False, ["b"]),  # the empty tensor at offset 16 holds no byte
+        (0, base + 32): (True, ["a", "b"]),
+    }
+    for r, want in cases.items():
+        assert api.damaged_tensors(art, WEIGHTS, [r]) == want, r
+    assert api.damaged_tensors(art, "other.bin", [(0, 1)]) == (False, [])
+    (d / WEIGHTS).write_bytes(b"\xff" * 64)  # the live header no longer parses: the header is what is damaged
+    art = discover(d)
+    assert api.damaged_tensors(art, WEIGHTS, [(40, 41)]) == (True, [])
+    assert api.damaged_tensors(art, WEIGHTS, []) == (False, [])
+
+
+def test_chunks_in_another_hash_are_compared_in_its_width(tiny: Path) -> None:
+    """An OMS shard bundle's chunk digests (blake2b: 128 hex characters a chunk)."""
+    from manifest.digest import chunk_key
+    from manifest.report import Report
+
+    data = (tiny / WEIGHTS).read_bytes()
+    key = chunk_key(CHUNK, "blake2b")
+    expected: dict[str, dict[str, str]] = {p: {"sha256": _sha(tiny / p)} for p in discover(tiny).files}
+    expected[WEIGHTS] = {key: "".join(hashlib.blake2b(data[i:i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK))}
+    _flip(tiny / WEIGHTS, CHUNK + 100)
+    _flip(tiny / "vocab.txt", 0)
+    art = discover(tiny)
+    rep = Report("verify", str(tiny))
+    api._verify_digests(art, expected, sorted(art.files), ["sha256"], _opts(), rep, cache_key=("t",), source="the OMS bundle",
+                        chunked={WEIGHTS: CHUNK}, chunk_algorithm="blake2b")
+    got = {f.path: f for f in rep.findings}
+    assert sorted(got) == [WEIGHTS, "vocab.txt"] and all(f.code == "digest-mismatch" for f in got.values())
+    assert got[WEIGHTS].expected["bad_chunks"] == [1] and got[WEIGHTS].expected["chunks"] == -(-len(data) // CHUNK)
+    assert got["vocab.txt"].expected == expected["vocab.txt"]["sha256"] and "the OMS bundle says" in got["vocab.txt"].message
+    assert rep.stats["files_by_chunks"] == 1 and rep.stats["files_hashed"] == len(art.files) and "digests" in rep.checked
