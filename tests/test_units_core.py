@@ -1083,3 +1083,29 @@ def test_chunks_in_another_hash_are_compared_in_its_width(tiny: Path) -> None:
     assert got[WEIGHTS].expected["bad_chunks"] == [1] and got[WEIGHTS].expected["chunks"] == -(-len(data) // CHUNK)
     assert got["vocab.txt"].expected == expected["vocab.txt"]["sha256"] and "the OMS bundle says" in got["vocab.txt"].message
     assert rep.stats["files_by_chunks"] == 1 and rep.stats["files_hashed"] == len(art.files) and "digests" in rep.checked
+
+
+@pytest.mark.parametrize("at", [16, 40, 63])
+def test_a_recorded_digest_differing_only_after_its_16th_hex_character_fails(tiny: Path, at: int) -> None:
+    """The small-tree twin of test_core's test on the real checkpoint: only a comparison of
+    whole digests catches it (one of a prefix passes it)."""
+    m = _create(tiny)
+    doc = m.to_document()
+    real = doc["signed"]["files"]["vocab.txt"]["sha256"]
+    edited = real[:at] + ("0" if real[at] != "0" else "1") + real[at + 1:]
+    doc["signed"]["files"]["vocab.txt"]["sha256"] = edited
+    rep = api.verify(tiny, _from_doc(doc), options=_opts())
+    assert [(f.code, f.path, f.expected, f.actual) for f in _errors(rep)] == [("digest-mismatch", "vocab.txt", edited, real)]
+
+
+@pytest.mark.parametrize("chunk", [0, -1])
+@pytest.mark.parametrize("at", [16, 63])
+def test_a_recorded_chunk_digest_differing_only_after_its_16th_hex_character_fails(tiny: Path, chunk: int, at: int) -> None:
+    m = _create(tiny)
+    doc = m.to_document()
+    chunks = doc["signed"]["chunks"]["files"][WEIGHTS]
+    real = chunks[chunk]
+    chunks[chunk] = real[:at] + ("0" if real[at] != "0" else "1") + real[at + 1:]
+    rep = api.verify(tiny, _from_doc(doc), options=_opts())
+    (f,) = _errors(rep)
+    assert (f.code, f.path, f.expected["bad_chunks"]) == ("digest-mismatch", WEIGHTS, [chunk % len(chunks)])
