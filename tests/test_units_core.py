@@ -901,7 +901,7 @@ def test_signature_entries_are_deduplicated_and_bounded_per_key() -> None:
     r = check_signatures(data, [{"sig": "AA=="}, sign(data, j)], [k.public_key()])
     assert [(f.code, f.actual) for f in r.findings] == [("untrusted-key", ["", keyid(j.public_key())[:16]])]
     r = check_signatures(data, [], [k.public_key()])
-    assert [(f.code, f.message) for f in r.findings] == [("signature-missing", "a key was given but the manifest is not signed")]
+    assert [(f.code, f.message) for f in r.findings] == [("signature-missing", "a trust anchor was given but the manifest is not signed")]
 
 
 def test_only_the_canonical_base64_text_of_a_signature_verifies() -> None:
