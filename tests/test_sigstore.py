@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -50,10 +51,10 @@ class Run:
         return [f["code"] for f in json.loads(self.out)["findings"] if f["severity"] == "error"]
 
 
-def offline(module: str, *args: str | Path, cwd: Path) -> Run:
+def offline(module: str, *args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Run:
     """``python -m MODULE ARGS`` with the network cut off; fails the test if it tried."""
     p = subprocess.run([sys.executable, str(GUARD), module, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300,
-                       stdin=subprocess.DEVNULL, check=False)
+                       stdin=subprocess.DEVNULL, check=False, env={**os.environ, **(env or {})})
     assert MARK not in p.stderr, f"{module} tried the network: {p.stderr[-800:]}"
     return Run(p.returncode, p.stdout, p.stderr)
 
@@ -234,6 +235,34 @@ def test_the_time_of_signing_comes_from_the_log_or_a_signed_timestamp(case: str,
         assert [f["code"] for f in json.loads(r.out)["findings"]] == findings, r.out
     ms = model_signing(model, sig, claims["identity"], claims["issuer"], trust_config, tmp_path)
     assert (ms.code == 0) == ms_ok, (ms.out, ms.err)
+
+
+def test_a_trust_file_lists_the_sigstore_identity_and_trusted_root(model: Path, claims: dict[str, str], trust_config: Path,
+                                                                   tmp_path: Path) -> None:
+    """The gate's policy in one reviewed file (``--trust`` or ``MANIFEST_TRUST``): its
+    identity pairs and trusted root verify the real bundle as the flags do."""
+    policy = tmp_path / "trust.json"
+
+    def write(identity: str, root: str | None) -> Path:
+        doc: dict[str, object] = {"version": 1, "identities": [{"identity": identity, "issuer": claims["issuer"]}]}
+        if root is not None:
+            doc["trusted_root"] = root
+        policy.write_text(json.dumps(doc))
+        return policy
+
+    r = manifest(model, "--oms", VECTOR, "--trust", write(claims["identity"], None), cwd=tmp_path)
+    assert r.code == 0 and json.loads(r.out)["facts"]["sigstore"]["trusted_root"].startswith("embedded public-good root"), r.out
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "trust_config.json").write_bytes(trust_config.read_bytes())
+    r = offline("manifest", "verify", model, "--oms", VECTOR, "--json", "-q", cwd=tmp_path,
+                env={"MANIFEST_TRUST": str(write(claims["identity"], "roots/trust_config.json"))})  # relative to the trust file
+    assert r.code == 0 and json.loads(r.out)["facts"]["sigstore"]["trusted_root"] == str(roots / "trust_config.json"), r.out
+    r = manifest(model, "--oms", VECTOR, "--trust", write("someone.else@us.ibm.com", None), cwd=tmp_path)
+    assert r.code == 1 and r.errors() == ["identity-mismatch"], r.out
+    # the flags add to the file's pairs: one accepted pair suffices
+    r = manifest(model, "--oms", VECTOR, "--trust", policy, "--identity", claims["identity"], "--issuer", claims["issuer"], cwd=tmp_path)
+    assert r.code == 0, r.out
 
 
 def test_identity_pairs_are_repeatable_and_paired(model: Path, claims: dict[str, str], tmp_path: Path) -> None:
