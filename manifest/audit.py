@@ -263,7 +263,7 @@ def _crash_spec() -> dict[str, Any] | None:
     return {"match": match, "times": int(times), "dir": where}
 
 
-def _ray(targets: list[str], spec: dict[str, Any], address: str, retries: int, on_done: Callable[[ModelAudit], None],
+def _ray(targets: list[str], spec: dict[str, Any], address: str, retries: int, workers: int | None, on_done: Callable[[ModelAudit], None],
          runner: dict[str, Any]) -> list[ModelAudit]:
     try:
         import ray
@@ -273,11 +273,11 @@ def _ray(targets: list[str], spec: dict[str, Any], address: str, retries: int, o
 
     # Ray's driver prints its workers' errors on stdout, which is the audit's output.
     with contextlib.redirect_stdout(sys.stderr):
-        return _ray_run(ray, targets, spec, address, retries, on_done, runner)
+        return _ray_run(ray, targets, spec, address, retries, workers, on_done, runner)
 
 
-def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, retries: int, on_done: Callable[[ModelAudit], None],
-             runner: dict[str, Any]) -> list[ModelAudit]:
+def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, retries: int, workers: int | None,
+             on_done: Callable[[ModelAudit], None], runner: dict[str, Any]) -> list[ModelAudit]:
     import logging
 
     started = False
@@ -295,22 +295,37 @@ def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, r
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = ray.get_runtime_context().get_node_id()
+        cpus = int(ray.cluster_resources().get("CPU", 0))
         runner.update({"address": address, "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
-                       "workers": int(ray.cluster_resources().get("CPU", 0)), "max_retries": retries})
+                       "workers": min(workers, cpus) if workers else cpus, "max_retries": retries})
+        # One CPU per task, and one hashing thread in it (the parallelism is across models).
+        spec = {**spec, "options": dataclasses.replace(spec["options"], workers=spec["options"].workers or 1)}
         task = ray.remote(num_cpus=1, max_retries=retries)(_ray_task)
         crash = _crash_spec()
         spec_ref = ray.put(spec)
         refs: dict[Any, int] = {}
-        for i, t in enumerate(targets):
-            where = _where(t)
+
+        def submit(i: int) -> Any:
+            where = _where(targets[i])
             opts: dict[str, Any] = {}
             if not is_url(where):  # a local directory is read on the node that holds it (this one)
                 opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
-            refs[task.options(**opts).remote(where, spec_ref, crash)] = i
+            ref = task.options(**opts).remote(where, spec_ref, crash)
+            refs[ref] = i
+            return ref
+
+        window = workers or len(targets)  # models in flight at once (all: the cluster's CPUs decide)
+        for i in range(min(window, len(targets))):
+            submit(i)
+        queued = iter(range(min(window, len(targets)), len(targets)))
         results: list[ModelAudit | None] = [None] * len(targets)
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
+            for _ in done:
+                nxt = next(queued, None)
+                if nxt is not None:
+                    pending.append(submit(nxt))
             for ref in done:
                 i = refs[ref]
                 try:
@@ -344,8 +359,10 @@ def audit(
 
     ``ray=None`` runs a local thread pool of ``workers`` threads; ``ray="local"`` starts a
     local Ray instance, any other value is the address of a Ray cluster to join (``auto``:
-    the one this machine is part of). Each model is one Ray task, retried ``retries`` times
-    when its worker dies; then it is ``not-verified``. ``on_done`` is called with each
+    the one this machine is part of; a Ray already initialized in this process is used as
+    it is). Each model is one Ray task (one CPU), at most ``workers`` in flight (default: as
+    many as the cluster runs), retried ``retries`` times when its worker dies; then it is
+    ``not-verified``. ``on_done`` is called with each
     model's result as it completes (in completion order); the result lists them in the
     order given."""
     items = [os.fspath(t) for t in targets]
@@ -360,10 +377,12 @@ def audit(
     if ray is None:
         n = max(1, min(workers or (os.cpu_count() or 1), len(items)))
         runner: dict[str, Any] = {"kind": "threads", "workers": n}
+        if opts.workers is None:  # the cores shared out: hashing threads per model
+            spec["options"] = dataclasses.replace(spec["options"], workers=max(1, (os.cpu_count() or 1) // n))
         models = _threads(items, spec, n, done)
     else:
         runner = {"kind": "ray"}
-        models = _ray(items, spec, ray, retries, done, runner)
+        models = _ray(items, spec, ray, retries, workers, done, runner)
     return AuditResult(models, runner, time.perf_counter() - t0)
 
 

@@ -360,7 +360,8 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, storage_opt
               help="Verify on Ray, one task per model: 'local' starts a local Ray instance, an address (or 'auto') joins a cluster.")
 @click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True,
               help="With --ray: times a model whose worker died is run again before it is reported not verified.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None, help="Without --ray: models verified at once (default: the CPU count).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 100000), default=None,
+              help="Models verified at once (default: the CPU count; with --ray, as many as the cluster's CPUs run).")
 @_apply(trust_options)
 @click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
 @click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
@@ -385,8 +386,6 @@ def audit(targets: tuple[str, ...], from_file: str | None, ray_address: str | No
     items = list(targets) + (read_targets(from_file) if from_file else [])
     if ray_address is None and retries != 2:
         raise UsageError("--retries applies to --ray only")
-    if ray_address is not None and jobs is not None:
-        raise UsageError("--jobs applies to the thread pool only; with --ray the cluster's CPUs decide")
     keys, cas, pairs, trusted_root = _trust_anchors(key_paths, ca_paths, trust_path, no_signature, items)
     opts = Options(keys=keys, cas=cas, identities=pairs, trusted_root=trusted_root, integrity_only=no_signature, exhaustive=exhaustive,
                    algorithms=list(hashes) or None, use_cache=not no_cache)
