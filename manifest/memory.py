@@ -21,6 +21,7 @@ dtype or quantization, and a batch of long inputs need a different amount.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 RUNTIME_BYTES = 377 * 2**20
@@ -33,33 +34,36 @@ _TORCH_NAMES = {"float64": "F64", "double": "F64", "float32": "F32", "float": "F
                 "bfloat16": "BF16", "float8_e5m2": "F8_E5M2", "float8_e4m3fn": "F8_E4M3"}
 
 
-def load_dtype(tensors: dict[str, Any], config_dtype: str | None) -> str | None:
-    """The safetensors dtype name floating tensors are loaded in (None: no floating tensor)."""
+def load_dtype(totals: Iterable[Mapping[str, Any]], config_dtype: str | None) -> str | None:
+    """The safetensors dtype name floating tensors are loaded in (None: no floating tensor).
+
+    ``totals``: per safetensors file in path order, ``dtype -> (elements, bytes)`` in the
+    order each dtype first appears in the file (``Header.dtype_totals``)."""
     if isinstance(config_dtype, str):
         name = _TORCH_NAMES.get(config_dtype.removeprefix("torch."))
         if name is not None:
             return name
-    for t in tensors.values():
-        if t.dtype in FLOAT_DTYPES:
-            return str(t.dtype)
+    for per_file in totals:
+        for d in per_file:
+            if d in FLOAT_DTYPES:
+                return str(d)
     return None
 
 
-def weight_bytes_at(tensors: dict[str, Any], dtype: str | None) -> int:
+def weight_bytes_at(totals: Iterable[Mapping[str, Any]], dtype: str | None) -> int:
     """Bytes of the tensors once floating ones are cast to ``dtype``."""
     total = 0
-    for t in tensors.values():
-        if dtype is not None and t.dtype in FLOAT_DTYPES:
-            total += t.numel * FLOAT_DTYPES[dtype]
-        else:
-            total += t.nbytes
+    for per_file in totals:
+        for d, (numel, nbytes) in per_file.items():
+            total += numel * FLOAT_DTYPES[dtype] if dtype is not None and d in FLOAT_DTYPES else nbytes
     return total
 
 
-def estimate(tensors: dict[str, Any], config_dtype: str | None) -> dict[str, Any]:
-    """The estimated peak, with its terms (the report's ``facts.memory_estimate``)."""
-    dtype = load_dtype(tensors, config_dtype)
-    weights = weight_bytes_at(tensors, dtype)
+def estimate(totals: Sequence[Mapping[str, Any]], config_dtype: str | None) -> dict[str, Any]:
+    """The estimated peak, with its terms (the report's ``facts.memory_estimate``), from
+    each safetensors file's per-dtype totals (see :func:`load_dtype`)."""
+    dtype = load_dtype(totals, config_dtype)
+    weights = weight_bytes_at(totals, dtype)
     return {
         "bytes": int(RUNTIME_BYTES + WEIGHT_FACTOR * weights),
         "weights_at_load_dtype": weights,

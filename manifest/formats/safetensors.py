@@ -26,7 +26,10 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import chain, compress, repeat
 from math import prod
+from operator import itemgetter, le, mul, sub
 from typing import Any, BinaryIO, NamedTuple
 
 from ..jsonio import JSONError, gc_paused, loads_strict
@@ -103,24 +106,44 @@ class Header:
     tensors: dict[str, TensorInfo]  # in file-offset order
     metadata: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def data_len(self) -> int:
-        return max((t.end for t in self.tensors.values()), default=0)
+        return max(map(_END, self.tensors.values()), default=0)
 
     @property
     def expected_size(self) -> int:
         """The exact file size this header promises."""
         return 8 + self.header_len + self.data_len
 
+    @cached_property
+    def dtype_totals(self) -> dict[str, tuple[int, int]]:
+        """``dtype -> (elements, bytes)`` over all tensors, in the order each dtype first
+        appears in the file (computed once, with C-level passes: a header may hold a
+        million tensors and several readers want these sums)."""
+        ts = list(self.tensors.values())
+        return _dtype_totals(list(map(_DTYPE, ts)), list(map(prod, map(_SHAPE, ts))), list(map(_START, ts)), list(map(_END, ts)))
+
     def bytes_by_dtype(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.tensors.values():
-            out[t.dtype] = out.get(t.dtype, 0) + t.nbytes
-        return dict(sorted(out.items()))
+        return {d: self.dtype_totals[d][1] for d in sorted(self.dtype_totals)}
 
     @property
     def parameters(self) -> int:
-        return sum(t.numel for t in self.tensors.values())
+        return sum(n for n, _ in self.dtype_totals.values())
+
+
+_DTYPE, _SHAPE, _START, _END = (itemgetter(i) for i in range(4))
+
+
+def _dtype_totals(dtypes: list[str], numels: list[int], starts: list[int], ends: list[int]) -> dict[str, tuple[int, int]]:
+    order = dict.fromkeys(dtypes)
+    if len(order) == 1:
+        (d,) = order
+        return {d: (sum(numels), sum(ends) - sum(starts))}
+    out = {}
+    for d in order:  # a pass per dtype (a handful), each at C speed
+        mask = list(map(d.__eq__, dtypes))
+        out[d] = (sum(compress(numels, mask)), sum(compress(ends, mask)) - sum(compress(starts, mask)))
+    return out
 
 
 # ----------------------------------------------------------------------------- sniffing
@@ -256,20 +279,121 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _INT_ONLY = frozenset({int})
 
 
+_DTYPE_NAMES = frozenset(DTYPE_BITS)
+_STR_ONLY = frozenset({str})
+_LIST_ONLY = frozenset({list})
+_DICT_ONLY = frozenset({dict})
+_THREE = frozenset({3})
+_TWO = frozenset({2})
+_ENTRY = itemgetter("dtype", "shape", "data_offsets")
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_BATCH = 1 << 15  # entries checked per batch: their JSON is freed after each batch, so parse and table never both peak
+
+
+_Columns = tuple[list[str], list[TensorInfo], list[int], list[int], list[str], list[int], bool]  # names, infos, starts, ends, dtypes, elements, sizes ok
+
+
+def _fast_batch(batch: list[tuple[str, Any]]) -> _Columns | None:
+    """The common case for a batch of entries, in C-level passes over the whole batch
+    (a million tensors cost seconds one by one): every entry exactly the three keys, a
+    known dtype, a list of 64-bit unsigned dims, two 64-bit unsigned offsets. ``None``
+    when any entry is not (the per-entry path then names it). Also returns each entry's
+    element count and whether every size is right (elements x bits = 8 x span, in 64 bits)."""
+    names = list(map(_FIRST, batch))
+    if "__metadata__" in names:
+        return None
+    vals = list(map(_SECOND, batch))
+    if set(map(type, vals)) != _DICT_ONLY or set(map(len, vals)) != _THREE:
+        return None
+    try:
+        triples = list(map(_ENTRY, vals))
+    except KeyError:
+        return None
+    dtypes, shapes, offs = list(map(_FIRST, triples)), list(map(_SECOND, triples)), list(map(_THIRD, triples))
+    if (set(map(type, dtypes)) != _STR_ONLY or not _DTYPE_NAMES.issuperset(dtypes)
+            or set(map(type, shapes)) != _LIST_ONLY or set(map(type, offs)) != _LIST_ONLY or set(map(len, offs)) != _TWO):
+        return None
+    starts, ends = list(map(_FIRST, offs)), list(map(_SECOND, offs))
+    if not (_INT_ONLY.issuperset(map(type, starts)) and _INT_ONLY.issuperset(map(type, ends))
+            and min(starts) >= 0 and min(ends) >= 0 and max(starts) <= U64_MAX and max(ends) <= U64_MAX):
+        return None
+    dims = list(chain.from_iterable(shapes))
+    if dims and not (_INT_ONLY.issuperset(map(type, dims)) and min(dims) >= 0 and max(dims) <= U64_MAX):
+        return None
+    numels = list(map(prod, shapes))
+    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, dtypes)))
+    sizes_ok = max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, ends, starts), repeat(8)))
+    infos = list(map(tuple.__new__, repeat(TensorInfo), zip(dtypes, map(tuple, shapes), starts, ends, strict=True)))
+    return names, infos, starts, ends, dtypes, numels, sizes_ok
+
+
 def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
     if not isinstance(doc, dict):
         raise HeaderError(f"header is a JSON {type(doc).__name__}, not an object", rule="json-object")
     meta: dict[str, str] = {}
-    entries: list[tuple[str, TensorInfo]] = []
-    append = entries.append
     surrogates = _SURROGATE_ESCAPE.search(raw) is not None
-    bits_of = DTYPE_BITS
-    # The parsed header is taken apart as it is read: each entry's JSON objects are freed
-    # once its TensorInfo exists, so the two never both hold a million tensors.
-    items = list(doc.items())
+    # The parsed header is taken apart as it is read: each batch's JSON objects are freed
+    # once its TensorInfos exist, so the two never both hold a million tensors.
+    items: list[Any] = list(doc.items())
     doc.clear()
-    for i, (name, t) in enumerate(items):
-        items[i] = None  # type: ignore[call-overload]
+    names: list[str] = []
+    infos: list[TensorInfo] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    dtypes: list[str] = []
+    numels: list[int] = []
+    sizes_ok = True
+    for lo in range(0, len(items), _BATCH):
+        hi = min(lo + _BATCH, len(items))
+        batch = items[lo:hi]
+        items[lo:hi] = repeat(None, hi - lo)
+        fast = None if surrogates else _fast_batch(batch)
+        if fast is None:
+            fast = _slow_batch(batch, meta, surrogates)
+        del batch
+        names += fast[0]
+        infos += fast[1]
+        starts += fast[2]
+        ends += fast[3]
+        dtypes += fast[4]
+        numels += fast[5]
+        sizes_ok = sizes_ok and fast[6]
+        del fast
+    del items
+    # Contiguous from 0 in the order written (what writers do): then that is the
+    # file-offset order too, with no sort. Else sort by (start, end), stable.
+    if starts and starts[0] == 0 and starts[1:] == ends[:-1] and all(map(le, starts, ends)):
+        ordered = True
+    else:
+        perm = sorted(range(len(starts)), key=list(zip(starts, ends, strict=True)).__getitem__)
+        names, infos = list(map(names.__getitem__, perm)), list(map(infos.__getitem__, perm))
+        starts, ends = list(map(starts.__getitem__, perm)), list(map(ends.__getitem__, perm))
+        dtypes, numels = list(map(dtypes.__getitem__, perm)), list(map(numels.__getitem__, perm))
+        del perm
+        ordered = not starts or (starts[0] == 0 and starts[1:] == ends[:-1] and all(map(le, starts, ends)))
+    if not (ordered and sizes_ok):
+        _check_layout(list(zip(names, infos, strict=True)))  # raises the first rule broken, in file-offset order
+    header = Header(n, raw, dict(zip(names, infos, strict=True)), meta)
+    header.__dict__["data_len"] = ends[-1] if ends else 0  # cached_property slots, known here at no cost
+    header.__dict__["dtype_totals"] = _dtype_totals(dtypes, numels, starts, ends)
+    del names, infos, starts, ends, dtypes, numels
+    if header.expected_size != file_size:
+        diff = file_size - header.expected_size
+        how = f"{-diff} bytes short" if diff < 0 else f"{diff} bytes of trailing data"
+        raise HeaderError(
+            f"file is {file_size} bytes but its header promises {header.expected_size} ({how}: "
+            f"{'interrupted or cut-off download' if diff < 0 else 'corrupted or appended file'})",
+            code="truncated", expected=header.expected_size, actual=file_size, rule="coverage", header=header,
+        )
+    return header
+
+
+def _slow_batch(batch: list[tuple[str, Any]], meta: dict[str, str], surrogates: bool) -> _Columns:
+    """Entry by entry: ``__metadata__`` (into ``meta``), lone surrogates in names, and
+    the precise rule an entry breaks (raised)."""
+    names: list[str] = []
+    infos: list[TensorInfo] = []
+    for name, t in batch:
         if surrogates and _has_surrogate(name):
             raise HeaderError(f"key {name.encode('utf-8', 'backslashreplace').decode()!r} holds a lone surrogate", rule="unicode")
         if name == "__metadata__":
@@ -282,20 +406,19 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
                     raise HeaderError(f"__metadata__[{k!r}] is a {type(v).__name__}, not a string", rule="metadata")
                 if _has_surrogate(k) or _has_surrogate(v):
                     raise HeaderError(f"__metadata__[{k!r}] holds a lone surrogate", rule="unicode")
-            meta = dict(t)
+            meta.update(t)
             continue
-        # The common case, checked with C-level calls: exactly the three keys, a known
-        # dtype, a list of 64-bit unsigned dims, two 64-bit unsigned offsets.
-        if type(t) is dict and t.keys() == TENSOR_KEYS:
-            dtype, shape, offs = t["dtype"], t["shape"], t["data_offsets"]
-            if (type(dtype) is str and dtype in bits_of and type(shape) is list and type(offs) is list and len(offs) == 2
-                    and _INT_ONLY.issuperset(map(type, offs)) and 0 <= min(offs) and max(offs) <= U64_MAX
-                    and (not shape or (_INT_ONLY.issuperset(map(type, shape)) and 0 <= min(shape) and max(shape) <= U64_MAX))):
-                append((name, TensorInfo(dtype, tuple(shape), offs[0], offs[1])))
-                continue
-        append((name, _tensor(name, t)))  # raises with the precise rule
-    del items
-    entries.sort(key=lambda kv: (kv[1].start, kv[1].end))
+        names.append(name)
+        infos.append(_tensor(name, t))
+    numels = list(map(prod, map(_SHAPE, infos)))
+    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, map(_DTYPE, infos))))
+    starts, ends = list(map(_START, infos)), list(map(_END, infos))
+    sizes_ok = not nbits or (max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, ends, starts), repeat(8))))
+    return names, infos, starts, ends, list(map(_DTYPE, infos)), numels, sizes_ok
+
+
+def _check_layout(entries: list[tuple[str, TensorInfo]]) -> None:
+    """Rules 5 and 6 tensor by tensor, in file-offset order: raise the first one broken."""
     pos = 0
     prev = None
     for name, t in entries:
@@ -321,16 +444,7 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
             )
         pos = t.end
         prev = name
-    header = Header(n, raw, dict(entries), meta)
-    if header.expected_size != file_size:
-        diff = file_size - header.expected_size
-        how = f"{-diff} bytes short" if diff < 0 else f"{diff} bytes of trailing data"
-        raise HeaderError(
-            f"file is {file_size} bytes but its header promises {header.expected_size} ({how}: "
-            f"{'interrupted or cut-off download' if diff < 0 else 'corrupted or appended file'})",
-            code="truncated", expected=header.expected_size, actual=file_size, rule="coverage", header=header,
-        )
-    return header
+    raise AssertionError("unreachable: the fast layout check failed but no rule is broken")  # pragma: no cover
 
 
 def _tensor(name: str, t: Any) -> TensorInfo:

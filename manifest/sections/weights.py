@@ -20,7 +20,6 @@ Recorded in the manifest (``signed.weights``, schema ``schemas/section-weights.s
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -296,16 +295,13 @@ def memory_estimate(art: Artifact) -> dict[str, Any]:
     from ..formats.config import ConfigError, read_config
     from ..memory import estimate
 
-    tensors: dict[tuple[str, str], TensorInfo] = {}
-    for rel in safetensors_files(art):
-        h = live_header(art, rel)
-        if h is not None:
-            tensors.update(zip(zip(itertools.repeat(rel), h.tensors, strict=False), h.tensors.values(), strict=True))  # C-level: maybe 1M tensors
+    headers = [live_header(art, rel) for rel in safetensors_files(art)]
+    totals = [h.dtype_totals for h in headers if h is not None]
     try:
         cfg = read_config(art)
     except (ConfigError, InputError, OSError, ValueError):
         cfg = None
-    return estimate(tensors, cfg.dtype if cfg is not None else None)  # type: ignore[arg-type]
+    return estimate(totals, cfg.dtype if cfg is not None else None)
 
 
 def _memory_findings(art: Artifact, opts: Options, report: Report) -> Iterator[Finding]:
