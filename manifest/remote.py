@@ -332,11 +332,19 @@ class RemoteTarget:
         problems: list[Finding] = []
         marked_dirs: list[str] = []
         prefix = self.base + "/"
+        links: list[str] = []  # symlinks (file://): never followed, nor anything listed below one
         for name, entry in sorted(listing.items()):
             if name == self.base or not name.startswith(prefix) or name == prefix:
                 continue
             rel = name[len(prefix):]
             kind = entry.get("type")
+            if any(rel.startswith(link + "/") for link in links):
+                continue
+            if entry.get("islink"):
+                links.append(rel)
+                if not is_ignored(rel, ignore_t) and path_problem(rel) is None:
+                    problems.append(Finding.of("unsupported-file", "symlink; it is never followed (only regular files are fingerprinted)", path=rel))
+                continue
             if kind == "directory" or (rel.endswith("/") and not entry.get("size")):
                 d = rel.rstrip("/")
                 if d and path_problem(d) is None and not is_ignored(d + "/x", ignore_t):
@@ -350,7 +358,7 @@ class RemoteTarget:
                 problems.append(Finding.of("unsafe-path", f"object key: {why}; the object is not read", path=shown))
                 continue
             if kind not in (None, "file"):
-                problems.append(Finding.of("unsupported-file", f"{kind}; only regular objects are fingerprinted", path=rel))
+                problems.append(Finding.of("unsupported-file", f"not a regular file ({kind}: a FIFO, socket or device); it is never opened", path=rel))
                 continue
             files[rel] = RemoteInfo(rel, int(entry.get("size") or 0), 0, 0, 0, version=_version(entry))
         if not files and not problems:

@@ -361,6 +361,22 @@ def test_an_unknown_scheme_or_a_missing_backend_is_a_usage_error(cli: Any) -> No
         assert gs.code == 2 and "pip install 'model-manifest[gcs]'" in gs.err, gs.err
 
 
+def test_file_url_symlinks_and_fifos_are_findings_and_never_read(cli: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.json").write_text('{"secret": true}')
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "link.json").symlink_to(outside / "secret.json")
+    (d / "linked-dir").symlink_to(outside)
+    os.mkfifo(d / "fifo")
+    r = report(run := cli("check", d.as_uri(), "--json"))
+    assert run.code == 1, run.err
+    assert findings(r) == [("unsupported-file", "fifo"), ("unsupported-file", "link.json"), ("unsupported-file", "linked-dir")]
+    assert r["facts"]["bytes_read"] == 2  # config.json only: nothing through a link, and the FIFO is never opened
+
+
 def test_no_manifest_in_the_prefix_is_one_line(cli: Any, s3: dict[str, str], fs: Any, signed_model: tuple[Path, Path]) -> None:
     fs.put_file(str(signed_model[0] / "config.json"), f"{BUCKET}/bare/config.json")
     run = cli("verify", f"s3://{BUCKET}/bare", "--no-signature")
