@@ -64,6 +64,25 @@ with ThreadPoolExecutor(2) as ex:
     list(ex.map(h, files))
 """
 
+# What `create` must do at least with chunk digests: every byte through two SHA-256s (the
+# whole file's and its chunk's), one read per file, one thread per core, files in parallel.
+TWO_DIGEST_LOOP = r"""
+import hashlib, os, sys
+from concurrent.futures import ThreadPoolExecutor
+CHUNK = 64 << 20
+def h(p):
+    d = hashlib.sha256(); c = hashlib.sha256(); b = bytearray(1 << 20); v = memoryview(b); filled = 0
+    with open(p, "rb", buffering=0) as f:
+        while n := f.readinto(b):
+            d.update(v[:n]); c.update(v[:n]); filled += n
+            if filled >= CHUNK:
+                c.hexdigest(); c = hashlib.sha256(); filled = 0
+    return d.hexdigest()
+files = sorted(sys.argv[1:], key=os.path.getsize, reverse=True)
+with ThreadPoolExecutor(2) as ex:
+    list(ex.map(h, files))
+"""
+
 MODEL_SIGNING = r"""
 import sys
 from model_signing import hashing
@@ -289,6 +308,7 @@ def main() -> None:
             ("sha256sum (1 process)", lambda: ["sha256sum", *files], 0),
             ("sha256sum (xargs -P2)", lambda: xargs, 0),
             ("hashlib sha256, 2 threads", lambda: [py, "-c", HASHLIB_LOOP, *files], 0),
+            ("hashlib 2 digests a byte, 2 threads", lambda: [py, "-c", TWO_DIGEST_LOOP, *files], 0),
         ]
         try:
             if args.no_model_signing:
@@ -353,6 +373,17 @@ def report(results: dict[str, Result], total: int, args: argparse.Namespace) -> 
     inproc_ratio = base / ip["manifest verify sha256"]
     rows[-1] = (*rows[-1][:2], rows[-1][2] + f" (each minus its own start-up); whole command, wall: "
                 f"{base / m['manifest verify sha256']:.2f}x; the loop's wall / verify's in-process seconds: {inproc_ratio:.2f}x")
+    # create: the issue asks for no slower than before chunk digests, i.e. than the
+    # one-read sha256 loop (each file once, files in parallel: the two-thread loop above).
+    # With every core busy that cannot hold (each byte now goes through two SHA-256s);
+    # the two-digest loop is what create can reach at best.
+    create_r = [(b - f) / (c - st) for b, f, c, st in zip(results["hashlib sha256, 2 threads"].times, results["python -c pass"].times,
+                                                         results["manifest create (sha256)"].times, results["manifest --help"].times, strict=True)]
+    rows.append(("create throughput >= 1.0x the pre-chunk one-read sha256 loop (2 threads), every round", min(create_r) >= 1.0,
+                 " ".join(f"{x:.2f}x" for x in create_r) + " (each minus its own start-up)"))
+    two = m["hashlib 2 digests a byte, 2 threads"]
+    at_least("create throughput >= 0.95x the two-digest loop (the least work with chunk digests)",
+             (two - floor) / (m["manifest create (sha256)"] - start), 0.95)
     if "model_signing sha256" in m:
         at_least("verify sha256 >= 1.0x model_signing sha256", m["model_signing sha256"] / m["manifest verify sha256"], 1.0)
     at_least("verify blake3 >= 2x verify sha256", m["manifest verify sha256"] / m["manifest verify blake3"], 2.0)
@@ -503,6 +534,7 @@ def large(tmp: Path, args: argparse.Namespace) -> None:
     cases: list[tuple[str, Callable[[], list[str] | str], int | None]] = [
         ("one-core hashlib loop (big file)", lambda: [py, "-c", ONE_CORE_LOOP, str(big)], 0),
         ("manifest verify (big file)", lambda: [*verify, str(tmp / "big")], 0),
+        ("manifest create (big file)", lambda: [*mf, "create", str(tmp / "big"), "-q", "--no-cache", "-o", str(tmp / "big-new.json")], 0),
         ("python parses the 100k header", lambda: [py, "-c", PARSE_HEADER, str(moe)], 0),
         ("manifest create (100k tensors)", lambda: [*mf, "create", str(tmp / "moe"), "-q", "--no-cache", "-o", str(tmp / "moe-new.json")], 0),
         ("manifest verify (100k tensors)", lambda: [*verify, str(tmp / "moe"), "-m", str(m_moe)], 0),
@@ -521,6 +553,7 @@ def large(tmp: Path, args: argparse.Namespace) -> None:
 
     m = {k: v.median for k, v in res.items()}
     big_r = ratios("one-core hashlib loop (big file)", "manifest verify (big file)")
+    big_create_r = ratios("one-core hashlib loop (big file)", "manifest create (big file)")
     create_r = ratios("manifest create (100k tensors)", "python parses the 100k header")
     verify_r = ratios("manifest verify (100k tensors)", "python parses the 100k header")
     many_r = ratios("manifest verify --no-cache (10k files)", "one-thread read+hash loop (10k files)")
@@ -528,6 +561,8 @@ def large(tmp: Path, args: argparse.Namespace) -> None:
     rows = [
         (f"one {big.stat().st_size / 2**30:.0f} GiB file: verify >= 0.8 x cores ({0.8 * cores:.1f}x) a one-core hashlib loop",
          statistics.median(big_r) >= 0.8 * cores, big_r),
+        (f"one {big.stat().st_size / 2**30:.0f} GiB file: create (whole-file and chunk digests, one read) >= 0.95x the one-core loop "
+         "(the pre-chunk create)", statistics.median(big_create_r) >= 0.95, big_create_r),
         ("100k-tensor header: create <= 4x python parsing the header", statistics.median(create_r) <= 4, create_r),
         ("100k-tensor header: verify <= 3x python parsing the header", statistics.median(verify_r) <= 3, verify_r),
         ("10k x 4 KiB files: verify --no-cache <= 2.5x a one-thread read+hash loop", statistics.median(many_r) <= 2.5, many_r),
