@@ -296,11 +296,17 @@ def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, r
 
         here = ray.get_runtime_context().get_node_id()
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        runner.update({"address": address, "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
-                       "workers": min(workers, cpus) if workers else cpus, "max_retries": retries})
-        # One CPU per task, and one hashing thread in it (the parallelism is across models).
-        spec = {**spec, "options": dataclasses.replace(spec["options"], workers=spec["options"].workers or 1)}
-        task = ray.remote(num_cpus=1, max_retries=retries)(_ray_task)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        node_cpus = max((int(n.get("Resources", {}).get("CPU", 0)) for n in nodes), default=1)
+        window = min(workers or len(targets), len(targets))  # models in flight at once (default all: the cluster's CPUs decide)
+        # The CPUs of a task, and as many hashing threads in it: one when the models outnumber the
+        # CPUs (the parallelism is across models), more when they are few (a large model's
+        # chunks then hash on several cores of its node), never more than one node has.
+        per_task = max(1, min(node_cpus, cpus // max(1, window)))
+        runner.update({"address": address, "nodes": len(nodes), "workers": min(window, cpus) if cpus else window,
+                       "cpus_per_task": per_task, "max_retries": retries})
+        spec = {**spec, "options": dataclasses.replace(spec["options"], workers=spec["options"].workers or per_task)}
+        task = ray.remote(num_cpus=per_task, max_retries=retries)(_ray_task)
         crash = _crash_spec()
         spec_ref = ray.put(spec)
         refs: dict[Any, int] = {}
@@ -314,10 +320,9 @@ def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, r
             refs[ref] = i
             return ref
 
-        window = workers or len(targets)  # models in flight at once (all: the cluster's CPUs decide)
-        for i in range(min(window, len(targets))):
+        for i in range(window):
             submit(i)
-        queued = iter(range(min(window, len(targets)), len(targets)))
+        queued = iter(range(window, len(targets)))
         results: list[ModelAudit | None] = [None] * len(targets)
         pending = list(refs)
         while pending:
@@ -360,8 +365,8 @@ def audit(
     ``ray=None`` runs a local thread pool of ``workers`` threads; ``ray="local"`` starts a
     local Ray instance, any other value is the address of a Ray cluster to join (``auto``:
     the one this machine is part of; a Ray already initialized in this process is used as
-    it is). Each model is one Ray task (one CPU), at most ``workers`` in flight (default: as
-    many as the cluster runs), retried ``retries`` times when its worker dies; then it is
+    it is). Each model is one Ray task (one CPU, or more when the models are fewer than the
+    cluster's CPUs), at most ``workers`` in flight (default: as many as the cluster runs), retried ``retries`` times when its worker dies; then it is
     ``not-verified``. ``on_done`` is called with each
     model's result as it completes (in completion order); the result lists them in the
     order given."""

@@ -83,7 +83,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         ray_start = time.perf_counter() - t0
-        opts = Options(integrity_only=True, use_cache=False)
+        opts = Options(integrity_only=True, use_cache=False, workers=1)  # one hashing thread per model: N workers = N models at once
 
         def run(targets: list[str], workers: int, on_ray: bool) -> float:
             t = time.perf_counter()
