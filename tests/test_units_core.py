@@ -1109,3 +1109,47 @@ def test_a_recorded_chunk_digest_differing_only_after_its_16th_hex_character_fai
     rep = api.verify(tiny, _from_doc(doc), options=_opts())
     (f,) = _errors(rep)
     assert (f.code, f.path, f.expected["bad_chunks"]) == ("digest-mismatch", WEIGHTS, [chunk % len(chunks)])
+
+
+# -- the safetensors header reader --------------------------------------------------------------------
+
+
+def _st(entries: dict[str, Any], data_len: int) -> bytes:
+    import struct
+
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)
+    return struct.pack("<Q", len(body)) + body + bytes(data_len)
+
+
+def test_header_totals_add_up_per_dtype() -> None:
+    h = parse_header_bytes(_st({"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+                                "b": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]},
+                                "c": {"dtype": "I8", "shape": [5], "data_offsets": [40, 45]}}, 45))
+    assert h.bytes_by_dtype() == {"F32": 40, "I8": 5} and list(h.bytes_by_dtype()) == ["F32", "I8"]
+    assert h.parameters == 6 + 4 + 5 and h.data_len == 45 and h.expected_size == 8 + h.header_len + 45
+    assert h.tensors["a"].numel == 6 and h.tensors["a"].nbytes == 24
+
+
+@pytest.mark.parametrize("entry,rule", [
+    ({"dtype": "U8", "shape": [0], "data_offsets": [0, -1]}, "offsets"),  # a zero dimension is fine: the offsets are named
+    ({"dtype": "U8", "shape": [2**64 - 1], "data_offsets": [0, 2**64]}, "offsets"),  # the largest u64 dimension is fine
+    ({"dtype": "U8", "shape": [2**64], "data_offsets": [0, 0]}, "shape"),
+    ({"dtype": "U8", "shape": [1], "data_offsets": [0, 1, 2]}, "offsets"),
+    ({"dtype": "U8", "shape": 1, "data_offsets": [0, 1]}, "shape"),
+    ({"dtype": "U8", "shape": [1], "data_offsets": "0,1"}, "offsets"),
+])
+def test_a_malformed_entry_names_the_first_broken_field(entry: dict[str, Any], rule: str) -> None:
+    from manifest.formats.safetensors import HeaderError
+
+    with pytest.raises(HeaderError) as e:
+        parse_header_bytes(_st({"t": entry}, 0))
+    assert (e.value.facts["rule"], e.value.facts["tensor"]) == (rule, "t")
+
+
+def test_a_tensor_entry_missing_keys_names_them_all() -> None:
+    from manifest.formats.safetensors import HeaderError
+
+    with pytest.raises(HeaderError) as e:
+        parse_header_bytes(_st({"t": {"dtype": "U8"}}, 0))
+    assert str(e.value.message) == "tensor 't': missing data_offsets, shape"
