@@ -69,7 +69,8 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
                                                         "x__has_surrogate_*", "x__validate_*", "x__tensor_*", "xǁHeaderErrorǁ*",
                                                         "xǁTensorInfoǁ*", "xǁHeaderǁ*"],
                     [*(f"{UNITS}::{t}" for t in ("test_header_totals_add_up_per_dtype", "test_a_malformed_entry_names_the_first_broken_field",
-                                                 "test_a_tensor_entry_missing_keys_names_them_all")),
+                                                 "test_a_tensor_entry_missing_keys_names_them_all",
+                                                 "test_a_bad_dtype_or_shape_is_named_in_words")),
                      *CORE_FAST, "tests/test_safetensors_reader.py",
                      # hypothesis searches (seconds each, for every mutant); the named corpus covers each rule
                      *(f"--deselect=tests/test_safetensors_reader.py::{t}" for t in (

@@ -1138,6 +1138,9 @@ def test_header_totals_add_up_per_dtype() -> None:
     ({"dtype": "U8", "shape": [1], "data_offsets": [0, 1, 2]}, "offsets"),
     ({"dtype": "U8", "shape": 1, "data_offsets": [0, 1]}, "shape"),
     ({"dtype": "U8", "shape": [1], "data_offsets": "0,1"}, "offsets"),
+    ({"dtype": "U8", "shape": [1], "data_offsets": 5}, "offsets"),
+    ({"dtype": "F33", "shape": [1], "data_offsets": [0, 1]}, "dtype"),
+    ({"dtype": 5, "shape": [1], "data_offsets": [0, 1]}, "dtype"),
 ])
 def test_a_malformed_entry_names_the_first_broken_field(entry: dict[str, Any], rule: str) -> None:
     from manifest.formats.safetensors import HeaderError
@@ -1153,3 +1156,15 @@ def test_a_tensor_entry_missing_keys_names_them_all() -> None:
     with pytest.raises(HeaderError) as e:
         parse_header_bytes(_st({"t": {"dtype": "U8"}}, 0))
     assert str(e.value.message) == "tensor 't': missing data_offsets, shape"
+
+
+def test_a_bad_dtype_or_shape_is_named_in_words() -> None:
+    from manifest.formats.safetensors import DTYPE_BITS, HeaderError
+
+    for dtype, shown in (("F33", "'F33'"), (5, "'int'")):
+        with pytest.raises(HeaderError) as e:
+            parse_header_bytes(_st({"t": {"dtype": dtype, "shape": [1], "data_offsets": [0, 1]}}, 1))
+        assert e.value.message == f"tensor 't': unknown dtype {shown} (safetensors 0.8 knows {', '.join(DTYPE_BITS)})"
+    with pytest.raises(HeaderError) as e:
+        parse_header_bytes(_st({"t": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}}, 1))
+    assert e.value.message == "tensor 't': shape must be a list of non-negative 64-bit integers"
