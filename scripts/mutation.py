@@ -127,7 +127,10 @@ def configure(tree: Path, files: list[str], tests: list[str], basetemp: Path | N
         f"pytest_add_cli_args_test_selection = {lst(tests)}\n"
         f"pytest_add_cli_args = {lst(pytest_args)}\n"
         "use_git_change_detection = false\n"
-        "timeout_multiplier = 10.0\n"  # also a wall-clock limit, (tests + 1 s) x 10: lower ones time out falsely under load
+        # mutmut's limit is wall clock too, (the tests' time + constant) x multiplier: on a loaded machine a
+        # forked run of tests that take 0.1 s can take 15 s, and a small constant made such runs false timeouts
+        "timeout_multiplier = 3.0\n"
+        "timeout_constant = 20.0\n"
     )
     toml.write_text(text)
 
