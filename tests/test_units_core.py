@@ -1169,3 +1169,10 @@ def test_a_bad_dtype_or_shape_is_named_in_words() -> None:
     with pytest.raises(HeaderError) as e:
         parse_header_bytes(_st({"t": {"dtype": "U8", "shape": [-1], "data_offsets": [0, 1]}}, 1))
     assert e.value.message == "tensor 't': shape must be a list of non-negative 64-bit integers"
+
+
+def test_a_url_target_is_told_from_a_local_path() -> None:
+    from manifest.paths import is_url
+
+    assert is_url("s3://bucket/prefix") and is_url("file:///tmp/m") and is_url("gs://b/m")
+    assert not is_url("models/m") and not is_url("/abs/m") and not is_url("C:/m") and not is_url(Path("s3://x"))
