@@ -190,13 +190,13 @@ def _options(spec: dict[str, Any]) -> Options:
     keys: list[Any] = []
     cas: list[Any] = []
     if spec.get("keys"):
-        from cryptography.hazmat.primitives import serialization
+        from .signing import parse_public_key
 
-        keys = [serialization.load_pem_public_key(k) for k in spec["keys"]]
+        keys = [parse_public_key(k, "a --key sent to the worker") for k in spec["keys"]]
     if spec.get("cas"):
-        from cryptography import x509
+        from .certs import parse_pem_certificates
 
-        cas = [x509.load_pem_x509_certificate(c) for c in spec["cas"]]
+        cas = [c for pem in spec["cas"] for c in parse_pem_certificates(pem, "a --ca root sent to the worker")]
     return dataclasses.replace(opts, keys=keys, cas=cas) if keys or cas else opts
 
 
