@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import ManifestError, UsageError
 from .fsutil import read_input
 from .jsonio import JSONError, loads_strict
 
@@ -141,12 +141,35 @@ def load_trust(path: str | os.PathLike[str]) -> Trust:
     return t
 
 
+def _artifact_root(target: str | os.PathLike[str]) -> Path | None:
+    """The folder whoever publishes ``target`` can write: the directory itself, or for
+    ``ORG/NAME[@REV]`` in the Hugging Face cache the model's whole cache folder (its
+    snapshots, refs and blobs)."""
+    from .paths import is_url
+
+    if is_url(str(target)):
+        return None
+    if os.path.isdir(target):
+        return Path(target).resolve()
+    if os.path.lexists(target):
+        return None
+    from . import hfcache
+
+    if not hfcache.looks_like_repo_id(str(target)):
+        return None
+    try:
+        snap = hfcache.resolve(str(target))
+    except ManifestError:
+        return None
+    return snap.blobs.parent.resolve()
+
+
 def refuse_inside(trust: Trust, target: str | os.PathLike[str]) -> None:
     """A trust file inside the verified directory is the artifact author's file, not the
     verifier's: refuse it, and any key, root or trusted root it names there."""
-    if not os.path.isdir(target):
-        return  # ORG/NAME in the Hugging Face cache, or a target verify will refuse itself
-    root = Path(target).resolve()
+    root = _artifact_root(target)
+    if root is None:
+        return  # a URL, a single file, or a target verify will refuse itself
     for f in trust.files:
         try:
             inside = f.resolve().is_relative_to(root)

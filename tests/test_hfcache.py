@@ -523,3 +523,25 @@ def test_snapshot_directories_are_accounted_and_a_planted_one_fails(cli, hub: Ca
     (hub.snapshot / "tekken.json").mkdir()
     r = cli(*verify, env=hub.env)
     assert r.code == 1 and ("extra-directory", "tekken.json") in [(f["code"], f.get("path")) for f in _findings(r)], r.out
+
+
+def test_a_trust_file_in_the_models_cache_folder_is_refused_for_an_org_name_target(cli, hub: Cache, keypair) -> None:
+    """For ORG/NAME, whoever publishes the model writes its whole cache folder (snapshot, refs,
+    blobs): a trust policy there, or one naming a key there, is the publisher's, not the verifier's."""
+    priv, pub = keypair
+    out = hub.home / "m.json"
+    assert cli("create", REPO, "-o", out, "--key", priv, "-q", env=hub.env).code == 0
+    outside = hub.home / "trust.json"
+    outside.write_text(json.dumps({"version": 1, "keys": [str(pub)]}))
+    r = cli("verify", REPO, "-m", out, "--trust", outside, "-q", env=hub.env)
+    assert r.code == 0, r.err  # the same policy outside the model's folder is used
+    for place in (hub.snapshot / "trust.json", hub.repo_dir / "blobs" / "trust.json", hub.repo_dir / "trust.json"):
+        shutil.copy(outside, place)
+        r = cli("verify", REPO, "-m", out, "--trust", place, "-q", env=hub.env)
+        assert r.code == 2 and r.err.startswith("error[usage]:") and "inside the directory being verified" in r.err, (place, r.err)
+        place.unlink()
+    key_inside = hub.repo_dir / "blobs" / "k.pub.pem"  # a policy outside naming a key inside: refused too
+    shutil.copy(pub, key_inside)
+    outside.write_text(json.dumps({"version": 1, "keys": [str(key_inside)]}))
+    r = cli("verify", REPO, "-m", out, "--trust", outside, "-q", env=hub.env)
+    assert r.code == 2 and "names" in r.err and "inside the directory being verified" in r.err, r.err
