@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import rfc8785
@@ -273,7 +274,6 @@ def canonical_bytes(obj: Any, *, plain: bool = False) -> bytes:
 
 
 # ----------------------------------------------------------------------------- pretty
-_HOLE = "\udfff"  # a lone surrogate stands for a value written on one line: no writable document holds one
 
 
 def _leaf_encoder() -> Any:
@@ -335,32 +335,28 @@ def dumps_pretty(obj: Any, *, width: int = 160) -> str:
     whose compact form fits in ``width`` columns kept on one line (so a file table has
     one file per line, a tensor table one tensor per line).
 
-    The layout is the standard encoder's (``json.dumps(indent=2)``); each value that
-    fits on a line is encoded compactly by the C encoder first and stands in the
-    indented document as a placeholder until it is put back."""
-    leaves: list[str] = []
+    The layout is the standard encoder's (``json.dumps(indent=2)``: ``",\n"`` between
+    members, ``": "`` after a key, ``{}``/``[]`` when empty); every value on one line, and
+    every key, is written by the C encoder. Only the indented skeleton is joined here:
+    the standard encoder's own indenting walk is pure Python, a generator call per member."""
+    key = encode_basestring
 
-    def shape(o: Any, indent: int) -> Any:
+    def render(o: Any, indent: int) -> str:
         t = type(o)
         if not (t is dict or t is list or t is tuple) or not o:
-            return o
+            return _leaf(o)
         if indent > 0 and not _wider_than(o, width - indent):
             flat = _leaf(o)
             if len(flat) + indent <= width:
-                leaves.append(flat)
-                return _HOLE
+                return flat
+        pad = " " * indent
+        inner = pad + "  "
         if t is dict:
-            return {k: shape(o[k], indent + 2) for k in sorted(o)}
-        return [shape(v, indent + 2) for v in o]
+            if not _STR_ONLY.issuperset(map(type, o)):
+                raise JSONError("cannot pretty-print: an object key that is not a string")
+            items = [inner + key(k) + ": " + render(o[k], indent + 2) for k in sorted(o)]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        return "[\n" + ",\n".join([inner + render(v, indent + 2) for v in o]) + "\n" + pad + "]"
 
     with gc_paused():
-        text = json.dumps(shape(obj, 0), indent=2, ensure_ascii=False, allow_nan=False)
-    parts = text.split(f'"{_HOLE}"')
-    if len(parts) != len(leaves) + 1:  # a string equal to the placeholder: it cannot be written anyway
-        raise JSONError("cannot pretty-print: a lone surrogate")
-    out = [parts[0]]
-    for leaf, rest in zip(leaves, parts[1:], strict=True):
-        out.append(leaf)
-        out.append(rest)
-    out.append("\n")
-    return "".join(out)
+        return render(obj, 0) + "\n"

@@ -176,8 +176,8 @@ def test_pretty_text_of_a_real_manifest_is_the_reference_layout(minilm_src: Any,
 
 @pytest.mark.parametrize("value", ["\udfff", "\ud800", "a\udfffb"])
 def test_a_lone_surrogate_never_reaches_a_written_manifest(value: str) -> None:
-    """The placeholder is a lone surrogate: a string equal to it is refused, any other
-    lone surrogate fails to encode, so a placeholder can never be confused with data."""
+    """A lone surrogate is written into the text as it is (the standard encoder's
+    ``ensure_ascii=False``) and then fails to encode as UTF-8: it never reaches a file."""
     with pytest.raises((JSONError, UnicodeEncodeError)):
         dumps_pretty({"a": value, "b": [value]}).encode("utf-8")
 
