@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # test's subprocess runs the mutant too, but is not traced). tests/test_units_core.py holds
 # small synthetic cases (no checkpoint copy), tests/test_core.py the real-checkpoint ones.
 UNITS = "tests/test_units_core.py"
+# keys, certificate chains, discovery, the header reader and the path rules, written from their survivors
+TRUST = "tests/test_units_trust.py"
 # test_core.py without the tests on a copy of the real checkpoint (seconds each, for every
 # mutant of a function they call: discovery, findings and reports are called by all);
 # test_units_core.py has their small-tree twins (the digest edited after its 16th character)
@@ -62,7 +64,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "api-compare": ("manifest/api.py", ["x__digest_mismatch_*", "x__chunk_mismatch_*", "x__in_units_*", "x_damaged_tensors_*",
                                         "x__check_file_set_*", "x__compare_section_*", "x__start_digests_*",
                                         "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS]),
-    "signing": ("manifest/signing.py", ["*"], [UNITS, *CORE_FAST]),
+    "signing": ("manifest/signing.py", ["*"], [UNITS, TRUST, *CORE_FAST]),
     # the header reader; not ``sniff``/``_not_safetensors`` (what a refused file looks like, for its message)
     # nor ``build`` (writes headers for tests and benchmarks)
     "safetensors": ("manifest/formats/safetensors.py", ["x_read_header_*", "x_parse_header_bytes_*", "x__read_exact_*", "x__uint_*",

@@ -1,0 +1,242 @@
+"""Keys, signatures, certificate chains, discovery, the safetensors header reader and the
+path rules on small synthetic inputs, in-process and fast.
+
+scripts/mutation.py runs these for every mutant of ``signing``, ``inventory``,
+``safetensors`` and ``paths``: each test here was written from a mutant that the other
+tests let survive, and asserts the exact outcome a user sees (a verdict, a finding's code,
+message and subject, a refusal). No checkpoint copy and no subprocess: mutmut only traces
+calls made in the pytest process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pki import issue
+
+from manifest.certs import der_b64
+from manifest.errors import InputError, UsageError
+
+# -- keys and signatures --------------------------------------------------------------------------
+
+SUPPORTED = "Ed25519, ECDSA P-256/P-384/P-521 or ML-DSA-65"
+# keygen type -> (signature alg, description, the key class name), as docs/keys.md and the CLI's help name them
+KINDS = {
+    "ed25519": ("ed25519", "Ed25519"),
+    "ecdsa-p256": ("ecdsa-p256-sha256", "ECDSA P-256"),
+    "ecdsa-p384": ("ecdsa-p384-sha384", "ECDSA P-384"),
+    "ecdsa-p521": ("ecdsa-p521-sha512", "ECDSA P-521"),
+    "ml-dsa-65": ("ml-dsa-65", "ML-DSA-65"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_key_type_names_itself_and_its_signatures_verify(kind: str) -> None:
+    from manifest.signing import alg_of, check_signatures, describe, generate, key_type, keyid, sign, verify_one
+
+    alg, name = KINDS[kind]
+    key = generate(kind)
+    pub = key.public_key()
+    assert (key_type(key), key_type(pub)) == (kind, kind)
+    assert (describe(key), describe(pub), alg_of(key), alg_of(pub)) == (name, name, alg, alg)
+    s = sign(b"data", key)
+    assert (s["keyid"], s["alg"]) == (keyid(pub), alg)
+    assert verify_one(pub, b"data", s["sig"], alg) and not verify_one(pub, b"datA", s["sig"], alg)
+    other = "ed25519" if kind != "ed25519" else "ml-dsa-65"
+    assert not verify_one(pub, b"data", s["sig"], KINDS[other][0])  # a declared alg must be the key's own
+    r = check_signatures(b"data", [s], [pub])
+    assert (r.trusted_keyids, r.findings, r.trusted_certificates) == ([keyid(pub)], [], [])
+
+
+def test_an_unsupported_key_is_refused_and_named_by_its_type(tmp_path: Path) -> None:
+    from manifest.signing import alg_of, describe, ecdsa_hash, key_type, parse_public_key
+
+    r = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert (key_type(r), describe(r), describe(r.public_key())) == (None, "RSAPrivateKey", "RSAPublicKey")
+    with pytest.raises(UsageError) as e:
+        alg_of(r.public_key())
+    assert str(e.value) == f"RSAPublicKey is not a supported key ({SUPPORTED})"
+    pem = r.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(InputError) as ie:
+        parse_public_key(pem, "rsa.pub")
+    assert (ie.value.code, str(ie.value)) == ("key-invalid", f"rsa.pub: a RSAPublicKey key is not supported (only {SUPPORTED} keys are)")
+    k1 = ec.generate_private_key(ec.SECP256K1())
+    assert key_type(k1) is None and describe(k1) == type(k1).__name__ != "NoneType"
+    with pytest.raises(UsageError) as e:
+        ecdsa_hash(k1)
+    assert str(e.value) == "ECDSA on secp256k1 is not supported (P-256, P-384 or P-521)"
+
+
+def test_an_unknown_key_type_lists_the_known_ones() -> None:
+    from manifest.signing import generate
+
+    with pytest.raises(UsageError) as e:
+        generate("rsa")
+    assert str(e.value) == "unknown key type 'rsa' (ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, ml-dsa-65)"
+
+
+def test_ml_dsa_keys_need_a_backend_that_implements_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed backend implements ML-DSA; one without it (an older OpenSSL) refuses the
+    key type in one line, naming the versions."""
+    from cryptography import __version__ as version
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    from manifest.signing import generate, mldsa_supported
+
+    assert backend.mldsa_supported() is True and mldsa_supported() is True
+    monkeypatch.delattr(type(backend), "mldsa_supported")
+    assert mldsa_supported() is False
+    with pytest.raises(UsageError) as e:
+        generate("ml-dsa-65")
+    assert str(e.value) == (f"ML-DSA-65 keys need a cryptography with ML-DSA and a backend that implements it; this one "
+                            f"(cryptography {version}, {backend.openssl_version_text()}) has none")
+    assert generate("ed25519") is not None  # the other types still work
+
+
+def test_a_key_file_removed_by_someone_else_before_the_cleanup_is_still_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public key's write fails after the private key was written, and the private key
+    is already gone when the writer removes it: the write failure, not a traceback."""
+    from manifest.signing import generate, write_keypair
+
+    priv, pub = tmp_path / "k.pem", tmp_path / "k.pub"
+    real = os.open
+
+    def fake(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if Path(os.fsdecode(path)) == pub and flags & os.O_CREAT:
+            os.unlink(priv)
+            raise OSError(errno.ENOSPC, "No space left on device", str(pub))
+        return real(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", fake)
+    with pytest.raises(InputError) as e:
+        write_keypair(generate(), priv, pub)
+    assert (e.value.code, str(e.value)) == ("write-failed", f"cannot write {pub}: No space left on device; nothing was written")
+    assert not priv.exists() and not pub.exists()
+
+
+def test_the_untrusted_key_finding_says_whether_roots_were_given() -> None:
+    from manifest.signing import check_signatures, generate, keyid, sign
+
+    k, j = generate(), generate()
+    s = sign(b"data", j)
+    base = f"signed only by key(s) {keyid(j.public_key())[:16]}, none of which was given with --key"
+    for cas, extra in ((None, ""), ([], ""), ([_PKI["root"]], "; no signature carries a certificate for the given --ca roots")):
+        r = check_signatures(b"data", [s], [k.public_key()], cas)
+        assert [(f.code, f.message, f.actual) for f in r.findings] == [("untrusted-key", base + extra, [keyid(j.public_key())[:16]])]
+        assert (r.trusted_keyids, r.trusted_certificates) == ([], [])
+
+
+# -- certificate signatures -----------------------------------------------------------------------
+
+
+def _build_pki() -> dict[str, Any]:
+    """root -> intermediate -> leaf (P-256, code signing), an RSA leaf under the same
+    intermediate, and the same P-256 key certified by an unrelated root."""
+    now = dt.datetime.now(dt.timezone.utc)
+    since = now - dt.timedelta(days=365)
+    root_k, inter_k, leaf_k, other_k = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    rsa_k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    root = issue(root_k, "root CA", root_k, "root CA", ca=True, not_before=since)
+    inter = issue(inter_k, "intermediate CA", root_k, "root CA", ca=True, path_length=0, not_before=since)
+    other = issue(other_k, "other root CA", other_k, "other root CA", ca=True, not_before=since)
+    return {"root": root, "inter": inter, "leaf_key": leaf_k,
+            "leaf": issue(leaf_k, "model publisher", inter_k, "intermediate CA", ca=False),
+            "rsa_leaf": issue(rsa_k, "rsa publisher", inter_k, "intermediate CA", ca=False),
+            "other_leaf": issue(leaf_k, "model publisher", other_k, "other root CA", ca=False), "other_root": other}
+
+
+_PKI = _build_pki()
+LEAF = "CN=model publisher,O=manifest test PKI"
+DATA = b'{"signed":1}'
+
+
+def _cert_entry(data: bytes = DATA, leaf: str = "leaf") -> dict[str, Any]:
+    from manifest.signing import sign
+
+    chain: list[x509.Certificate] = [_PKI[leaf], _PKI["inter"]] if leaf != "other_leaf" else [_PKI[leaf]]
+    return {**sign(data, _PKI["leaf_key"]), "certificates": [der_b64(c) for c in chain]}
+
+
+def _leaf_kid() -> str:
+    from manifest.signing import keyid
+
+    return keyid(_PKI["leaf_key"].public_key())
+
+
+def test_a_certificate_entry_chaining_to_a_given_root_is_trusted_once() -> None:
+    from manifest.signing import TrustResult, check_signatures, generate, keyid, sign
+
+    good = _cert_entry()
+    assert check_signatures(DATA, [good], [], [_PKI["root"]]) == TrustResult([_leaf_kid()], [], [LEAF])
+    assert check_signatures(DATA, [good, good], [], [_PKI["root"]]) == TrustResult([_leaf_kid()], [], [LEAF])
+    # beside a given key's own signature: both trusted, the key's first
+    k = generate()
+    r = check_signatures(DATA, [good, sign(DATA, k)], [k.public_key()], [_PKI["root"]])
+    assert r == TrustResult([keyid(k.public_key()), _leaf_kid()], [], [LEAF])
+    # the leaf's key also given with --key: trusted once
+    r = check_signatures(DATA, [good], [_PKI["leaf_key"].public_key()], [_PKI["root"]])
+    assert r == TrustResult([_leaf_kid()], [], [LEAF])
+    # no --ca: the certificates are not looked at, and the key alone is not given
+    r = check_signatures(DATA, [good], [k.public_key()])
+    assert (r.trusted_keyids, [f.code for f in r.findings]) == ([], ["untrusted-key"])
+
+
+def _b64_error(text: str) -> str:
+    """What Python's own base64 decoder says of ``text`` (its words differ between versions)."""
+    try:
+        base64.b64decode(text, validate=True)
+    except binascii.Error as e:
+        return str(e)
+    raise AssertionError(f"{text!r} decodes")
+
+
+def _bad_cert_entries() -> dict[str, tuple[dict[str, Any], tuple[str, str, Any]]]:
+    good = _cert_entry()
+    rsa_leaf = "CN=rsa publisher,O=manifest test PKI"
+    invalid = ("signature-invalid", f"signature by certificate {LEAF} (chained to a given root) does not verify: "
+               "the manifest was changed after signing", LEAF)
+    return {
+        "undecodable": ({**good, "certificates": ["!!"]},
+                        ("certificate-untrusted", f"the leaf certificate is not a readable DER certificate ({_b64_error('!!')})", None)),
+        "other root": (_cert_entry(leaf="other_leaf"),
+                       ("certificate-untrusted", f"signing certificate {LEAF} does not chain to a given root: no path leads to a root given with --ca",
+                        LEAF)),
+        "rsa leaf": ({**good, "certificates": [der_b64(_PKI["rsa_leaf"]), der_b64(_PKI["inter"])]},
+                     ("certificate-untrusted", f"signing certificate {rsa_leaf}: a RSAPublicKey key is not supported (only {SUPPORTED} keys are)", None)),
+        "changed data": (_cert_entry(b"other"), invalid),
+        "other keyid": ({**good, "keyid": "0" * 64}, invalid),
+        "other alg": ({**good, "alg": "ed25519"}, invalid),
+        "no sig": ({k: v for k, v in good.items() if k != "sig"}, invalid),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_cert_entries()))
+def test_a_certificate_entry_that_fails_says_why_and_does_not_stop_the_next(case: str) -> None:
+    from manifest.signing import TrustResult, check_signatures
+
+    bad, want = _bad_cert_entries()[case]
+    r = check_signatures(DATA, [bad], [], [_PKI["root"]])
+    assert [(f.code, f.message, f.actual) for f in r.findings] == [want]
+    assert (r.trusted_keyids, r.trusted_certificates) == ([], [])
+    # a failing entry before a good one: the good one is still checked, and the failure is not reported
+    assert check_signatures(DATA, [bad, _cert_entry()], [], [_PKI["root"]]) == TrustResult([_leaf_kid()], [], [LEAF])
+
+
+def test_certificate_entries_are_bounded() -> None:
+    from manifest.signing import MAX_TRIES_PER_KEY, TrustResult, check_signatures
+
+    bad = _cert_entry(b"other")
+    r = check_signatures(DATA, [bad] * MAX_TRIES_PER_KEY + [_cert_entry()], [], [_PKI["root"]])
+    assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid"] * MAX_TRIES_PER_KEY
+    r = check_signatures(DATA, [bad] * (MAX_TRIES_PER_KEY - 1) + [_cert_entry()], [], [_PKI["root"]])
+    assert r == TrustResult([_leaf_kid()], [], [LEAF])
