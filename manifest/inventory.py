@@ -325,8 +325,8 @@ def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...], dirs: li
             except OSError:
                 is_dir = False
             if is_dir:
-                if is_ignored(rel + "/x", ignore):
-                    continue  # pruned: the root's .git/ is never walked
+                if is_ignored(rel + "/", ignore):
+                    continue  # pruned by a directory rule: the root's .git/ is never walked (an exact rule names one file only)
                 dirs.append(rel)
                 subdirs.append((rel + "/", entry.path))
             else:

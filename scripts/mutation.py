@@ -78,7 +78,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
                      *(f"--deselect=tests/test_safetensors_reader.py::{t}" for t in (
                          "test_valid_headers_pass_and_round_trip", "test_mutations_of_a_small_real_file_rust_rejects_we_reject",
                          "test_mutations_of_a_real_header_give_clean_findings_or_pass", "test_arbitrary_bytes_give_a_clean_error_or_a_header"))]),
-    "inventory": ("manifest/inventory.py", ["*"], [UNITS]),
+    "inventory": ("manifest/inventory.py", ["*"], [UNITS, TRUST]),
     "paths": ("manifest/paths.py", ["*"], [UNITS, *CORE_FAST]),
     # the key and the trust rule of the stat cache (what can make it answer for a changed file);
     # its file housekeeping (where it lives, writing, pruning) can only lose entries, see docs/testing.md

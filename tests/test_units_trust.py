@@ -240,3 +240,136 @@ def test_certificate_entries_are_bounded() -> None:
     assert r.trusted_keyids == [] and [f.code for f in r.findings] == ["signature-invalid"] * MAX_TRIES_PER_KEY
     r = check_signatures(DATA, [bad] * (MAX_TRIES_PER_KEY - 1) + [_cert_entry()], [], [_PKI["root"]])
     assert r == TrustResult([_leaf_kid()], [], [LEAF])
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    d = tmp_path / "m"
+    for rel, text in (("aX/one.txt", "1"), ("b/two.txt", "22"), ("b/x", "x"), ("config.json", "{}"), ("z.txt", "z")):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    return d
+
+
+def test_an_exact_ignore_rule_leaves_out_that_file_only(small: Path) -> None:
+    """``b/x`` names one file: the directory ``b`` and its other files are still discovered;
+    ``b/`` leaves out the directory and everything below it."""
+    from manifest.inventory import discover
+
+    art = discover(small, ignore=("b/x",))
+    assert (list(art.files), art.dirs, art.problems) == (["aX/one.txt", "b/two.txt", "config.json", "z.txt"], ["aX", "b"], [])
+    art = discover(small, ignore=("b/",))
+    assert (list(art.files), art.dirs, art.problems) == (["aX/one.txt", "config.json", "z.txt"], ["aX"], [])
+
+
+def test_an_unlistable_directory_is_named_and_the_walk_goes_on(small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Injected (the suite runs as root, to whom every mode bit is open)."""
+    from manifest.inventory import discover
+
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if os.fspath(path) == str(small / "aX"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    art = discover(small)
+    assert [(f.code, f.path, f.message) for f in art.problems] == [("unreadable", "aX", "cannot list directory: Permission denied")]
+    assert list(art.files) == ["b/two.txt", "b/x", "config.json", "z.txt"] and art.dirs == ["aX", "b"]
+
+
+class _Entry:
+    """A directory entry whose type cannot be read (``is_dir`` fails, as it may on a file
+    system without d_type when the entry's lstat fails)."""
+
+    def __init__(self, real: os.DirEntry[str]) -> None:
+        self.name, self.path = real.name, real.path
+
+    def is_dir(self, follow_symlinks: bool = True) -> bool:
+        raise OSError(errno.EIO, "Input/output error", self.path)
+
+
+def test_an_entry_whose_type_cannot_be_read_is_stat_ed_as_an_entry_not_walked(small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    from manifest.inventory import discover
+
+    real = os.scandir
+
+    @contextmanager
+    def scandir(path: Any) -> Any:
+        with real(path) as it:
+            yield [_Entry(e) if e.name == "z.txt" else e for e in it]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    art = discover(small)
+    assert (list(art.files), art.dirs, art.problems) == (["aX/one.txt", "b/two.txt", "b/x", "config.json", "z.txt"], ["aX", "b"], [])
+
+
+def test_a_root_replaced_by_a_fifo_after_discovery_fails_at_once(small: Path) -> None:
+    """The root is opened as a directory: a FIFO put in its place is refused (ENOTDIR), never
+    opened for reading, which would block until a writer came. A guard thread stands in for
+    that writer after 10 s, so a regression fails instead of hanging."""
+    import threading
+
+    from manifest.inventory import discover
+
+    art = discover(small)
+    small.rename(small.with_name("gone"))
+    os.mkfifo(small)
+    done, released = threading.Event(), []
+
+    def guard() -> None:
+        if not done.wait(10):
+            try:
+                os.close(os.open(small, os.O_WRONLY | os.O_NONBLOCK))  # succeeds only if a reader is blocked in open
+                released.append(True)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=guard, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(OSError) as e:
+            art.open("config.json")
+    finally:
+        done.set()
+        t.join()
+    assert (e.value.errno, released) == (errno.ENOTDIR, [])
+
+
+def test_a_side_file_that_grew_past_its_cap_is_refused_after_reading_one_byte_more(small: Path) -> None:
+    """A side file that grows after discovery (here a sparse 32 MiB) is read to its cap and
+    one byte more, never whole."""
+    import tracemalloc
+
+    from manifest.inventory import discover
+
+    art = discover(small)
+    assert art.read_bytes("config.json", cap=64) == b"{}"
+    os.truncate(small / "config.json", 32 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as e:
+            art.read_bytes("config.json", cap=64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (str(e.value), e.value.path) == ("config.json grew past the 64-byte cap while being read", "config.json")
+    assert peak < 1 << 20
+
+
+def test_opening_a_file_warns_about_nothing(small: Path) -> None:
+    import warnings
+
+    from manifest.inventory import discover
+
+    art = discover(small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with art.open("b/two.txt") as f:
+            assert f.read() == b"22"
