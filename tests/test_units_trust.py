@@ -14,7 +14,10 @@ import base64
 import binascii
 import datetime as dt
 import errno
+import io
+import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +376,156 @@ def test_opening_a_file_warns_about_nothing(small: Path) -> None:
         warnings.simplefilter("error")
         with art.open("b/two.txt") as f:
             assert f.read() == b"22"
+
+
+# -- the safetensors header reader ------------------------------------------------------------------
+
+
+def _st(entries: dict[str, Any], data_len: int, pad: bool = True) -> bytes:
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    if pad:
+        body += b" " * (-len(body) % 8)
+    return struct.pack("<Q", len(body)) + body + bytes(data_len)
+
+
+def _t(dtype: str, shape: list[int], start: int, end: int) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}
+
+
+def _header_error(data: bytes, size: int | None = None) -> Any:
+    from manifest.formats.safetensors import HeaderError, read_header
+
+    with pytest.raises(HeaderError) as e:
+        read_header(io.BytesIO(data), len(data) if size is None else size)
+    return e.value
+
+
+def _rust_accepts(data: bytes, where: Path) -> list[str]:
+    """The tensor names the Rust parser (safetensors' own ``safe_open``) reads from ``data``."""
+    import safetensors
+
+    p = where / "x.safetensors"
+    p.write_bytes(data)
+    with safetensors.safe_open(str(p), framework="np") as f:
+        return sorted(f.keys())
+
+
+def test_tensors_written_out_of_offset_order_are_read_in_offset_order(tmp_path: Path) -> None:
+    """Loaders sort the entries by their offsets (start, then end); so do we. A zero-size
+    tensor at the offset of a larger one comes first, wherever it is written."""
+    from manifest.formats.safetensors import TensorInfo, parse_header_bytes
+
+    entries = {"c": _t("F32", [2], 16, 24), "a": _t("F32", [2], 0, 8), "b": _t("F16", [4], 8, 16), "z": _t("U8", [0], 0, 0)}
+    data = _st(entries, 24)
+    h = parse_header_bytes(data)
+    assert h.tensors == {"z": TensorInfo("U8", (0,), 0, 0), "a": TensorInfo("F32", (2,), 0, 8),
+                         "b": TensorInfo("F16", (4,), 8, 16), "c": TensorInfo("F32", (2,), 16, 24)}
+    assert list(h.tensors) == ["z", "a", "b", "c"] and (h.data_len, h.expected_size) == (24, len(data))
+    assert h.dtype_totals == {"U8": (0, 0), "F32": (4, 16), "F16": (4, 8)} and h.parameters == 8
+    assert _rust_accepts(data, tmp_path) == ["a", "b", "c", "z"]
+
+
+def test_an_overlap_is_named_in_offset_order() -> None:
+    """``x`` [0, 8) and ``y`` [4, 6): sorted by start, ``y`` overlaps ``x`` (sorted by end,
+    ``y`` would come first and read as a gap)."""
+    e = _header_error(_st({"y": _t("U8", [2], 4, 6), "x": _t("F32", [2], 0, 8)}, 8))
+    assert (e.code, e.message, e.facts) == ("header-invalid", "tensor 'y': data [4, 6] overlaps tensor 'x'",
+                                            {"rule": "offsets-overlap", "tensor": "y"})
+
+
+def test_a_header_of_many_batches_keeps_every_tensor_and_its_totals() -> None:
+    """More entries than one batch of the reader (two dtypes, so the totals need each
+    batch's dtypes and element counts)."""
+    from manifest.formats.safetensors import _BATCH, build, parse_header_bytes
+
+    n = _BATCH + 1000
+    tensors = {f"t{i:06d}": ("F32" if i % 2 else "F16", (3,)) for i in range(n)}
+    data_len = sum(12 if i % 2 else 6 for i in range(n))
+    h = parse_header_bytes(build(tensors) + bytes(data_len))
+    assert list(h.tensors) == list(tensors)
+    assert h.tensors[f"t{n - 1:06d}"].end == data_len == h.data_len
+    half = n // 2
+    assert h.dtype_totals == {"F16": (3 * (n - half), 6 * (n - half)), "F32": (3 * half, 12 * half)}
+
+
+def test_the_header_keeps_its_raw_bytes_and_metadata() -> None:
+    from manifest.formats.safetensors import parse_header_bytes
+
+    data = _st({"__metadata__": {"format": "pt"}, "a": _t("U8", [4], 0, 4)}, 4)
+    n = struct.unpack("<Q", data[:8])[0]
+    h = parse_header_bytes(data)
+    assert (h.header_len, h.raw, h.metadata) == (n, data[8:8 + n], {"format": "pt"})
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most one byte per read (a pipe or a network stream may)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if not len(b) or self._pos >= len(self._data):
+            return 0
+        b[0] = self._data[self._pos]
+        self._pos += 1
+        return 1
+
+
+def test_a_stream_of_short_reads_gives_the_same_header() -> None:
+    from manifest.formats.safetensors import parse_header_bytes, read_header
+
+    data = _st({"a": _t("U8", [4], 0, 4), "b": _t("F32", [1], 4, 8)}, 8)
+    h = read_header(_Trickle(data), len(data))  # type: ignore[arg-type]
+    assert h == parse_header_bytes(data) and list(h.tensors) == ["a", "b"]
+
+
+def test_a_file_too_short_for_the_length_says_so_in_words_and_facts() -> None:
+    e = _header_error(b"\x00\x01\x02")
+    assert (e.code, e.message, e.facts) == ("truncated", "file of 3 bytes is too short to hold the 8-byte header length (empty or cut-off download)",
+                                            {"expected": 8, "actual": 3, "rule": "header-too-small"})
+    # a file that shrank after its size was taken: 3 bytes read of 100
+    e = _header_error(b"\x00\x01\x02", size=100)
+    assert (e.code, e.facts) == ("truncated", {"expected": 8, "actual": 100, "rule": "header-too-small"})
+    # a short file that looks like something else is named
+    e = _header_error(b"<html>")
+    assert (e.code, e.message, e.facts["rule"]) == ("header-invalid", "not a safetensors file (looks like HTML)", "not-safetensors")
+
+
+def test_an_8_byte_file_is_read_as_a_length() -> None:
+    e = _header_error(struct.pack("<Q", 2))
+    assert (e.code, e.message, e.facts) == ("truncated", "header of 2 bytes runs past the end of the 8-byte file (cut-off download)",
+                                            {"expected": 10, "actual": 8, "rule": "header-past-end"})
+
+
+def test_the_header_length_limit_is_inclusive() -> None:
+    from manifest.formats.safetensors import MAX_HEADER
+
+    e = _header_error(struct.pack("<Q", MAX_HEADER) + b"{}")
+    assert (e.code, e.facts["rule"], e.message) == ("truncated", "header-past-end",
+                                                    f"header of {MAX_HEADER} bytes runs past the end of the 10-byte file (cut-off download)")
+    e = _header_error(struct.pack("<Q", MAX_HEADER + 1) + b"{}")
+    assert (e.code, e.facts["rule"], e.message) == ("header-invalid", "header-too-large",
+                                                    f"header length {MAX_HEADER + 1} is over the {MAX_HEADER}-byte limit loaders accept")
+
+
+def test_a_header_that_is_not_an_object_names_its_type() -> None:
+    e = _header_error(_st([], 0))  # type: ignore[arg-type]
+    assert (e.code, e.message, e.facts) == ("header-invalid", "header is a JSON list, not an object", {"rule": "json-object"})
+
+
+def test_bad_data_offsets_are_named_in_words() -> None:
+    e = _header_error(_st({"t": {"dtype": "U8", "shape": [1], "data_offsets": [0]}}, 1))
+    assert (e.message, e.facts) == ("tensor 't': data_offsets must be two non-negative 64-bit integers", {"rule": "offsets", "tensor": "t"})
+
+
+@pytest.mark.parametrize("extra", [-3, 5])
+def test_a_file_of_the_wrong_size_says_how_far_off_and_what_that_means(extra: int) -> None:
+    good = _st({"a": _t("U8", [8], 0, 8)}, 8)
+    data = good[:extra] if extra < 0 else good + bytes(extra)
+    e = _header_error(data)
+    how = "3 bytes short: interrupted or cut-off download" if extra < 0 else "5 bytes of trailing data: corrupted or appended file"
+    assert (e.code, e.message) == ("truncated", f"file is {len(data)} bytes but its header promises {len(good)} ({how})")
+    assert (e.facts["expected"], e.facts["actual"], e.facts["rule"]) == (len(good), len(data), "coverage")
