@@ -529,3 +529,81 @@ def test_a_file_of_the_wrong_size_says_how_far_off_and_what_that_means(extra: in
     how = "3 bytes short: interrupted or cut-off download" if extra < 0 else "5 bytes of trailing data: corrupted or appended file"
     assert (e.code, e.message) == ("truncated", f"file is {len(data)} bytes but its header promises {len(good)} ({how})")
     assert (e.facts["expected"], e.facts["actual"], e.facts["rule"]) == (len(good), len(data), "coverage")
+
+
+def test_a_file_that_ends_inside_its_header_says_where() -> None:
+    """The size taken before reading promised the whole header, but the stream ends early
+    (the file shrank meanwhile)."""
+    data = _st({"a": _t("U8", [4], 0, 4)}, 4)
+    n = struct.unpack("<Q", data[:8])[0]
+    e = _header_error(data[:20], size=len(data))
+    assert (e.code, e.message, e.facts) == ("truncated", f"file ended after 20 bytes while reading an {n}-byte header",
+                                            {"expected": 8 + n, "actual": 20, "rule": "header-past-end"})
+
+
+def test_a_header_that_is_not_utf8_says_at_which_byte() -> None:
+    e = _header_error(struct.pack("<Q", 8) + b'{"a\xff":1}' + bytes(0))
+    assert (e.code, e.message, e.facts) == ("header-invalid", "header is not UTF-8 (byte 3)", {"rule": "utf8"})
+
+
+# the length field of a pickle (protocol 2, b"\x80\x02" then zeros): 640, a plausible header length
+PICKLE_HEAD = b"\x80\x02" + bytes(6)
+PICKLE = "not a safetensors file (looks like a pickle (a PyTorch checkpoint?))"
+
+
+def test_a_pickle_is_named_whichever_rule_its_bytes_break() -> None:
+    assert struct.unpack("<Q", PICKLE_HEAD)[0] == 640
+    body = b"\x80" + bytes(639)  # not UTF-8
+    e = _header_error(PICKLE_HEAD + body)
+    assert (e.code, e.message, e.facts["rule"]) == ("header-invalid", PICKLE, "not-safetensors")
+    for start in (b"X{", b"\x0b{"):  # UTF-8 but not JSON, and not a JSON object's start
+        e = _header_error(PICKLE_HEAD + start + b" " * 638)
+        assert (e.message, e.facts["rule"]) == (PICKLE, "not-safetensors")
+
+
+def _json_error(raw: bytes) -> str:
+    from manifest.jsonio import JSONError, loads_strict
+
+    try:
+        loads_strict(raw)
+    except JSONError as e:
+        return str(e)
+    raise AssertionError(f"{raw!r} parses")
+
+
+def test_broken_json_that_starts_like_an_object_is_a_json_error_whatever_its_length_looks_like() -> None:
+    """After the length, whitespace then ``{``: a header, broken; the length's bytes are
+    not sniffed (they look like a pickle here)."""
+    raw = b'  {"a": ' + b" " * 632
+    e = _header_error(PICKLE_HEAD + raw)
+    assert (e.code, e.message, e.facts) == ("header-invalid", f"header is not valid JSON: {_json_error(raw)}", {"rule": "json"})
+    # the same length, cut short, before a header that starts as an object: truncated, not "a pickle"
+    e = _header_error(PICKLE_HEAD + b'{"a": 1}')
+    assert (e.code, e.facts["rule"]) == ("truncated", "header-past-end")
+    e = _header_error(PICKLE_HEAD + b"{")
+    assert (e.code, e.facts["rule"]) == ("truncated", "header-past-end")
+
+
+def test_a_header_that_is_not_json_and_looks_like_nothing_is_a_json_error() -> None:
+    raw = b"[1,]    "
+    e = _header_error(struct.pack("<Q", len(raw)) + raw)
+    assert (e.code, e.message, e.facts) == ("header-invalid", f"header is not valid JSON: {_json_error(raw)}", {"rule": "json"})
+
+
+def test_eight_zero_bytes_are_named_as_space_never_written() -> None:
+    e = _header_error(bytes(8))
+    assert (e.code, e.message, e.facts["rule"]) == (
+        "header-invalid", "not a safetensors file (looks like zeros only: space reserved by a download that never wrote the data)",
+        "not-safetensors")
+
+
+def test_a_header_over_the_json_documents_cap_but_under_the_header_limit_is_read() -> None:
+    """Loaders accept headers up to 100,000,000 bytes: more than the 64 MiB cap of the
+    JSON documents this tool reads otherwise (a header of ``{}`` and spaces, parsed quickly)."""
+    from manifest.formats.safetensors import MAX_HEADER, parse_header_bytes
+    from manifest.jsonio import MAX_DOCUMENT_BYTES
+
+    n = MAX_DOCUMENT_BYTES + 8
+    assert n < MAX_HEADER
+    h = parse_header_bytes(struct.pack("<Q", n) + b"{}" + b" " * (n - 2))
+    assert (h.header_len, h.tensors, h.expected_size) == (n, {}, 8 + n)
