@@ -230,8 +230,9 @@ def _read_and_hash(artifact: Artifact, info: FileInfo, hashers: dict[str, Any], 
             want = limit - total
             if chunker is not None:
                 i = chunker.free.get()
-                if i < 0:  # pragma: no cover - the chunk thread failed
-                    break
+                if i < 0:  # the chunk thread failed (its error is set first): that error, not a short read
+                    assert chunker.error is not None
+                    raise chunker.error
                 view = chunker.bufs[i]
             n = readinto(view if want >= len(view) else view[:want])
             if not n:
@@ -308,7 +309,7 @@ class _Chunker:
                 self.free.put(i)
             if filled:
                 self.digests.append(h.hexdigest())
-        except BaseException as e:  # pragma: no cover - hashlib does not fail on a buffer
+        except BaseException as e:  # hashlib does not fail on a buffer; if a hasher did, the reader raises this
             self.error = e
             self.free.put(-1)
 
@@ -319,7 +320,7 @@ class _Chunker:
 
     def result(self) -> str:
         self.close()
-        if self.error is not None:  # pragma: no cover
+        if self.error is not None:
             raise self.error
         return "".join(self.digests)
 
@@ -360,7 +361,8 @@ def hash_chunk(artifact: Artifact, info: FileInfo, index: int, chunk_size: int, 
             if on_bytes is not None:
                 on_bytes(n)
         after = os.fstat(fd)
-    _check_unchanged(info, before, after, total, want)
+    # in the file's offsets, as a whole file's read says it: "read 3001 bytes, expected 3000"
+    _check_unchanged(info, before, after, start + total, start + want)
     return Hashed({chunk_key(chunk_size, algorithm): h.hexdigest()}, started)
 
 

@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 UNITS = "tests/test_units_core.py"
 # keys, certificate chains, discovery, the header reader and the path rules, written from their survivors
 TRUST = "tests/test_units_trust.py"
+# the digest engine's exact answers (what moved, chunks across blocks, a chunk alone, the remote path), written from its survivors
+DIGEST = "tests/test_units_digest.py"
 # test_core.py without the tests on a copy of the real checkpoint (seconds each, for every
 # mutant of a function they call: discovery, findings and reports are called by all);
 # test_units_core.py has their small-tree twins (the digest edited after its 16th character)
@@ -60,7 +62,7 @@ STATCACHE_CHECKPOINT_TESTS = [
     "test_a_replaced_file_with_the_same_bytes_and_mtime_is_rehashed", "test_the_cache_is_keyed_by_the_manifest", "test_no_cache_in_the_api",
     "test_the_number_of_cache_files_is_bounded", "test_a_cache_file_owned_by_someone_else_is_ignored"]
 MODULES: dict[str, tuple[str, list[str], list[str]]] = {
-    "digest": ("manifest/digest.py", ["*"], [UNITS, "tests/test_digest.py"]),
+    "digest": ("manifest/digest.py", ["*"], [UNITS, DIGEST, "tests/test_digest.py"]),
     "api-compare": ("manifest/api.py", ["x__digest_mismatch_*", "x__chunk_mismatch_*", "x__in_units_*", "x_damaged_tensors_*",
                                         "x__check_file_set_*", "x__compare_section_*", "x__start_digests_*",
                                         "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS]),
