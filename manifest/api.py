@@ -755,7 +755,7 @@ def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pat
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     try:
         job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update, chunked=chunked,
-                         chunk_algorithm=chunk_algorithm)
+                         chunk_algorithm=chunk_algorithm, runner=opts.hash_runner)
     except BaseException:
         bar.close()
         raise

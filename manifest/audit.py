@@ -7,8 +7,9 @@ scheduling and the outcome of each model:
 
 - ``pass`` (exit 0) and ``fail`` (exit 1): the verify report's own verdict;
 - ``not-verified`` (exit 2): no report, because the target could not be read (no such
-  directory, no or a malformed manifest, ...), or because the worker verifying it died
-  (a Ray worker or node lost, and its retries ran out: ``worker-lost``).
+  directory, no or a malformed manifest, ...), or because the worker verifying it, or
+  hashing one of its files or chunks, died (a Ray worker or node lost, and its retries ran
+  out: ``worker-lost``).
 
 The audit's exit status is the worst of its models'. A model is never counted as
 passed unless its own verify report passed.
@@ -19,14 +20,12 @@ Ray is imported only with ``ray=...``: the thread pool path never imports it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -35,10 +34,14 @@ from .options import Options
 
 AUDIT_VERSION = 1
 OUTCOMES = {EXIT_OK: "pass", EXIT_FAILED: "fail", EXIT_INPUT: "not-verified"}
-DEFAULT_RETRIES = 2  # Ray retries of a model whose worker died, before it is reported not verified
-# Test-only: make the Ray task of a model whose target contains $MANIFEST_TEST_CRASH_TARGET exit
-# abruptly (os._exit, as a killed worker) on its first $MANIFEST_TEST_CRASH_TIMES attempts;
-# attempts are counted by marker files in $MANIFEST_TEST_CRASH_DIR. Read by the driver only.
+DEFAULT_RETRIES = 2  # Ray retries of a task whose worker died, before its model is reported not verified
+SPLITS = ("auto", "model", "units")
+UNIT_MODELS_IN_FLIGHT = 16  # split by units: models whose cheap checks run at once in the audit process
+# Test-only: make a Ray task exit abruptly (os._exit, as a killed worker) on its first
+# $MANIFEST_TEST_CRASH_TIMES attempts when its key contains $MANIFEST_TEST_CRASH_TARGET: a model
+# task's key is its target, a unit task's is TARGET/PATH (a whole file) or TARGET/PATH#K (chunk K,
+# see manifest.rayunits.unit_key). Attempts are counted by marker files in $MANIFEST_TEST_CRASH_DIR.
+# Read by the driver only.
 CRASH_ENV = ("MANIFEST_TEST_CRASH_TARGET", "MANIFEST_TEST_CRASH_TIMES", "MANIFEST_TEST_CRASH_DIR")
 
 
@@ -52,6 +55,7 @@ class ModelAudit:
     error: dict[str, str] | None = None  # {"code", "message"} when not verified
     seconds: float = 0.0
     attempts: int | None = None  # Ray: how many times the task ran (retries after a lost worker)
+    units: int | None = None  # Ray, split by units: the files and chunks hashed as Ray tasks
 
     @property
     def outcome(self) -> str:
@@ -94,6 +98,8 @@ class ModelAudit:
         }
         if self.attempts is not None:
             d["attempts"] = self.attempts
+        if self.units is not None:
+            d["units"] = self.units
         if self.error is not None:
             d["error"] = dict(self.error)
         d["report"] = self.report
@@ -170,6 +176,11 @@ def _where(target: str) -> str:
     return os.path.abspath(target)
 
 
+def _on_this_node(where: str) -> bool:
+    """Whether the target's bytes are on the audit's machine: a local path or a ``file://`` URL."""
+    return not is_url(where) or where.lower().startswith("file://")
+
+
 # --------------------------------------------------------------------------- one model
 def _spec(opts: Options, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     """The options as plain data a Ray worker can unpickle: keys and CA roots as PEM."""
@@ -200,14 +211,18 @@ def _options(spec: dict[str, Any]) -> Options:
     return dataclasses.replace(opts, keys=keys, cas=cas) if keys or cas else opts
 
 
-def verify_model(target: str, spec: dict[str, Any]) -> dict[str, Any]:
+def verify_model(target: str, spec: dict[str, Any], runner: Any = None) -> dict[str, Any]:
     """Verify one model (a worker's unit of work): ``{"exit_status", "report" | "error", "seconds"}``,
-    plain data. Never raises for a model that cannot be verified."""
+    plain data. Never raises for a model that cannot be verified. ``runner``: a
+    :class:`~manifest.digest.UnitRunner` its digests are hashed by (else local threads)."""
     from . import api
 
     t0 = time.perf_counter()
     try:
-        report = api.verify(target, options=_options(spec), storage_options=spec["storage_options"] if is_url(target) else None)
+        opts = _options(spec)
+        if runner is not None:
+            opts = dataclasses.replace(opts, hash_runner=runner)
+        report = api.verify(target, options=opts, storage_options=spec["storage_options"] if is_url(target) else None)
         out: dict[str, Any] = {"exit_status": report.exit_status, "report": report.to_dict()}
     except ManifestError as e:
         out = {"exit_status": EXIT_INPUT, "error": {"code": e.code, "message": e.one_line()}}
@@ -220,28 +235,20 @@ def verify_model(target: str, spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _crash_hook(target: str, crash: dict[str, Any] | None) -> None:
-    """Test-only (see :data:`CRASH_ENV`): die like a killed worker on the first attempts."""
-    if not crash or crash["match"] not in target:
-        return
-    tag = hashlib.sha256(target.encode()).hexdigest()[:16]
-    done = len([n for n in os.listdir(crash["dir"]) if n.startswith(tag)])
-    if done < crash["times"]:
-        Path(crash["dir"], f"{tag}.{done}.{os.getpid()}").touch()
-        os._exit(17)
-
-
 def _ray_task(target: str, spec: dict[str, Any], crash: dict[str, Any] | None) -> dict[str, Any]:
-    _crash_hook(target, crash)
+    """A model as one Ray task: its cheap checks and its digests on one worker."""
+    from .rayunits import crash_hook
+
+    attempt = crash_hook(target, crash)
     out = verify_model(target, spec)
-    if crash and crash["match"] in target:
-        out["attempts"] = len([n for n in os.listdir(crash["dir"]) if n.startswith(hashlib.sha256(target.encode()).hexdigest()[:16])]) + 1
+    if attempt is not None:
+        out["attempts"] = attempt
     return out
 
 
 def _result(target: str, out: dict[str, Any]) -> ModelAudit:
     return ModelAudit(target, out["exit_status"], report=out.get("report"), error=out.get("error"),
-                      seconds=out.get("seconds", 0.0), attempts=out.get("attempts"))
+                      seconds=out.get("seconds", 0.0), attempts=out.get("attempts"), units=out.get("units"))
 
 
 # --------------------------------------------------------------------------- runners
@@ -264,7 +271,7 @@ def _crash_spec() -> dict[str, Any] | None:
 
 
 def _ray(targets: list[str], spec: dict[str, Any], address: str, retries: int, workers: int | None, on_done: Callable[[ModelAudit], None],
-         runner: dict[str, Any]) -> list[ModelAudit]:
+         runner: dict[str, Any], split: str = "auto") -> list[ModelAudit]:
     try:
         import ray
     except ImportError:
@@ -273,19 +280,29 @@ def _ray(targets: list[str], spec: dict[str, Any], address: str, retries: int, w
 
     # Ray's driver prints its workers' errors on stdout, which is the audit's output.
     with contextlib.redirect_stdout(sys.stderr):
-        return _ray_run(ray, targets, spec, address, retries, workers, on_done, runner)
+        return _ray_run(ray, targets, spec, address, retries, workers, on_done, runner, split)
+
+
+def choose_split(split: str, models: int, cpus: int) -> str:
+    """``auto``: one task per model when the models are at least as many as the cluster's
+    CPUs (every CPU has a model, and each model's cheap checks run on its worker); work
+    units (files, chunks) when they are fewer, so that a few large models still keep every
+    CPU of every node busy (docs/scale.md, measured)."""
+    if split != "auto":
+        return split
+    return "model" if models >= max(1, cpus) else "units"
 
 
 def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, retries: int, workers: int | None,
-             on_done: Callable[[ModelAudit], None], runner: dict[str, Any]) -> list[ModelAudit]:
+             on_done: Callable[[ModelAudit], None], runner: dict[str, Any], split: str = "auto") -> list[ModelAudit]:
     import logging
 
     started = False
     if not ray.is_initialized():
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         try:
-            if address == "local":
-                ray.init(num_cpus=min(2, os.cpu_count() or 1), **kw)
+            if address == "local":  # a new instance, even when this machine runs another (address=None would join it)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, **kw)
             else:
                 ray.init(address=address, **kw)
         except Exception as e:  # a cluster that cannot be joined: nothing was verified
@@ -298,23 +315,27 @@ def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, r
         cpus = int(ray.cluster_resources().get("CPU", 0))
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         node_cpus = max((int(n.get("Resources", {}).get("CPU", 0)) for n in nodes), default=1)
+        crash = _crash_spec()
+        split = choose_split(split, len(targets), cpus)
+        if split == "units":
+            return _ray_units(ray, targets, spec, retries, workers, on_done, runner, here, crash,
+                              {"address": address, "nodes": len(nodes), "workers": cpus, "cpus_per_task": 1, "max_retries": retries, "split": split})
         window = min(workers or len(targets), len(targets))  # models in flight at once (default all: the cluster's CPUs decide)
         # The CPUs of a task, and as many hashing threads in it: one when the models outnumber the
         # CPUs (the parallelism is across models), more when they are few (a large model's
         # chunks then hash on several cores of its node), never more than one node has.
         per_task = max(1, min(node_cpus, cpus // max(1, window)))
         runner.update({"address": address, "nodes": len(nodes), "workers": min(window, cpus) if cpus else window,
-                       "cpus_per_task": per_task, "max_retries": retries})
+                       "cpus_per_task": per_task, "max_retries": retries, "split": split})
         spec = {**spec, "options": dataclasses.replace(spec["options"], workers=spec["options"].workers or per_task)}
         task = ray.remote(num_cpus=per_task, max_retries=retries)(_ray_task)
-        crash = _crash_spec()
         spec_ref = ray.put(spec)
         refs: dict[Any, int] = {}
 
         def submit(i: int) -> Any:
             where = _where(targets[i])
             opts: dict[str, Any] = {}
-            if not is_url(where):  # a local directory is read on the node that holds it (this one)
+            if _on_this_node(where):  # a local directory is read on the node that holds it (this one)
                 opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
             ref = task.options(**opts).remote(where, spec_ref, crash)
             refs[ref] = i
@@ -349,6 +370,40 @@ def _ray_run(ray: Any, targets: list[str], spec: dict[str, Any], address: str, r
             ray.shutdown()
 
 
+def _ray_units(ray: Any, targets: list[str], spec: dict[str, Any], retries: int, workers: int | None, on_done: Callable[[ModelAudit], None],
+               runner: dict[str, Any], here: str, crash: dict[str, Any] | None, info: dict[str, Any]) -> list[ModelAudit]:
+    """Split by units: each model's verify runs here (its cheap checks decide first, as in
+    verify), and its digest work, files and chunks, runs as Ray tasks (manifest.rayunits):
+    a local directory's on this node, an object store's anywhere."""
+    from .rayunits import RayUnits, run_units
+
+    task = ray.remote(num_cpus=1, max_retries=retries)(run_units)
+    window = max(1, min(workers or UNIT_MODELS_IN_FLIGHT, len(targets)))
+    runner.update({**info, "models_in_flight": window})
+    made: list[RayUnits] = []
+
+    def one(target: str) -> dict[str, Any]:
+        where = _where(target)
+        units = RayUnits(ray, task, where, node=here if _on_this_node(where) else None, retries=retries, crash=crash,
+                         storage_options=spec["storage_options"])
+        made.append(units)
+        out = verify_model(where, spec, runner=units)
+        out["units"] = units.units
+        if units.attempts is not None:
+            out["attempts"] = units.attempts
+        return out
+
+    results: list[ModelAudit | None] = [None] * len(targets)
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="audit-units") as pool:
+        futures = {pool.submit(one, t): i for i, t in enumerate(targets)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = _result(targets[i], fut.result())
+            on_done(results[i])  # type: ignore[arg-type]
+    runner.update({"units": sum(u.units for u in made), "unit_tasks": sum(u.tasks for u in made)})
+    return [r for r in results if r is not None]
+
+
 def audit(
     targets: Iterable[str | os.PathLike[str]],
     *,
@@ -358,6 +413,7 @@ def audit(
     retries: int = DEFAULT_RETRIES,
     storage_options: dict[str, Any] | None = None,
     on_done: Callable[[ModelAudit], None] | None = None,
+    split: str = "auto",
 ) -> AuditResult:
     """Verify every target (a directory, ``ORG/NAME[@REV]`` or URL holding its manifest) with
     :func:`manifest.api.verify` and ``options`` (URL targets read with ``storage_options``).
@@ -365,9 +421,18 @@ def audit(
     ``ray=None`` runs a local thread pool of ``workers`` threads; ``ray="local"`` starts a
     local Ray instance, any other value is the address of a Ray cluster to join (``auto``:
     the one this machine is part of; a Ray already initialized in this process is used as
-    it is). Each model is one Ray task (one CPU, or more when the models are fewer than the
-    cluster's CPUs), at most ``workers`` in flight (default: as many as the cluster runs), retried ``retries`` times when its worker dies; then it is
-    ``not-verified``. ``on_done`` is called with each
+    it is). ``split`` says what a Ray task is:
+
+    - ``model``: each model is one task (one CPU, or more when the models are fewer than the
+      cluster's CPUs), at most ``workers`` in flight (default: as many as the cluster runs);
+    - ``units``: each model's cheap checks run in this process (at most ``workers`` models
+      at once, default 16) and its digest work, whole files and chunks, runs as one-CPU
+      tasks, a local directory's on this node, an object store's on any node;
+    - ``auto`` (default): ``model`` when the models are at least as many as the cluster's
+      CPUs, else ``units`` (:func:`choose_split`).
+
+    A task whose worker dies is retried ``retries`` times; then its model is
+    ``not-verified`` (``worker-lost``). ``on_done`` is called with each
     model's result as it completes (in completion order); the result lists them in the
     order given."""
     items = [os.fspath(t) for t in targets]
@@ -376,6 +441,10 @@ def audit(
     opts = options or Options()
     if opts.fail_fast:
         raise UsageError("audit verifies every model: --fail-fast does not apply")
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if split != "auto" and ray is None:
+        raise UsageError("--split applies to --ray only (the thread pool verifies each model in this process)")
     spec = _spec(opts, storage_options)
     done = on_done or (lambda m: None)
     t0 = time.perf_counter()
@@ -387,7 +456,7 @@ def audit(
         models = _threads(items, spec, n, done)
     else:
         runner = {"kind": "ray"}
-        models = _ray(items, spec, ray, retries, workers, done, runner)
+        models = _ray(items, spec, ray, retries, workers, done, runner, split)
     return AuditResult(models, runner, time.perf_counter() - t0)
 
 
@@ -417,6 +486,8 @@ def render_text(result: AuditResult) -> str:
     how = result.runner.get("kind", "threads")
     if result.runner.get("workers"):
         how += f", {result.runner['workers']} workers"
+    if result.runner.get("split") == "units":
+        how += f", {result.runner.get('units', 0)} file and chunk units"
     rate = f" ({_size(s['bytes_per_second'])}/s)" if s["bytes_per_second"] else ""
     lines.append(f"audit: {s['models']} model{'s' if s['models'] != 1 else ''}: {s['pass']} pass, {s['fail']} fail, "
                  f"{s['not_verified']} not verified; {_size(s['bytes'])} read in {s['seconds']:.1f} s{rate} ({how})")

@@ -357,11 +357,14 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, storage_opt
 @click.argument("targets", metavar="TARGET...", nargs=-1)
 @click.option("--from", "from_file", metavar="FILE", help="Read more targets from FILE, one a line ('-': stdin; '#' starts a comment line).")
 @click.option("--ray", "ray_address", metavar="ADDRESS|local",
-              help="Verify on Ray, one task per model: 'local' starts a local Ray instance, an address (or 'auto') joins a cluster.")
+              help="Verify on Ray: 'local' starts a local Ray instance, an address (or 'auto') joins a cluster.")
+@click.option("--split", type=click.Choice(["auto", "model", "units"]), default="auto", show_default=True,
+              help="With --ray: a task per model, or per file and chunk (units; the cheap checks run here); auto: units when the models are "
+                   "fewer than the cluster's CPUs.")
 @click.option("--retries", type=click.IntRange(0, 100), default=2, show_default=True,
-              help="With --ray: times a model whose worker died is run again before it is reported not verified.")
+              help="With --ray: times a task whose worker died is run again before its model is reported not verified.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 100000), default=None,
-              help="Models verified at once (default: the CPU count; with --ray, as many as the cluster's CPUs run).")
+              help="Models verified at once (default: the CPU count; with --ray, as many as the cluster's CPUs run; split by units, 16).")
 @_apply(trust_options)
 @click.option("--hash", "hashes", multiple=True, help="Check only these recorded digest algorithms.")
 @click.option("--no-cache", is_flag=True, help="Rehash every file; do not trust the stat cache.")
@@ -371,7 +374,7 @@ def check(directory: str, requires: tuple[str, ...], no_cache: bool, storage_opt
               help="URL targets (s3://, gs://, file://): backend options as a JSON object, e.g. '{\"anon\": true}' (docs/remote.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_one_line_errors
-def audit(targets: tuple[str, ...], from_file: str | None, ray_address: str | None, retries: int, jobs: int | None, key_paths: tuple[str, ...],
+def audit(targets: tuple[str, ...], from_file: str | None, ray_address: str | None, split: str, retries: int, jobs: int | None, key_paths: tuple[str, ...],
           ca_paths: tuple[str, ...], trust_path: str | None, no_signature: bool, hashes: tuple[str, ...], no_cache: bool, exhaustive: bool,
           storage_options: str | None, json_flag: bool, quiet: bool) -> None:
     """Verify many models, each TARGET (a directory, ORG/NAME or URL) against its own manifest.
@@ -386,13 +389,15 @@ def audit(targets: tuple[str, ...], from_file: str | None, ray_address: str | No
     items = list(targets) + (read_targets(from_file) if from_file else [])
     if ray_address is None and retries != 2:
         raise UsageError("--retries applies to --ray only")
+    if ray_address is None and split != "auto":
+        raise UsageError("--split applies to --ray only")
     keys, cas, pairs, trusted_root = _trust_anchors(key_paths, ca_paths, trust_path, no_signature, items)
     opts = Options(keys=keys, cas=cas, identities=pairs, trusted_root=trusted_root, integrity_only=no_signature, exhaustive=exhaustive,
                    algorithms=list(hashes) or None, use_cache=not no_cache)
     bar = make_counter(not quiet, len(items), "auditing", "model")
     try:
         result = do_audit(items, options=opts, ray=ray_address, workers=jobs, retries=retries, storage_options=_storage_options(storage_options),
-                          on_done=lambda m: bar.update(1))
+                          on_done=lambda m: bar.update(1), split=split)
     finally:
         bar.close()
     if json_flag:

@@ -373,6 +373,38 @@ def hash_file(
     return hash_one(artifact, info, algorithms, on_bytes).digests
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One work unit of the digest engine, as plain data another process can run: a whole
+    file (``index`` None, with ``algorithms``; a :func:`chunk_key` among them adds chunk
+    digests) or chunk ``index`` of a file verified by chunks (``chunk_size``, ``chunk_algorithm``)."""
+
+    info: FileInfo
+    index: int | None
+    algorithms: tuple[str, ...] = ()
+    chunk_size: int = 0
+    chunk_algorithm: str = CHUNK_ALGORITHM
+
+
+def hash_unit(artifact: Artifact, unit: Unit, on_bytes: Callable[[int], None] | None = None, *, threads: bool = True) -> Hashed:
+    """Hash one :class:`Unit` (:func:`hash_chunk` or :func:`hash_one`); raises as they do."""
+    if unit.index is not None:
+        return hash_chunk(artifact, unit.info, unit.index, unit.chunk_size, on_bytes, unit.chunk_algorithm)
+    return hash_one(artifact, unit.info, unit.algorithms, on_bytes, threads=threads)
+
+
+class UnitRunner(Protocol):
+    """Runs a job's units somewhere other than this process's threads (e.g. as Ray tasks,
+    :mod:`manifest.rayunits`). ``start`` takes every unit at once and yields, in the order
+    given, each unit's :class:`Hashed` or the exception hashing it raised (``OSError``,
+    :class:`FileChanged`): those become findings. An exception raised *by the iterator*
+    (the unit could not be run at all, e.g. its worker was lost) ends the job and
+    propagates to the caller. ``close`` stops what is still running (idempotent)."""
+
+    def start(self, artifact: Artifact, units: list[Unit]) -> Iterator[Hashed | Exception]: ...
+    def close(self) -> None: ...
+
+
 def default_workers(n_files: int) -> int:
     """One worker per core (capped), never more than there are files."""
     return max(1, min(n_files, os.cpu_count() or 1, MAX_WORKERS))
@@ -393,6 +425,7 @@ def hash_files(
     chunk_size: int | None = None,
     chunked: dict[str, int] | None = None,
     chunk_algorithm: str = CHUNK_ALGORITHM,
+    runner: UnitRunner | None = None,
 ) -> HashJob:
     """Start hashing ``infos`` now; iterate the job for ``(info, digests or error, from_cache)``.
 
@@ -408,9 +441,12 @@ def hash_files(
     ``algorithms`` (``create``: both in one read); ``chunked`` (path -> chunk size) hashes
     those files by chunks only, each chunk a task of its own, so that every core works on
     one big file (``verify``), with ``chunk_algorithm`` (SHA-256 unless an OMS shard
-    bundle names another)."""
+    bundle names another).
+
+    ``runner`` (a :class:`UnitRunner`) runs the units (whole files and chunks) instead of
+    this process's threads; the cache, the order and the results are the same."""
     return HashJob(artifact, infos, algorithms, workers=workers, cache=cache, on_bytes=on_bytes, chunk_size=chunk_size, chunked=chunked,
-                   chunk_algorithm=chunk_algorithm)
+                   chunk_algorithm=chunk_algorithm, runner=runner)
 
 
 class _OrderedPool:
@@ -460,12 +496,22 @@ class _OrderedPool:
             t.join()
 
 
+def _counted(results: Iterator[Hashed | Exception], units: list[Unit], on_bytes: Callable[[int], None] | None) -> Iterator[Hashed | Exception]:
+    """A runner's results, each unit's bytes reported to ``on_bytes`` (progress) as it arrives."""
+    for unit, res in zip(units, results, strict=False):
+        if on_bytes is not None:
+            info = unit.info
+            on_bytes(info.size if unit.index is None else min(unit.chunk_size, info.size - unit.index * unit.chunk_size))
+        yield res
+
+
 class HashJob:
     """A running :func:`hash_files`: iterate it once, or close it (both idempotent)."""
 
     def __init__(self, artifact: Artifact, infos: list[FileInfo], algorithms: list[str], *, workers: int | None,
                  cache: DigestCache | None, on_bytes: Callable[[int], None] | None,
-                 chunk_size: int | None = None, chunked: dict[str, int] | None = None, chunk_algorithm: str = CHUNK_ALGORITHM):
+                 chunk_size: int | None = None, chunked: dict[str, int] | None = None, chunk_algorithm: str = CHUNK_ALGORITHM,
+                 runner: UnitRunner | None = None):
         self._cache = cache
         self._on_bytes = on_bytes
         self.cached: list[tuple[FileInfo, dict[str, str]]] = []
@@ -520,11 +566,17 @@ class HashJob:
                 return e
 
         self._pool: Any = None
+        self._runner = runner
+        self._results: Iterator[Hashed | Exception]
         # Threads pay off for bytes the hashers read with the GIL released: large local files,
         # and any remote object (its reads wait on the network, not the GIL).
         threaded_bytes = sum(i.size for i in todo if artifact.remote or i.size >= THREADED_MIN_FILE or i.path in chunked)
-        if not tasks or threaded_bytes < POOL_MIN_BYTES:
-            self._results: Iterator[Hashed | Exception] = map(work, tasks)  # hashed while iterated, in this thread
+        if runner is not None and tasks:
+            units = [Unit(info, None, tuple(algs_of[info.path])) if k is None else Unit(info, k, (), chunked[info.path], chunk_algorithm)
+                     for info, k in tasks]
+            self._results = _counted(runner.start(artifact, units), units, on_bytes)
+        elif not tasks or threaded_bytes < POOL_MIN_BYTES:
+            self._results = map(work, tasks)  # hashed while iterated, in this thread
         else:
             # Small files go to the threads in batches (about BATCH_BYTES, at most BATCH_FILES
             # files), so that handing out work and waiting for it costs per batch, not per file.
@@ -589,5 +641,7 @@ class HashJob:
         self._stop.set()
         if self._pool is not None:
             self._pool.shutdown()
+        if self._runner is not None:
+            self._runner.close()
         if self._cache is not None:
             self._cache.save()

