@@ -136,6 +136,8 @@ def _describe(info: FileInfo, before: os.stat_result, after: os.stat_result, tot
         return f"read {total} bytes, expected {info.size}"
     if before.st_ino != info.ino or before.st_dev != info.dev:
         return "replaced by another file since it was listed"
+    if before.st_size != info.size:  # a chunk read whole, of a file that grew or shrank since it was listed
+        return f"size went from {info.size} to {before.st_size} bytes since it was listed"
     if after.st_size != before.st_size:
         return f"size went from {before.st_size} to {after.st_size} bytes"
     if after.st_mtime_ns != before.st_mtime_ns or before.st_mtime_ns != info.mtime_ns:

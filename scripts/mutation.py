@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 UNITS = "tests/test_units_core.py"
 # keys, certificate chains, discovery, the header reader and the path rules, written from their survivors
 TRUST = "tests/test_units_trust.py"
-# the digest engine's exact answers (what moved, chunks across blocks, a chunk alone, the remote path), written from its survivors
+# the digest engine's exact answers (what moved, chunks across blocks, a chunk alone, the remote path) and the stat cache's
+# file and entries, written from their survivors
 DIGEST = "tests/test_units_digest.py"
 # test_core.py without the tests on a copy of the real checkpoint (seconds each, for every
 # mutant of a function they call: discovery, findings and reports are called by all);
@@ -87,7 +88,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "statcache": ("manifest/statcache.py", ["x_manifest_identity_*", "x_file_for_*", "x_stat_of_*", "x_kernel_window_ns_*",
                                             "x_window_override_ns_*", "x_racy_window_ns_*", "x_mount_types_*", "x_no_writeback_*",
                                             "x_trustworthy_*", "x__parse_entry_*", "xǁStatCacheǁ*", "x_read_doc_*", "x__load_*"],
-                  [UNITS, "tests/test_statcache.py", *(f"--deselect=tests/test_statcache.py::{t}" for t in STATCACHE_CHECKPOINT_TESTS)]),
+                  [UNITS, DIGEST, "tests/test_statcache.py", *(f"--deselect=tests/test_statcache.py::{t}" for t in STATCACHE_CHECKPOINT_TESTS)]),
     # ``_c`` fills the code registry while the module is imported, before mutmut selects a mutant
     "findings": ("manifest/findings.py", ["xǁ*", "x_code_info_*", "x_all_codes_*", "x_examples_*", "x_group_repeats_*"], [UNITS, *CORE_FAST]),
     "report": ("manifest/report.py", ["*"], [UNITS, *CORE_FAST]),

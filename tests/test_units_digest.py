@@ -1,26 +1,30 @@
-"""The digest engine's exact answers on small synthetic files, in-process and fast.
+"""The digest engine's and the stat cache's exact answers on small synthetic files,
+in-process and fast.
 
-Written from the mutation survivors of ``manifest/digest.py`` (scripts/mutation.py runs
-these for every mutant of the digest engine): what a changed file is said to be, chunk
-digests whose chunks straddle the read blocks, a chunk read on its own (locally and
-through fsspec's local file system, the remote path), the read cap of a last chunk, the
-worker count's bounds and a failing chunk hasher. Every expected digest is computed with
-hashlib on the bytes written, never read back from the tool.
+Written from the mutation survivors of ``manifest/digest.py`` and ``manifest/statcache.py``
+(scripts/mutation.py runs these for every mutant of both): what a changed file is said
+to be, chunk digests whose chunks straddle the read blocks, a chunk read on its own
+(locally and through fsspec's local file system, the remote path), the read caps, short
+reads, a failing chunk hasher, how a job hands files to threads, and the stat cache's
+file name, entries, size cap and window. Every expected digest is computed with hashlib
+on the bytes written, never read back from the tool.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import blake3
 import pytest
 
-from manifest import digest
+from manifest import digest, statcache
 from manifest.digest import (
     BLOCK,
     MAX_WORKERS,
@@ -104,6 +108,7 @@ def test_each_change_is_described_by_the_first_fact_that_moved() -> None:
     assert describe(info, _st(100, 50, ino=8), _st(100, 50, ino=8), 100) == "replaced by another file since it was listed"
     assert describe(info, _st(100, 50, dev=4), _st(100, 50, dev=4), 100) == "replaced by another file since it was listed"
     assert describe(info, _st(100, 50), _st(104, 50), 100) == "size went from 100 to 104 bytes"
+    assert describe(info, _st(96, 50), _st(96, 50), 100) == "size went from 100 to 96 bytes since it was listed"
     assert describe(info, _st(100, 50), _st(100, 51), 100) == "modification time moved"
     assert describe(info, _st(100, 49), _st(100, 49), 100) == "modification time moved"
     assert describe(info, _st(100, 50), _st(100, 50), 100) == "inode change time moved (written to, or its times were reset)"
@@ -229,3 +234,340 @@ def test_one_worker_per_core_capped_and_never_more_than_files(monkeypatch: pytes
                                                                 workers: int) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     assert default_workers(files) == workers
+
+
+# -- a small file (one read), and short reads ---------------------------------------------
+
+def test_a_small_file_that_grew_reads_one_byte_more_and_is_changed(tmp_path: Path) -> None:
+    d, _ = _tree(tmp_path, 100)
+    art = discover(d)
+    with open(d / "w.bin", "ab") as f:
+        f.write(b"more")
+    seen: list[int] = []
+    with pytest.raises(FileChanged) as e:
+        hash_file(art, art.files["w.bin"], ["sha256"], seen.append)
+    assert str(e.value) == "read 101 bytes, expected 100"
+    assert seen == [101]
+
+
+class _ShortReads:
+    """A real file whose reads return at most ``most`` bytes each (as a pipe or a network
+    file system may): the engine must read on until the size it expects, or EOF."""
+
+    def __init__(self, f: Any, most: int) -> None:
+        self._f, self._most = f, most
+
+    def read(self, n: int) -> bytes:
+        return bytes(self._f.read(min(n, self._most)))
+
+    def readinto(self, b: Any) -> int:
+        return int(self._f.readinto(b[:self._most]))
+
+    def fileno(self) -> int:
+        return int(self._f.fileno())
+
+    def __enter__(self) -> _ShortReads:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._f.close()
+
+
+@dataclasses.dataclass
+class _ShortArtifact(Artifact):
+    most: int = 7
+
+    def open_with_stat(self, rel: str) -> Any:
+        f, st = super().open_with_stat(rel)
+        return _ShortReads(f, self.most), st
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, BLOCK + 5])
+def test_short_reads_are_read_on_to_the_expected_size(tmp_path: Path, size: int) -> None:
+    d, data = _tree(tmp_path, size)
+    base = discover(d)
+    art = _ShortArtifact(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, most=7 if size < 1000 else 65537)
+    seen: list[int] = []
+    got = hash_file(art, art.files["w.bin"], ["sha256", "blake3"], seen.append)
+    assert got == {"sha256": hashlib.sha256(data).hexdigest(), "blake3": blake3.blake3(data).hexdigest()}
+    assert sum(seen) == size
+    with open(d / "w.bin", "ab") as f:
+        f.write(b"grown by more than one read")
+    with pytest.raises(FileChanged) as e:
+        hash_file(art, art.files["w.bin"], ["sha256"])
+    assert str(e.value) == f"read {size + 1} bytes, expected {size}"
+
+
+# -- a hashing job: the cache, chunks, batches and threads ----------------------------------
+
+class _Cache:
+    """A digest cache that answers for the paths it is given and records what it is told."""
+
+    def __init__(self, answers: dict[str, dict[str, str]]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, list[str]]] = []
+        self.put_: list[tuple[str, Any]] = []
+        self.saved = 0
+
+    def get(self, info: Any, algorithms: list[str]) -> dict[str, str] | None:
+        self.asked.append((info.path, list(algorithms)))
+        return self.answers.get(info.path)
+
+    def put(self, info: Any, hashed: Any) -> None:
+        self.put_.append((info.path, hashed))
+
+    def save(self) -> None:
+        self.saved += 1
+
+
+def _files(tmp_path: Path, sizes: dict[str, int]) -> tuple[Path, dict[str, bytes]]:
+    d = tmp_path / "m"
+    d.mkdir(exist_ok=True)
+    out = {}
+    for rel, n in sizes.items():
+        out[rel] = _data(n + len(rel))[len(rel):]
+        (d / rel).write_bytes(out[rel])
+    return d, out
+
+
+def test_cached_files_come_first_unread_and_only_hashed_ones_are_put(tmp_path: Path) -> None:
+    d, data = _files(tmp_path, {"a.bin": 3 * C, "b.txt": 10, "c.txt": 20, "gone.txt": 5})
+    art = discover(d)
+    (d / "gone.txt").unlink()
+    cache = _Cache({"c.txt": {"sha256": "cached"}})
+    seen: list[int] = []
+    t0 = time.time_ns()
+    got = list(digest.hash_files(art, list(art.files.values()), ["sha256"], cache=cache, on_bytes=seen.append, chunk_size=C))
+    assert [(i.path, cached) for i, _, cached in got] == [("c.txt", True), ("a.bin", False), ("b.txt", False), ("gone.txt", False)]
+    res = {i.path: r for i, r, _ in got}
+    assert res["c.txt"] == {"sha256": "cached"}
+    assert res["a.bin"] == {"sha256": hashlib.sha256(data["a.bin"]).hexdigest(), chunk_key(C): "".join(_chunks(data["a.bin"], C))}
+    assert res["b.txt"] == {"sha256": hashlib.sha256(data["b.txt"]).hexdigest()}
+    assert isinstance(res["gone.txt"], FileNotFoundError)
+    # a file over one chunk is asked for with its chunk key; the others with the algorithms alone
+    assert sorted(cache.asked) == [("a.bin", ["sha256", chunk_key(C)]), ("b.txt", ["sha256"]), ("c.txt", ["sha256"]), ("gone.txt", ["sha256"])]
+    assert [(p, h.digests) for p, h in cache.put_] == [("a.bin", res["a.bin"]), ("b.txt", res["b.txt"])]
+    assert all(t0 <= h.started_ns <= time.time_ns() for _, h in cache.put_)
+    assert cache.saved == 1
+    assert sum(seen) == 3 * C + 10 + 20  # the cached file counts as done, the vanished one read nothing
+
+
+def test_chunks_are_added_only_over_one_chunk_and_only_beside_sha256(tmp_path: Path) -> None:
+    d, data = _files(tmp_path, {"big.bin": C + 1, "edge.bin": C})
+    art = discover(d)
+    res = {i.path: r for i, r, _ in digest.hash_files(art, list(art.files.values()), ["sha256", "blake3"], chunk_size=C)}
+    assert res["big.bin"] == {"sha256": hashlib.sha256(data["big.bin"]).hexdigest(), "blake3": blake3.blake3(data["big.bin"]).hexdigest(),
+                              chunk_key(C): "".join(_chunks(data["big.bin"], C))}
+    assert set(res["edge.bin"]) == {"sha256", "blake3"}  # type: ignore[arg-type]
+    res = {i.path: r for i, r, _ in digest.hash_files(art, list(art.files.values()), ["blake3"], chunk_size=C)}
+    assert set(res["big.bin"]) == {"blake3"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("algorithm", ["sha256", "blake2b"])
+def test_files_verified_by_chunks_are_one_task_a_chunk_gathered_in_order(tmp_path: Path, workers: int, algorithm: str) -> None:
+    sizes = {"big.bin": 3 * C + 7, "mid.bin": 2 * C, "small.txt": 50, "short.bin": 2 * C + 9}
+    d, data = _files(tmp_path, sizes)
+    art = discover(d)
+    infos = dict(art.files)
+    infos["short.bin"] = dataclasses.replace(infos["short.bin"], size=2 * C + 19)  # listed 10 bytes longer: its last chunk is short
+    chunked = {"big.bin": C, "mid.bin": C, "short.bin": C}
+    cache = _Cache({})
+    seen: list[int] = []
+    got = list(digest.hash_files(art, sorted(infos.values(), key=lambda i: i.path), ["sha256"], workers=workers, cache=cache,
+                                 on_bytes=seen.append, chunked=chunked, chunk_algorithm=algorithm))
+    key = chunk_key(C, algorithm)
+    assert [i.path for i, _, _ in got] == ["big.bin", "short.bin", "mid.bin", "small.txt"]  # largest first
+    res = {i.path: r for i, r, _ in got}
+    assert res["big.bin"] == {key: "".join(_chunks(data["big.bin"], C, algorithm))}
+    assert res["mid.bin"] == {key: "".join(_chunks(data["mid.bin"], C, algorithm))}
+    assert res["small.txt"] == {"sha256": hashlib.sha256(data["small.txt"]).hexdigest()}
+    # its first chunk is read whole: the file's size tells the change
+    assert isinstance(res["short.bin"], FileChanged) and str(res["short.bin"]) == f"size went from {2 * C + 19} to {2 * C + 9} bytes since it was listed"
+    assert [p for p, _ in cache.put_] == ["big.bin", "mid.bin", "small.txt"]
+    assert sorted(cache.asked) == [("big.bin", [key]), ("mid.bin", [key]), ("short.bin", [key]), ("small.txt", ["sha256"])]
+    assert sum(seen) == sum(sizes.values())
+
+
+def _threads_of(tmp_path: Path, sizes: dict[str, int], workers: int | None = None) -> tuple[dict[str, str], Any]:
+    """Which thread read each file (the progress callback runs on the reading thread)."""
+    d = tmp_path / "t"
+    d.mkdir(parents=True)
+    for rel, n in sizes.items():
+        with open(d / rel, "wb") as f:
+            f.truncate(n)  # sparse: no disk
+    art = discover(d)
+    import threading
+
+    by: dict[str, str] = {}
+    current: dict[str, str] = {}
+
+    class Art(type(art)):  # type: ignore[misc]
+        def open_with_stat(self, rel: str) -> Any:
+            current[threading.current_thread().name] = rel
+            return super().open_with_stat(rel)
+
+    art2 = Art(**{f.name: getattr(art, f.name) for f in dataclasses.fields(art)})
+
+    def on_bytes(_n: int) -> None:
+        name = threading.current_thread().name
+        by[current[name]] = name
+
+    job = digest.hash_files(art2, list(art2.files.values()), ["sha256"], on_bytes=on_bytes, workers=workers)
+    got = {i.path: r for i, r, _ in job}
+    assert got == {rel: {"sha256": hashlib.sha256(bytes(n)).hexdigest()} for rel, n in sizes.items()}
+    return by, job
+
+
+def test_small_jobs_and_small_files_are_hashed_in_the_calling_thread(tmp_path: Path) -> None:
+    main = __import__("threading").current_thread().name
+    small = digest.THREADED_MIN_FILE - 1
+    # many files under 64 KiB, together over the pool's minimum: still no thread
+    n = digest.POOL_MIN_BYTES // small + 2
+    by, job = _threads_of(tmp_path, {f"s{i:04}.bin": small for i in range(n)})
+    assert set(by.values()) == {main} and job._pool is None
+
+
+def test_a_job_over_the_pool_minimum_is_hashed_by_the_workers_in_batches(tmp_path: Path) -> None:
+    main = __import__("threading").current_thread().name
+    mib = 1 << 20
+    sizes = {"big.bin": digest.POOL_MIN_BYTES, **{f"k{i:03}.bin": 300 << 10 for i in range(7)}, **{f"t{i:03}.bin": 10 for i in range(300)}}
+    by, job = _threads_of(tmp_path, sizes, workers=2)
+    assert main not in set(by.values()) and set(by.values()) <= {"manifest-hash-0", "manifest-hash-1"}
+    batches = [[(t[0].path, t[1]) for t in b] for b in job._pool._items]
+    # largest first; files under 1 MiB share a batch up to about 1 MiB and at most 256 files
+    assert batches[0] == [("big.bin", None)]
+    ks = [f"k{i:03}.bin" for i in range(7)]
+    ts = [f"t{i:03}.bin" for i in range(300)]
+    assert batches[1:] == [[(p, None) for p in ks[0:3]], [(p, None) for p in ks[3:6]], [(p, None) for p in [ks[6], *ts[:255]]],
+                           [(p, None) for p in ts[255:]]]
+    assert 3 * (300 << 10) <= mib < 4 * (300 << 10)
+    assert len(job._pool._threads) == 2
+
+
+def test_a_pool_never_has_more_threads_than_batches_or_workers(tmp_path: Path) -> None:
+    _, job = _threads_of(tmp_path, {"a.bin": digest.POOL_MIN_BYTES, "b.bin": digest.THREADED_MIN_FILE}, workers=8)
+    assert len(job._pool._threads) == 2
+    _, job = _threads_of(tmp_path / "x", {"a.bin": digest.POOL_MIN_BYTES, "b.bin": 5, "c.bin": 5}, workers=1)
+    assert [t.name for t in job._pool._threads] == ["manifest-hash-0"]
+
+
+def test_a_closed_job_yields_nothing_and_saves_the_cache_once(tmp_path: Path) -> None:
+    d, _ = _files(tmp_path, {"a.txt": 5})
+    art = discover(d)
+    cache = _Cache({})
+    job = digest.hash_files(art, list(art.files.values()), ["sha256"], cache=cache)
+    job.close()
+    job.close()
+    assert list(job) == [] and cache.saved == 1 and cache.put_ == []
+
+
+# -- the stat cache: its file, its entries, the window -----------------------------------------
+
+KEY = ("verify", "/m", "id")
+
+
+def _doc(entries: dict[str, Any]) -> bytes:
+    return json.dumps({"format": statcache.CACHE_FORMAT, "key": list(KEY), "entries": entries}).encode()
+
+
+def test_the_cache_files_name_is_the_keys_sha256_even_for_an_undecodable_path(tmp_path: Path) -> None:
+    key = ("verify", "/m/\udcff", "id")  # a directory name with a byte that is not UTF-8 (os.fsdecode's surrogate)
+    want = hashlib.sha256(b'["verify", "/m/\\udcff", "id"]').hexdigest()  # JSON escapes it: the text hashed is ASCII
+    assert statcache.file_for(tmp_path, key) == tmp_path / f"{want[:40]}.json"
+    assert statcache.file_for(tmp_path, KEY) == tmp_path / f"{hashlib.sha256(json.dumps(list(KEY)).encode()).hexdigest()[:40]}.json"
+
+
+@pytest.mark.parametrize("raw", [5, None, "1234567", [10, 1, 2, 7, 3, 5, 9, {"sha256": "ab" * 32}]])
+def test_an_entry_that_is_no_seven_item_list_is_dropped(raw: Any) -> None:
+    assert statcache._parse_entry(raw) is None
+
+
+def test_malformed_entries_are_dropped_when_loading_and_never_written_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)
+    good = [10, 1_000, 2_000, 7, 3, 5_000, {"sha256": "ab" * 32}]
+    path = tmp_path / "c.json"
+    path.write_bytes(_doc({"w.bin": good, "bad": [1, 2], "worse": {"x": 1}}))
+    assert statcache._load(path, KEY) == {"w.bin": (10, 1_000, 2_000, 7, 3, 5_000, {"sha256": "ab" * 32})}
+    c = statcache.StatCache(path, KEY, statcache._load(path, KEY))
+    c.put(dataclasses.replace(_finfo(), path="new.bin"), digest.Hashed({"sha256": "cd" * 32}, 9_000))
+    c.save()
+    assert not c.dirty and sorted(json.loads(path.read_text())["entries"]) == ["new.bin", "w.bin"]
+
+
+def _finfo(**kw: Any) -> Any:
+    base = {"path": "w.bin", "size": 10, "mtime_ns": 1_000, "ino": 7, "dev": 3, "ctime_ns": 2_000}
+    return digest.FileInfo(**{**base, **kw})
+
+
+def test_a_cache_with_nothing_new_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(statcache.CACHE_ENV, str(tmp_path / "cache"))
+    c = statcache.StatCache.open(KEY)
+    assert c is not None and not c.dirty
+    c.save()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_ctime_of_one_nanosecond_is_a_ctime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only a ctime of 0 means "unknown" (never trusted)."""
+    monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 100)
+    assert statcache.trustworthy((10, 1, 1, 7, 3), 101) is True
+    assert statcache.trustworthy((10, 1, 0, 7, 3), 101) is False
+    c = statcache.StatCache(tmp_path / "c.json", KEY, {"w.bin": (10, 1, 1, 7, 3, 101, {"sha256": "ab" * 32})})
+    assert c.get(_finfo(mtime_ns=1, ctime_ns=1), ["sha256"]) == {"sha256": "ab" * 32}
+
+
+@pytest.mark.parametrize("expire,writeback,window", [
+    ("0", "500", 500 * 10_000_000 + statcache.MARGIN_NS),
+    ("3000", "500", 3500 * 10_000_000 + statcache.MARGIN_NS),
+    ("3000", "0", None),
+    ("-1", "500", statcache.DEFAULT_WINDOW_NS),
+    ("3000", "-1", statcache.DEFAULT_WINDOW_NS),
+])
+def test_the_kernel_window_from_its_settings(tmp_path: Path, expire: str, writeback: str, window: int | None) -> None:
+    (tmp_path / "dirty_expire_centisecs").write_text(expire + "\n")
+    (tmp_path / "dirty_writeback_centisecs").write_text(writeback + "\n")
+    assert statcache.kernel_window_ns(tmp_path) == window
+
+
+def test_a_device_number_the_os_cannot_split_is_not_a_no_writeback_file_system() -> None:
+    assert statcache.no_writeback(-1) is False
+    assert statcache.no_writeback(1 << 70) is False
+
+
+def test_a_cache_file_that_is_a_link_or_someone_elses_is_no_evidence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real.json"
+    real.write_bytes(_doc({}))
+    assert statcache.read_doc(real, KEY) == json.loads(_doc({}))
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert statcache.read_doc(link, KEY) is None  # never followed
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+    assert statcache.read_doc(real, KEY) is None
+
+
+def test_a_cache_file_over_the_cap_is_ignored_having_read_one_byte_past_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(statcache, "MAX_CACHE_BYTES", 200)
+    body = _doc({})
+    exact = tmp_path / "exact.json"
+    exact.write_bytes(body + b" " * (200 - len(body)))
+    assert statcache.read_doc(exact, KEY) == json.loads(body)
+    exact.write_bytes(body + b" " * (201 - len(body)))
+    assert statcache.read_doc(exact, KEY) is None
+    # a pipe that never ends: the read stops one byte past the cap (an unbounded read would never return)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)  # a writer that stays: reading to EOF would block
+    try:
+        os.write(wfd, body + b" " * 300)
+        out: list[Any] = []
+        t = threading.Thread(target=lambda: out.append(statcache.read_doc(fifo, KEY)), daemon=True)
+        t.start()
+        t.join(60)
+        assert out == [None]
+    finally:
+        os.close(wfd)
+        t.join(60)
