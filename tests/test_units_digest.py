@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import blake3
 import pytest
@@ -223,6 +223,56 @@ def test_a_remote_file_with_chunks_in_one_pass(tmp_path: Path) -> None:
     assert h.digests == {"sha256": hashlib.sha256(data).hexdigest(), chunk_key(C): "".join(_chunks(data, C))}
     assert t0 <= h.started_ns <= time.time_ns()
     assert sum(seen) == size
+    assert hash_one(art, art.files["w.bin"], ["sha256"]).digests == {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+# -- which hasher, which block -------------------------------------------------------------
+
+class _Rec:
+    """blake3, recording whether it was made multi-threaded and the size of each block given."""
+
+    made: ClassVar[list[str]] = []
+    blocks: ClassVar[list[int]] = []
+
+    def __init__(self, kind: str) -> None:
+        self._h = blake3.blake3(max_threads=blake3.blake3.AUTO) if kind == "threaded" else blake3.blake3()
+        _Rec.made.append(kind)
+
+    def update(self, b: Any) -> None:
+        _Rec.blocks.append(len(b))
+        self._h.update(b)
+
+    def hexdigest(self) -> str:
+        return str(self._h.hexdigest())
+
+
+@pytest.mark.parametrize("size,threads,kind,block", [
+    (digest.BLAKE3_THREADED_MIN, True, "threaded", digest.BLAKE3_BLOCK),  # a big file alone: blake3's own threads, bigger blocks
+    (digest.BLAKE3_THREADED_MIN, False, "single", BLOCK),  # among as many files as cores: one thread each
+    (digest.BLAKE3_THREADED_MIN - 1, True, "single", BLOCK),
+    (3 * BLOCK + 5, True, "single", BLOCK),
+])
+def test_a_big_file_alone_is_hashed_by_blake3s_own_threads_in_bigger_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int,
+                                                                            threads: bool, kind: str, block: int) -> None:
+    monkeypatch.setitem(digest.HASHERS, "blake3", Algorithm("blake3", True, lambda: _Rec("single"), lambda: _Rec("threaded")))
+    monkeypatch.setattr(_Rec, "made", [])
+    monkeypatch.setattr(_Rec, "blocks", [])
+    d = tmp_path / "m"
+    d.mkdir()
+    with open(d / "w.bin", "wb") as f:
+        f.truncate(size)  # sparse
+    art = discover(d)
+    seen: list[int] = []
+    got = hash_one(art, art.files["w.bin"], ["sha256", "blake3"], seen.append, threads=threads).digests
+    assert got == {"sha256": hashlib.sha256(bytes(size)).hexdigest(), "blake3": blake3.blake3(bytes(size)).hexdigest()}
+    assert _Rec.made == [kind]
+    assert _Rec.blocks[0] == block and max(_Rec.blocks) == block and sum(_Rec.blocks) == size
+    assert seen == _Rec.blocks  # read in blocks: never the whole file at once
+    # without blake3, no hasher of its own threads: the 1 MiB block
+    _Rec.blocks.clear()
+    seen.clear()
+    hash_one(art, art.files["w.bin"], ["sha256"], seen.append, threads=threads)
+    assert seen[0] == BLOCK and max(seen) == BLOCK and sum(seen) == size
 
 
 # -- the worker count ------------------------------------------------------------------
@@ -571,3 +621,41 @@ def test_a_cache_file_over_the_cap_is_ignored_having_read_one_byte_past_it(tmp_p
     finally:
         os.close(wfd)
         t.join(60)
+
+
+@pytest.mark.parametrize("files,workers,kinds", [(1, None, ["threaded"]), (2, 2, ["single", "single"]), (2, 1, ["threaded", "threaded"])])
+def test_blake3s_own_threads_only_when_the_files_at_once_leave_cores_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int,
+                                                                         workers: int | None, kinds: list[str]) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setitem(digest.HASHERS, "blake3", Algorithm("blake3", True, lambda: _Rec("single"), lambda: _Rec("threaded")))
+    monkeypatch.setattr(_Rec, "made", [])
+    monkeypatch.setattr(_Rec, "blocks", [])
+    d = tmp_path / "m"
+    d.mkdir()
+    for i in range(files):
+        with open(d / f"w{i}.bin", "wb") as f:
+            f.truncate(digest.BLAKE3_THREADED_MIN)
+    art = discover(d)
+    got = [r for _, r, _ in digest.hash_files(art, list(art.files.values()), ["blake3"], workers=workers)]
+    assert got == [{"blake3": blake3.blake3(bytes(digest.BLAKE3_THREADED_MIN)).hexdigest()}] * files
+    assert _Rec.made == kinds
+
+
+def test_the_pool_starts_at_its_minimum_of_bytes_in_files_of_64_kib_or_more(tmp_path: Path) -> None:
+    edge = digest.THREADED_MIN_FILE
+    _, job = _threads_of(tmp_path / "a", {"a.bin": digest.POOL_MIN_BYTES - edge, "b.bin": edge})
+    assert job._pool is not None  # exactly the minimum, the 64 KiB file counted
+    _, job = _threads_of(tmp_path / "b", {"a.bin": digest.POOL_MIN_BYTES - edge, "b.bin": edge - 1})
+    assert job._pool is None
+
+
+def test_a_file_verified_by_chunks_started_when_its_first_chunk_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stat cache trusts a file by the wall clock when hashing it began: the earliest chunk's."""
+    d, data = _files(tmp_path, {"w.bin": 3 * C})
+    art = discover(d)
+    clock = iter(range(1_000, 2_000))
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
+    cache = _Cache({})
+    got = list(digest.hash_files(art, list(art.files.values()), ["sha256"], workers=1, cache=cache, chunked={"w.bin": C}))
+    assert got[0][1] == {chunk_key(C): "".join(_chunks(data["w.bin"], C))}
+    assert [(p, h.started_ns) for p, h in cache.put_] == [("w.bin", 1_000)]
