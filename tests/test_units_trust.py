@@ -434,11 +434,11 @@ def test_an_overlap_is_named_in_offset_order() -> None:
 
 
 def test_a_header_of_many_batches_keeps_every_tensor_and_its_totals() -> None:
-    """More entries than one batch of the reader (two dtypes, so the totals need each
+    """Entries over three batches of the reader (two dtypes, so the totals need each
     batch's dtypes and element counts)."""
     from manifest.formats.safetensors import _BATCH, build, parse_header_bytes
 
-    n = _BATCH + 1000
+    n = 2 * _BATCH + 1000
     tensors = {f"t{i:06d}": ("F32" if i % 2 else "F16", (3,)) for i in range(n)}
     data_len = sum(12 if i % 2 else 6 for i in range(n))
     h = parse_header_bytes(build(tensors) + bytes(data_len))
@@ -597,13 +597,13 @@ def test_eight_zero_bytes_are_named_as_space_never_written() -> None:
         "not-safetensors")
 
 
-def test_a_header_over_the_json_documents_cap_but_under_the_header_limit_is_read() -> None:
-    """Loaders accept headers up to 100,000,000 bytes: more than the 64 MiB cap of the
-    JSON documents this tool reads otherwise (a header of ``{}`` and spaces, parsed quickly)."""
+def test_a_header_of_exactly_the_limit_is_read() -> None:
+    """Loaders accept headers up to 100,000,000 bytes, the limit included: more than the
+    64 MiB cap of the JSON documents this tool reads otherwise (a header of ``{}`` and
+    spaces, parsed in about a second)."""
     from manifest.formats.safetensors import MAX_HEADER, parse_header_bytes
     from manifest.jsonio import MAX_DOCUMENT_BYTES
 
-    n = MAX_DOCUMENT_BYTES + 8
-    assert n < MAX_HEADER
-    h = parse_header_bytes(struct.pack("<Q", n) + b"{}" + b" " * (n - 2))
-    assert (h.header_len, h.tensors, h.expected_size) == (n, {}, 8 + n)
+    assert MAX_DOCUMENT_BYTES < MAX_HEADER
+    h = parse_header_bytes(struct.pack("<Q", MAX_HEADER) + b"{}" + b" " * (MAX_HEADER - 2))
+    assert (h.header_len, h.tensors, h.expected_size) == (MAX_HEADER, {}, 8 + MAX_HEADER)
