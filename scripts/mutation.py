@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 UNITS = "tests/test_units_core.py"
 # keys, certificate chains, discovery, the header reader and the path rules, written from their survivors
 TRUST = "tests/test_units_trust.py"
-# the digest engine's exact answers (what moved, chunks across blocks, a chunk alone, the remote path) and the stat cache's
-# file and entries, written from their survivors
+# the digest engine's exact answers (what moved, chunks across blocks, a chunk alone, the remote path), the stat cache's
+# file and entries, and the comparison's words (damaged ranges, tensors, unreadable files), written from their survivors
 DIGEST = "tests/test_units_digest.py"
 # test_core.py without the tests on a copy of the real checkpoint (seconds each, for every
 # mutant of a function they call: discovery, findings and reports are called by all);
@@ -66,7 +66,7 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
     "digest": ("manifest/digest.py", ["*"], [UNITS, DIGEST, "tests/test_digest.py"]),
     "api-compare": ("manifest/api.py", ["x__digest_mismatch_*", "x__chunk_mismatch_*", "x__in_units_*", "x_damaged_tensors_*",
                                         "x__check_file_set_*", "x__compare_section_*", "x__start_digests_*",
-                                        "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS]),
+                                        "x__finish_digests_*", "x__verify_digests_*", "xǁ_PendingDigestsǁ*"], [UNITS, DIGEST]),
     "signing": ("manifest/signing.py", ["*"], [UNITS, TRUST, *CORE_FAST]),
     # the header reader; not ``sniff``/``_not_safetensors`` (what a refused file looks like, for its message)
     # nor ``build`` (writes headers for tests and benchmarks)

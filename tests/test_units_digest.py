@@ -1,13 +1,14 @@
-"""The digest engine's and the stat cache's exact answers on small synthetic files,
-in-process and fast.
+"""The exact answers of the digest engine, the stat cache and the digest comparison, on
+small synthetic files, in-process and fast.
 
-Written from the mutation survivors of ``manifest/digest.py`` and ``manifest/statcache.py``
-(scripts/mutation.py runs these for every mutant of both): what a changed file is said
-to be, chunk digests whose chunks straddle the read blocks, a chunk read on its own
-(locally and through fsspec's local file system, the remote path), the read caps, short
-reads, a failing chunk hasher, how a job hands files to threads, and the stat cache's
-file name, entries, size cap and window. Every expected digest is computed with hashlib
-on the bytes written, never read back from the tool.
+Written from the mutation survivors of ``manifest/digest.py``, ``manifest/statcache.py``
+and the comparison in ``manifest/api.py`` (scripts/mutation.py runs these for their
+mutants): what a changed file is said to be, chunk digests whose chunks straddle the
+read blocks, a chunk read on its own (locally and through fsspec's local file system,
+the remote path), the read caps, short reads, a failing chunk hasher, how a job hands
+files to threads; the stat cache's file name, entries, size cap and window; the damaged
+ranges and tensors a chunk mismatch names, changed and unreadable files. Every expected
+digest is computed with hashlib on the bytes written, never read back from the tool.
 """
 
 from __future__ import annotations
@@ -659,3 +660,169 @@ def test_a_file_verified_by_chunks_started_when_its_first_chunk_did(tmp_path: Pa
     got = list(digest.hash_files(art, list(art.files.values()), ["sha256"], workers=1, cache=cache, chunked={"w.bin": C}))
     assert got[0][1] == {chunk_key(C): "".join(_chunks(data["w.bin"], C))}
     assert [(p, h.started_ns) for p, h in cache.put_] == [("w.bin", 1_000)]
+
+
+# -- the comparison's words: damaged ranges and the tensors in them (manifest/api.py) ---------------
+
+ONE = chunk_key(1)  # a chunk a byte: any byte range can be damaged exactly
+T = [f"t{i}" for i in range(7)]  # seven tensors of 16 bytes each, in file order
+
+
+def _damaged(tmp_path: Path, rel: str, bad: list[int]) -> tuple[Any, Any, list[Any]]:
+    """_chunk_mismatch on ``rel`` whose chunks ``bad`` (one byte each) differ."""
+    from manifest import api
+    from manifest.options import Options
+    from manifest.report import Report
+
+    art = discover(tmp_path / "m")
+    n = art.files[rel].size
+    want = {ONE: "a" * 64 * n}
+    got = {ONE: "".join("b" * 64 if k in set(bad) else "a" * 64 for k in range(n))}
+    report, into = Report("verify", "m"), []  # type: ignore[var-annotated]
+    api._chunk_mismatch(art, rel, 1, got, want, "the manifest", Options(), report, into)
+    return art, report, into
+
+
+@pytest.fixture
+def st(tmp_path: Path) -> int:
+    """``m/w.safetensors`` with seven 16-byte tensors; the offset of their data."""
+    from manifest.formats.safetensors import build
+
+    head = build({t: ("F32", (4,)) for t in T})
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.safetensors").write_bytes(head + _data(7 * 16))
+    return len(head)
+
+
+@pytest.mark.parametrize("first,last,named", [
+    (0, 5, ": tensors t0, t1, t2, t3, t4"),  # five: all named
+    (0, 6, ": tensors t0, t1, t2, t3, t4 and 1 more"),
+    (2, 3, ": tensors t2"),
+    (None, 7, ": the safetensors header; tensors t0, t1, t2, t3, t4 and 2 more"),  # from byte 0
+])
+def test_a_mismatch_names_the_header_and_up_to_five_tensors(tmp_path: Path, st: int, first: int | None, last: int, named: str) -> None:
+    start = 0 if first is None else st + 16 * first
+    end = st + 16 * last
+    _, report, (f,) = _damaged(tmp_path, "w.safetensors", list(range(start, end)))
+    size = st + 7 * 16
+    assert f.message == f"bytes {start}-{end} differ ({end - start} of {size} chunks){named}"
+    assert f.expected["tensors"] == T[first or 0:last] and f.expected["header"] is (first is None)
+    assert report.findings == []  # collected to be grouped, not emitted
+
+
+def test_a_mismatch_outside_any_tensor_names_none(tmp_path: Path, st: int) -> None:
+    _, _, (f,) = _damaged(tmp_path, "w.safetensors", [st + 7 * 16 - 1])  # the last byte: t6
+    assert f.message.endswith(": tensors t6")
+    (tmp_path / "m" / "w.bin").write_bytes(bytes(40))
+    _, _, (f,) = _damaged(tmp_path, "w.bin", [3, 4])
+    assert f.message == "bytes 3-5 differ (2 of 40 chunks)"
+    assert f.expected == {"chunk_size": 1, "chunks": 40, "bad_chunks": [3, 4], "byte_ranges": [[3, 4]], "tensors": [], "header": False}
+
+
+@pytest.mark.parametrize("runs", [4, 10])
+def test_many_damaged_ranges_show_three_and_ask_for_eight(tmp_path: Path, runs: int) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(bytes(40))
+    bad = list(range(0, 2 * runs, 2))
+    _, _, (f,) = _damaged(tmp_path, "w.bin", bad)
+    assert f.message == f"bytes 0-1, 2-3, 4-5 and {runs - 3} more ranges differ ({runs} of 40 chunks)"
+    asked = ",".join(f"{k}-{k}" for k in bad[:8])
+    assert f.hint == (f"download the file again, or fetch only the damaged bytes with an HTTP Range request (Range: bytes={asked}; "
+                      "e.g. curl -L -r 0-0 URL) and write them back at the same offsets")
+    assert f.expected["byte_ranges"] == [[k, k] for k in bad]
+
+
+def test_under_fail_fast_a_chunk_mismatch_stops_the_run_at_once(tmp_path: Path) -> None:
+    from manifest import api
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(bytes(40))
+    art = discover(tmp_path / "m")
+    from manifest.options import Options
+    from manifest.report import Report
+
+    report, into = Report("verify", "m"), []  # type: ignore[var-annotated]
+    got = {ONE: "".join("b" * 64 if k == 7 else "a" * 64 for k in range(40))}
+    with pytest.raises(api._Stop):
+        api._chunk_mismatch(art, "w.bin", 1, got, {ONE: "a" * 64 * 40}, "the manifest", Options(fail_fast=True), report, into)
+    assert [f.path for f in report.findings] == ["w.bin"] and report.stopped_early and into == []
+
+
+def _small_tree(tmp_path: Path) -> tuple[Path, Any]:
+    from manifest import api
+    from manifest.options import Options
+
+    d = tmp_path / "m"
+    d.mkdir()
+    for k in range(4):
+        (d / f"f{k}.txt").write_bytes(_data(100 * (k + 1)))
+    return d, api.create(d, write=False, options=Options(use_cache=False, integrity_only=True))
+
+
+def test_a_known_digest_that_differs_stops_a_fail_fast_run(tmp_path: Path) -> None:
+    from manifest import api
+    from manifest.options import Options
+
+    d, m = _small_tree(tmp_path)
+    rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, fail_fast=True, known_digests={"f1.txt": {"sha256": "0" * 64}}))
+    assert [(f.code, f.path, f.actual) for f in rep.findings if f.is_error] == [("digest-mismatch", "f1.txt", "0" * 64)]
+    assert rep.stopped_early and rep.exit_status == 1
+
+
+def test_the_progress_bar_counts_the_bytes_to_read_and_the_workers_asked_for_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import api
+    from manifest.options import Options
+
+    d, m = _small_tree(tmp_path)
+    bars: list[Any] = []
+
+    class Bar:
+        def __init__(self, total: int, desc: str) -> None:
+            self.total, self.desc, self.done, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, n: int) -> None:
+            self.done += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    asked: list[Any] = []
+    real = api.hash_files
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        asked.append(kw["workers"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(api, "_progress", lambda opts, total, desc: Bar(total, desc))
+    monkeypatch.setattr(api, "hash_files", spy)
+    known = {"f0.txt": {"sha256": hashlib.sha256((d / "f0.txt").read_bytes()).hexdigest()}}
+    rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, workers=3, known_digests=known))
+    assert rep.exit_status == 0
+    (bar,) = [b for b in bars if b.desc == "verifying"]
+    assert (bar.total, bar.done, bar.closed) == (200 + 300 + 400, 200 + 300 + 400, True)
+    assert asked == [3]
+
+
+def test_a_changed_and_a_vanished_file_are_findings_and_the_comparison_goes_on(tmp_path: Path) -> None:
+    from manifest import api
+    from manifest.options import Options
+    from manifest.report import Report
+
+    d, _ = _small_tree(tmp_path)
+    art = discover(d)
+    with open(d / "f3.txt", "ab") as f:  # 400 bytes, hashed first
+        f.write(b"more")
+    (d / "f2.txt").unlink()  # 300 bytes, hashed second
+    (d / "f1.txt").unlink()
+    os.mkfifo(d / "f1.txt")  # 200 bytes, hashed third: now a FIFO, never read
+    expected = {p: {"sha256": p[1] * 64} for p in ("f3.txt", "f2.txt", "f1.txt", "f0.txt")}  # f0 hashed last: still compared
+    report = Report("verify", str(d))
+    api._verify_digests(art, expected, sorted(expected), ["sha256"], Options(use_cache=False), report, cache_key=("k",), source="the manifest")
+    assert [(f.code, f.path, f.message) for f in report.findings] == [
+        ("file-changed", "f3.txt", "changed while it was read (read 401 bytes, expected 400); not verified"),
+        ("unreadable", "f2.txt", "cannot read: No such file or directory"),
+        ("unreadable", "f1.txt", "cannot read: f1.txt is no longer a regular file"),
+        ("digest-mismatch", "f0.txt", f"sha256 is {hashlib.sha256((d / 'f0.txt').read_bytes()).hexdigest()[:16]}..., the manifest says 0000000000000000..."),
+    ]
+    assert report.stats["files_hashed"] == 4 and report.stats["bytes_hashed"] == 100
