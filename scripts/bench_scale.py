@@ -19,7 +19,7 @@ Prints medians (seconds, MB/s, s/GB) and the ratios: 2-worker over 1-worker spee
 over model time, and remote over local time. Local files are in the page cache after the first round: the local
 figures are hashing and scheduling, not disk. Not part of the test suite.
 
-Usage: ``python scripts/bench_scale.py [--models 4] [--runs 5] [--json]``.
+Usage: ``python scripts/bench_scale.py [--models 4] [--runs 5] [--only SUBSTRING] [--json]``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=4, help="copies of MiniLM (91.6 MB each)")
     ap.add_argument("--runs", type=int, default=5, help="interleaved rounds; medians are printed")
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = ap.parse_args()
 
     import hashlib
@@ -85,7 +86,8 @@ def main() -> None:
         size = sum(f.stat().st_size for d in local for f in Path(d).rglob("*") if f.is_file())
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        # address="local": a new instance, never another one found on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         ray_start = time.perf_counter() - t0
         opts = Options(integrity_only=True, use_cache=False, workers=1)  # one hashing thread per model: N workers = N models at once
         runners: dict[tuple[int, bool, str], dict[str, object]] = {}
@@ -93,8 +95,8 @@ def main() -> None:
 
         def run(targets: list[str], workers: int | None, on_ray: bool, split: str = "model") -> float:
             t = time.perf_counter()
-            r = audit(targets, options=opts if split == "model" or not on_ray else unit_opts, ray="auto" if on_ray else None, workers=workers,
-                      storage_options=storage, split=split if on_ray else "auto")
+            o = opts if split == "model" or not on_ray else unit_opts
+            r = audit(targets, options=o, ray="auto" if on_ray else None, workers=workers, storage_options=storage, split=split if on_ray else "auto")
             took = time.perf_counter() - t
             runners[(len(targets), on_ray, split)] = r.runner
             if r.exit_status != 0:
@@ -122,6 +124,7 @@ def main() -> None:
             "threads local x1": (local, 1, False, "model"), "threads local x2": (local, 2, False, "model"),
             "sha256 loop x1": (local, 1, False, "model"),
         }
+        cases = {k: v for k, v in cases.items() if args.only in k}
         one_model = {"ray 1 model", "ray 1 model units"}
 
         def one(name: str) -> float:
@@ -144,21 +147,25 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in times.items()}
+
+    def ratio(a: str, b: str) -> str:
+        return f"{med[a] / med[b]:.2f}" if a in med and b in med else "-"
+
     print(f"{args.models} models x {size / args.models / 1e6:.1f} MB = {size / 1e6:.0f} MB per audit; {args.runs} interleaved runs; "
           f"cpu_count={os.cpu_count()}; load average {min(load):.1f}-{max(load):.1f} during the runs; ray.init {ray_start:.1f} s (not in the figures)")
     print(f"{'case':18} {'median s':>9} {'min s':>7} {'max s':>7} {'MB/s':>7} {'s/GB':>6}")
     for k, v in times.items():
         n = size / args.models if k in one_model else size
         print(f"{k:18} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f} {n / med[k] / 1e6:7.0f} {med[k] / (n / 1e9):6.2f}")
-    print(f"speed-up 2 vs 1 worker on Ray: local {med['ray local x1'] / med['ray local x2']:.2f}x, "
-          f"S3 {med['ray s3 x1'] / med['ray s3 x2']:.2f}x; threads {med['threads local x1'] / med['threads local x2']:.2f}x")
+    print(f"speed-up 2 vs 1 worker on Ray: local {ratio('ray local x1', 'ray local x2')}x, "
+          f"S3 {ratio('ray s3 x1', 'ray s3 x2')}x; threads {ratio('threads local x1', 'threads local x2')}x")
     for (n_models, _ray, split), rn in runners.items():
         if split == "units":
             print(f"split by units, {n_models} model(s): {rn.get('units')} units in {rn.get('unit_tasks')} Ray tasks")
-    print(f"units/model time on Ray: local {med['ray local units'] / med['ray local x2']:.2f} (vs 2 models in flight), "
-          f"S3 {med['ray s3 units'] / med['ray s3 x2']:.2f}, one model {med['ray 1 model units'] / med['ray 1 model']:.2f}")
-    print(f"remote/local time on Ray: x1 {med['ray s3 x1'] / med['ray local x1']:.2f}, x2 {med['ray s3 x2'] / med['ray local x2']:.2f}; "
-          f"Ray/threads time (local x2): {med['ray local x2'] / med['threads local x2']:.2f}")
+    print(f"units/model time on Ray: local {ratio('ray local units', 'ray local x2')} (vs 2 models in flight), "
+          f"S3 {ratio('ray s3 units', 'ray s3 x2')}, one model {ratio('ray 1 model units', 'ray 1 model')}")
+    print(f"remote/local time on Ray: x1 {ratio('ray s3 x1', 'ray local x1')}, x2 {ratio('ray s3 x2', 'ray local x2')}; "
+          f"Ray/threads time (local x2): {ratio('ray local x2', 'threads local x2')}")
     if args.json:
         print(json.dumps({"bytes": size, "models": args.models, "load": load, "runs": times, "median": med}, indent=2))
 
