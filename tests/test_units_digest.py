@@ -826,3 +826,90 @@ def test_a_changed_and_a_vanished_file_are_findings_and_the_comparison_goes_on(t
         ("digest-mismatch", "f0.txt", f"sha256 is {hashlib.sha256((d / 'f0.txt').read_bytes()).hexdigest()[:16]}..., the manifest says 0000000000000000..."),
     ]
     assert report.stats["files_hashed"] == 4 and report.stats["bytes_hashed"] == 100
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_the_file_set_findings_in_words_one_by_one_and_grouped(tmp_path: Path, n: int) -> None:
+    from manifest import api
+    from manifest.options import Options
+    from manifest.report import Report
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    for k in range(n):
+        (d / f"x{k}.txt").write_text("x")
+        (d / f"s{k}").mkdir()
+    art = discover(d)
+    listed = {"a.txt": {}, **{f"g{k}.txt": {} for k in range(n)}}
+    report = Report("verify", str(d))
+    api._check_file_set(art, listed, "the manifest", Options(), report, directories=[f"e{k}" for k in range(n)])
+    got = [(f.code, f.path, f.message, f.items) for f in report.findings]
+    if n == 1:
+        assert got == [
+            ("missing-file", "g0.txt", "listed in the manifest but not in the directory", None),
+            ("extra-file", "x0.txt", "in the directory but not in the manifest", None),
+            ("missing-directory", "e0", "an empty directory recorded in the manifest is not in the directory", None),
+            ("extra-directory", "s0", "a directory no file of the manifest lies in (loaders match directory names too)", None),
+        ]
+    else:
+        assert [(c, m, i) for c, _, m, i in got] == [
+            ("missing-file", "4 files listed in the manifest are not in the directory: g0.txt, g1.txt, g2.txt, ...",
+             ("g0.txt", "g1.txt", "g2.txt", "g3.txt")),
+            ("extra-file", "4 files in the directory are not in the manifest: x0.txt, x1.txt, x2.txt, ...",
+             ("x0.txt", "x1.txt", "x2.txt", "x3.txt")),
+            ("missing-directory", "4 empty directories recorded in the manifest are not in the directory: e0, e1, e2, ...",
+             ("e0", "e1", "e2", "e3")),
+            ("extra-directory", "4 directories hold no file of the manifest: s0, s1, s2, ...", ("s0", "s1", "s2", "s3")),
+        ]
+    assert report.checked == ["file-set"]
+
+
+class _Section:
+    """A section whose comparison fails on the recorded data's shape."""
+
+    name = "weights"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.seen: Any = None
+
+    def compare(self, art: Any, recorded: Any, opts: Any, report: Any) -> Any:
+        self.seen = (art, recorded, opts, report)
+        if isinstance(recorded, dict):
+            raise self.error
+        yield from ()
+
+
+def test_a_recorded_section_of_the_wrong_shape_is_manifest_invalid_in_words() -> None:
+    from manifest import api
+    from manifest.errors import ManifestInvalid
+    from manifest.options import Options
+    from manifest.report import Report
+
+    opts, report = Options(), Report("verify", "m")
+    for error, words in [(TypeError("'int' object is not iterable"), "TypeError: 'int' object is not iterable"),
+                         (KeyError("bytes"), "KeyError: 'bytes'")]:
+        with pytest.raises(ManifestInvalid) as e:
+            api._compare_section(_Section(error), "art", {"x": 1}, opts, report)  # type: ignore[arg-type]
+        assert str(e.value) == f"the manifest's weights section is malformed ({words})"
+        assert e.value.code == "manifest-invalid"
+    s = _Section(TypeError())
+    assert api._compare_section(s, "art", [], opts, report) == []  # type: ignore[arg-type]
+    assert s.seen == ("art", [], opts, report)
+
+
+def test_a_chunk_mismatch_stops_a_fail_fast_verify(tmp_path: Path) -> None:
+    from manifest import api
+    from manifest.options import Options
+
+    d, _ = _small_tree(tmp_path)
+    (d / "w.bin").write_bytes(_data(3 * 4096))
+    m = api.create(d, write=False, options=Options(use_cache=False, integrity_only=True, chunk_size=4096))
+    assert list(m.chunks) == ["w.bin"]
+    with open(d / "w.bin", "r+b") as f:
+        f.seek(5000)
+        f.write(b"\x00" if _data(3 * 4096)[5000] else b"\x01")
+    rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, fail_fast=True))
+    assert [(f.code, f.path, f.expected["bad_chunks"]) for f in rep.findings if f.is_error] == [("digest-mismatch", "w.bin", [1])]  # type: ignore[index]
+    assert rep.stopped_early and rep.exit_status == 1
