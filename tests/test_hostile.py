@@ -1270,8 +1270,11 @@ def _interrupted_create(sig: int, with_old: bool) -> Callable[[Ctx], Call]:
         def run() -> Run:
             env = dict(os.environ)
             env.pop("MANIFEST_DEBUG", None)
+            # SIGINT as at a terminal: a suite started as a background job (``cmd &`` without job control)
+            # inherits SIGINT ignored, and an ignored signal stays ignored across exec
             p = subprocess.Popen([sys.executable, "-m", "manifest", "create", str(d), "-q", "--no-cache"], cwd=ctx.tmp, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 (one C call, no lock)
             try:
                 _stop_mid_read(p, d / "big.dat")
                 p.send_signal(sig)  # delivered when it runs again: certainly mid-hash
