@@ -39,7 +39,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> dict[s
     tests work on :func:`_clone`."""
     base = tmp_path_factory.mktemp("tree")
     model = base / "model"
-    shutil.copytree(minilm_src, model, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__", "tokenizer.json"))
+    # copied, not linked: a link to the installed files, made by any other run at any time, would move their ctime
+    shutil.copytree(minilm_src, model, ignore=shutil.ignore_patterns("__pycache__", "tokenizer.json"))
     (model / "logs").mkdir()
     write_keypair(generate("ed25519"), base / "k.pem", base / "k.pub.pem")
     from manifest.signing import load_private_key
@@ -226,10 +227,10 @@ def test_create_output_anywhere_in_the_tree_is_left_out_by_its_literal_path(sign
 # =========================================================================== writers
 @pytest.fixture(scope="module")
 def exportable(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> dict[str, Path]:
-    """A hard-linked copy of the real checkpoint with its manifest, and an ECDSA key (read-only use)."""
+    """A copy of the real checkpoint with its manifest, and an ECDSA key (read-only use)."""
     base = tmp_path_factory.mktemp("writers")
     model = base / "model"
-    shutil.copytree(minilm_src, model, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(minilm_src, model, ignore=shutil.ignore_patterns("__pycache__"))
     api.create(model, options=Options(use_cache=False))
     write_keypair(generate("ecdsa-p256"), base / "ec.pem", base / "ec.pub.pem")
     return {"model": model, "priv": base / "ec.pem"}
