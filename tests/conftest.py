@@ -22,6 +22,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+    # One pytest-xdist worker per core: torch (OpenMP) in a worker and in the processes it starts
+    # runs one thread, not one per core. Two workers' OpenMP pools spinning on the same two cores
+    # made the transformers builds and loads 2-4 times slower than one after the other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -48,6 +53,19 @@ def skip_allowed(nodeid: str) -> str | None:
     """Why a skip of ``nodeid`` is accepted under CI, or ``None``."""
     # "*" is the only wildcard (a node id's "[...]" is literal)
     return next((why for pattern, why in SKIP_ALLOWED.items() if re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), nodeid)), None)
+
+
+# Under pytest-xdist (pyproject.toml: --dist loadfile, a file runs whole on one worker) the files
+# that take longest go first, so that no worker starts a minute of work when the others are done.
+LONGEST_FIRST = ("test_load.py", "test_diagnosis_corpus.py", "test_precommit.py", "test_hostile.py", "test_oms_forms.py",
+                 "test_output.py", "test_remote.py", "test_loader_differential.py", "test_keys.py", "test_hfcache.py", "test_audit.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a file, and for the rest, the order stays
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -97,6 +115,42 @@ def minilm(tmp_path: Path, minilm_src: Path) -> Path:
     return dst
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A private copy, for this test process, of what ``build(out)`` writes into an empty ``out``.
+
+    Run alone, the build goes straight into a session directory. Under pytest-xdist the
+    workers share one build, made by whichever worker asks first, under a file lock in the
+    run's common base directory; each worker then copies it (real copies, never hard links:
+    a link made by one worker moves the shared file's ctime, which a verify in another
+    worker rightly takes as a change). A failed build is tried again by the next worker
+    that asks, and fails there too."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        out = tmp_path_factory.mktemp(name)
+        build(out)
+        return out
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # the controller's basetemp: one per run, shared by its workers
+    shared, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            build(shared)
+            done.touch()
+    out = tmp_path_factory.mktemp(name)
+    shutil.copytree(shared, out, symlinks=True, dirs_exist_ok=True)
+    return out
+
+
+def run_builder(*args: str | Path, timeout: float = 900) -> None:
+    """tests/build_checkpoints.py in a subprocess (this process never imports torch or transformers)."""
+    p = subprocess.run([sys.executable, str(Path(__file__).parent / "build_checkpoints.py"), *map(str, args)],
+                       check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if p.returncode != 0:
+        pytest.fail(f"tests/build_checkpoints.py {' '.join(map(str, args))} failed: {p.stderr[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def tokcls_build(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> Path:
     """Real fine-tuned checkpoints built once from MiniLM by tests/build_checkpoints.py, in a
@@ -104,12 +158,16 @@ def tokcls_build(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> 
     5 labels) and ``stale_vocab`` (3 tokens added, embeddings resized, config.vocab_size stale)."""
     if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
         pytest.skip("needs transformers and torch")
-    out = tmp_path_factory.mktemp("tokcls")
-    p = subprocess.run([sys.executable, str(Path(__file__).parent / "build_checkpoints.py"), str(minilm_src), str(out)],
-                       check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if p.returncode != 0:
-        pytest.fail(f"building the checkpoints failed: {p.stderr[-2000:]}")
-    return out
+    return built_once(tmp_path_factory, "tokcls", lambda out: run_builder(minilm_src, out, timeout=600))
+
+
+@pytest.fixture(scope="session")
+def families_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny randomly initialized checkpoint per model family (tests/build_checkpoints.py
+    ``--families``): ``bert``, ``gpt2``, ... (read-only: copy what you change)."""
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs transformers and torch")
+    return built_once(tmp_path_factory, "families", lambda out: run_builder("--families", out, timeout=600))
 
 
 def copy_checkpoint(src: Path, dst: Path) -> Path:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,19 +51,12 @@ def _flip(path: Path, offset: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
+def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path, families_build: Path) -> tuple[Path, Path]:
     """FLEET under one directory, each with a signed manifest; then the tampering. Returns (dir, public key)."""
-    import importlib.util
-
     from manifest.signing import generate, write_keypair
 
-    if importlib.util.find_spec("transformers") is None:
-        pytest.skip("needs transformers (the tiny checkpoints are built in a subprocess)")
     base = tmp_path_factory.mktemp("fleet")
-    fam = base / "_families"
-    p = subprocess.run([sys.executable, str(HERE / "build_checkpoints.py"), "--families", str(fam)], capture_output=True, text=True,
-                       timeout=600, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert p.returncode == 0, p.stderr[-3000:]
+    fam = families_build  # the tiny checkpoints (tests/build_checkpoints.py --families): read-only, copied below
     models = base / "models"
     models.mkdir()
     for name in ("minilm", "minilm-flipped", "minilm-chunked"):
@@ -76,7 +68,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[P
     for name in ("bert", "gpt2", "llama", "t5"):
         shutil.copytree(fam / name, models / name)
     shutil.copytree(fam / "qwen2", models / "qwen2-flipped")
-    shutil.rmtree(fam)
     key = generate("ed25519")
     write_keypair(key, base / "k.pem", base / "k.pub.pem")
     for name in FLEET:
