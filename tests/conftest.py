@@ -57,8 +57,9 @@ def skip_allowed(nodeid: str) -> str | None:
 
 # Under pytest-xdist (pyproject.toml: --dist loadfile, a file runs whole on one worker) the files
 # that take longest go first, so that no worker starts a minute of work when the others are done.
-LONGEST_FIRST = ("test_load.py", "test_diagnosis_corpus.py", "test_precommit.py", "test_hostile.py", "test_oms_forms.py",
-                 "test_output.py", "test_remote.py", "test_loader_differential.py", "test_keys.py", "test_hfcache.py", "test_audit.py")
+LONGEST_FIRST = ("test_load.py", "test_diagnosis_corpus.py", "test_oms_forms.py", "test_hostile.py", "test_precommit.py", "test_trust.py",
+                 "test_sigstore.py", "test_remote.py", "test_audit.py", "test_output.py", "test_hfcache.py", "test_keys.py",
+                 "test_weights.py", "test_semantics.py", "test_loader_differential.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
