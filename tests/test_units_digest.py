@@ -913,3 +913,47 @@ def test_a_chunk_mismatch_stops_a_fail_fast_verify(tmp_path: Path) -> None:
     rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, fail_fast=True))
     assert [(f.code, f.path, f.expected["bad_chunks"]) for f in rep.findings if f.is_error] == [("digest-mismatch", "w.bin", [1])]  # type: ignore[index]
     assert rep.stopped_early and rep.exit_status == 1
+
+
+class _HereRunner:
+    """A unit runner that hashes each unit in this process, in order (a Ray worker's work, without Ray)."""
+
+    def __init__(self) -> None:
+        self.units: list[Any] = []
+        self.closed = 0
+
+    def start(self, artifact: Any, units: list[Any]) -> Any:
+        self.units = list(units)
+        return (digest.hash_unit(artifact, u, threads=False) for u in units)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_runner_gets_each_unit_as_data_and_its_bytes_count_as_each_arrives(tmp_path: Path) -> None:
+    d, data = _files(tmp_path, {"big.bin": 2 * C + 9, "mid.bin": C + 1, "a.txt": 30})
+    art = discover(d)
+    runner = _HereRunner()
+    seen: list[int] = []
+    cache = _Cache({})
+    got = [(i.path, r) for i, r, _ in digest.hash_files(art, list(art.files.values()), ["sha256"], cache=cache, on_bytes=seen.append,
+                                                        chunk_size=C, chunked={"big.bin": C}, chunk_algorithm="blake2b", runner=runner)]
+    assert got == [("big.bin", {chunk_key(C, "blake2b"): "".join(_chunks(data["big.bin"], C, "blake2b"))}),
+                   ("mid.bin", {"sha256": hashlib.sha256(data["mid.bin"]).hexdigest(), chunk_key(C): "".join(_chunks(data["mid.bin"], C))}),
+                   ("a.txt", {"sha256": hashlib.sha256(data["a.txt"]).hexdigest()})]
+    assert [(u.info.path, u.index, u.algorithms, u.chunk_size, u.chunk_algorithm) for u in runner.units] == [
+        ("big.bin", 0, (), C, "blake2b"), ("big.bin", 1, (), C, "blake2b"), ("big.bin", 2, (), C, "blake2b"),
+        ("mid.bin", None, ("sha256", chunk_key(C)), 0, "sha256"), ("a.txt", None, ("sha256",), 0, "sha256")]
+    assert seen == [C, C, 9, C + 1, 30]  # a chunk counts its own length, the last one short
+    assert runner.closed == 1 and cache.saved == 1 and [p for p, _ in cache.put_] == ["big.bin", "mid.bin", "a.txt"]
+
+
+def test_verify_hands_its_digests_to_the_runner_it_is_given(tmp_path: Path) -> None:
+    from manifest import api
+    from manifest.options import Options
+
+    d, m = _small_tree(tmp_path)
+    runner = _HereRunner()
+    rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, hash_runner=runner))
+    assert rep.exit_status == 0
+    assert sorted(u.info.path for u in runner.units) == ["f0.txt", "f1.txt", "f2.txt", "f3.txt"] and runner.closed == 1
