@@ -123,7 +123,9 @@ def configure(tree: Path, files: list[str], tests: list[str], basetemp: Path | N
     text = toml.read_text()
     assert "[tool.mutmut]" not in text
     lst = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
-    pytest_args = ["-p", "no:cacheprovider", "-W", "ignore", "--hypothesis-seed=0"]
+    # "-n 0": the suite's addopts run it on pytest-xdist workers, whose calls mutmut cannot trace (every
+    # mutant would have no tests); the mutants run in mutmut's own process, one at a time
+    pytest_args = ["-p", "no:cacheprovider", "-n", "0", "-W", "ignore", "--hypothesis-seed=0"]
     if basetemp is not None:
         pytest_args += ["--basetemp", str(basetemp)]
     text += (
