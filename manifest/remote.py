@@ -353,7 +353,7 @@ class RemoteTarget:
                 continue
             if kind == "directory" or (rel.endswith("/") and not entry.get("size")):
                 d = rel.rstrip("/")
-                if d and path_problem(d) is None and not is_ignored(d + "/x", ignore_t):
+                if d and path_problem(d) is None and not is_ignored(d + "/", ignore_t):  # a directory rule; an exact rule names one file
                     marked_dirs.append(d)
                 continue
             if is_ignored(rel, ignore_t):
