@@ -957,3 +957,24 @@ def test_verify_hands_its_digests_to_the_runner_it_is_given(tmp_path: Path) -> N
     rep = api.verify(d, m, options=Options(use_cache=False, integrity_only=True, hash_runner=runner))
     assert rep.exit_status == 0
     assert sorted(u.info.path for u in runner.units) == ["f0.txt", "f1.txt", "f2.txt", "f3.txt"] and runner.closed == 1
+
+
+def test_a_unit_is_hashed_as_its_file_or_chunk_with_progress_and_blake3_threads_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(digest.HASHERS, "blake3", Algorithm("blake3", True, lambda: _Rec("single"), lambda: _Rec("threaded")))
+    monkeypatch.setattr(_Rec, "made", [])
+    monkeypatch.setattr(_Rec, "blocks", [])
+    size = digest.BLAKE3_THREADED_MIN
+    d = tmp_path / "m"
+    d.mkdir()
+    with open(d / "w.bin", "wb") as f:
+        f.truncate(size)
+    art = discover(d)
+    info = art.files["w.bin"]
+    whole = digest.Unit(info, None, ("blake3",))
+    for kw, kind in [({}, "threaded"), ({"threads": True}, "threaded"), ({"threads": False}, "single")]:
+        seen: list[int] = []
+        assert digest.hash_unit(art, whole, seen.append, **kw).digests == {"blake3": blake3.blake3(bytes(size)).hexdigest()}
+        assert _Rec.made[-1] == kind and sum(seen) == size, kw
+    seen = []
+    h = digest.hash_unit(art, digest.Unit(info, 1, (), C, "blake2b"), seen.append)
+    assert h.digests == {chunk_key(C, "blake2b"): hashlib.blake2b(bytes(C)).hexdigest()} and sum(seen) == C
