@@ -57,9 +57,12 @@ def skip_allowed(nodeid: str) -> str | None:
 
 # Under pytest-xdist (pyproject.toml: --dist loadfile, a file runs whole on one worker) the files
 # that take longest go first, so that no worker starts a minute of work when the others are done.
+# A worker runs its files in this order, as one process would run them alphabetically: keep
+# test_loader_differential.py (it asserts its loads never imported torch into the test process)
+# before the files that import torch or transformers in process (test_weights.py, test_tokenizer.py).
 LONGEST_FIRST = ("test_load.py", "test_diagnosis_corpus.py", "test_oms_forms.py", "test_hostile.py", "test_precommit.py", "test_trust.py",
                  "test_sigstore.py", "test_remote.py", "test_audit.py", "test_output.py", "test_hfcache.py", "test_keys.py",
-                 "test_weights.py", "test_semantics.py", "test_loader_differential.py")
+                 "test_loader_differential.py", "test_semantics.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -103,8 +106,12 @@ def minilm_src() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own stat cache directory, never the user's."""
+def _isolated_cache(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own stat cache directory, never the user's.
+
+    ``tmp_path`` comes first: set up before ``monkeypatch``, it is removed (pyproject.toml:
+    tmp_path_retention_policy) after the test's patches are undone, so that a patched
+    ``os.scandir`` or ``os.open`` never runs the removal."""
     monkeypatch.setenv("MANIFEST_CACHE_DIR", str(tmp_path_factory.mktemp("statcache")))
 
 
