@@ -303,16 +303,26 @@ def test_a_small_file_that_grew_reads_one_byte_more_and_is_changed(tmp_path: Pat
 
 class _ShortReads:
     """A real file whose reads return at most ``most`` bytes each (as a pipe or a network
-    file system may): the engine must read on until the size it expects, or EOF."""
+    file system may): the engine must read on until the size it expects, or EOF. With
+    ``end``, the reads end there (EOF) whatever the file's stat says."""
 
-    def __init__(self, f: Any, most: int) -> None:
-        self._f, self._most = f, most
+    def __init__(self, f: Any, most: int, end: int | None = None) -> None:
+        self._f, self._most, self._left = f, most, end
+
+    def _take(self, n: int) -> int:
+        n = min(n, self._most)
+        if self._left is not None:
+            n = min(n, self._left)
+            self._left -= n
+        return n
 
     def read(self, n: int) -> bytes:
-        return bytes(self._f.read(min(n, self._most)))
+        k = self._take(n)
+        return bytes(self._f.read(k)) if k else b""
 
     def readinto(self, b: Any) -> int:
-        return int(self._f.readinto(b[:self._most]))
+        k = self._take(len(b))
+        return int(self._f.readinto(b[:k])) if k else 0
 
     def fileno(self) -> int:
         return int(self._f.fileno())
@@ -327,10 +337,11 @@ class _ShortReads:
 @dataclasses.dataclass
 class _ShortArtifact(Artifact):
     most: int = 7
+    end: int | None = None
 
     def open_with_stat(self, rel: str) -> Any:
         f, st = super().open_with_stat(rel)
-        return _ShortReads(f, self.most), st
+        return _ShortReads(f, self.most, self.end), st
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, BLOCK + 5])
@@ -978,3 +989,14 @@ def test_a_unit_is_hashed_as_its_file_or_chunk_with_progress_and_blake3_threads_
     seen = []
     h = digest.hash_unit(art, digest.Unit(info, 1, (), C, "blake2b"), seen.append)
     assert h.digests == {chunk_key(C, "blake2b"): hashlib.blake2b(bytes(C)).hexdigest()} and sum(seen) == C
+
+
+@pytest.mark.parametrize("size", [100, 3 * BLOCK + 5])
+def test_reads_that_end_before_the_size_the_stat_says_are_a_changed_file_never_a_digest(tmp_path: Path, size: int) -> None:
+    """A file system that returns less than the file's stat says (the stat itself unchanged)."""
+    d, _ = _tree(tmp_path, size)
+    base = discover(d)
+    art = _ShortArtifact(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, most=65537, end=size // 2)
+    with pytest.raises(FileChanged) as e:
+        hash_file(art, art.files["w.bin"], ["sha256"])
+    assert str(e.value) == f"read {size // 2} bytes, expected {size}"
