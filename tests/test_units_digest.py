@@ -1000,3 +1000,30 @@ def test_reads_that_end_before_the_size_the_stat_says_are_a_changed_file_never_a
     with pytest.raises(FileChanged) as e:
         hash_file(art, art.files["w.bin"], ["sha256"])
     assert str(e.value) == f"read {size // 2} bytes, expected {size}"
+
+
+def _full(size: int = 100, mtime: int = 50, ctime: int = 5, ino: int = 7, dev: int = 3) -> Any:
+    return SimpleNamespace(st_size=size, st_mtime_ns=mtime, st_ctime_ns=ctime, st_ino=ino, st_dev=dev)
+
+
+@pytest.mark.parametrize("before,after,total", [
+    (_full(), _full(), 99),  # a short read, the stat unchanged
+    (_full(), _full(ctime=6), 100),  # written during the read (only ctime moved)
+    (_full(), _full(size=104), 100),
+    (_full(ino=8), _full(ino=8), 100),  # replaced since listed: the same ctime by chance
+    (_full(dev=4), _full(dev=4), 100),
+    (_full(mtime=49), _full(mtime=49), 100),
+    (_full(size=96), _full(size=96), 100),
+    (_full(ctime=6), _full(ctime=6), 100),  # written since listed, mtime restored
+])
+def test_any_moved_fact_or_a_short_read_is_a_change(before: Any, after: Any, total: int) -> None:
+    info = digest.FileInfo("w.bin", 100, 50, 7, 3, ctime_ns=5)
+    with pytest.raises(FileChanged):
+        digest._check_unchanged(info, before, after, total, 100)
+
+
+def test_the_same_facts_throughout_are_no_change() -> None:
+    info = digest.FileInfo("w.bin", 100, 50, 7, 3, ctime_ns=5)
+    digest._check_unchanged(info, _full(), _full(), 100, 100)
+    digest._check_unchanged(info, _full(), _full(), 40, 40)  # a chunk of the file: its own length
+    digest._check_unchanged(dataclasses.replace(info, ctime_ns=0), _full(ctime=9), _full(ctime=9), 100, 100)  # no ctime listed
