@@ -269,6 +269,9 @@ def test_a_big_file_alone_is_hashed_by_blake3s_own_threads_in_bigger_blocks(tmp_
     assert _Rec.made == [kind]
     assert _Rec.blocks[0] == block and max(_Rec.blocks) == block and sum(_Rec.blocks) == size
     assert seen == _Rec.blocks  # read in blocks: never the whole file at once
+    if threads:  # the default: a file hashed on its own may use blake3's threads
+        hash_file(art, art.files["w.bin"], ["blake3"])
+        assert _Rec.made[-1] == kind
     # without blake3, no hasher of its own threads: the 1 MiB block
     _Rec.blocks.clear()
     seen.clear()
