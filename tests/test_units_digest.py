@@ -149,20 +149,23 @@ def test_a_failing_chunk_hasher_is_an_error_never_digests(tmp_path: Path, monkey
         hash_one(art, art.files["w.bin"], ["sha256", chunk_key(BLOCK, "failing")])
 
 
-def test_a_chunk_read_alone_is_that_chunks_digest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["local", "file://"])
+def test_a_chunk_read_alone_is_that_chunks_digest(tmp_path: Path, where: str) -> None:
     size = 2 * C + 100
     d, data = _tree(tmp_path, size)
-    art = discover(d)
+    art = discover(d) if where == "local" else _remote(d)
+    assert art.remote == (where != "local")
     info = art.files["w.bin"]
     want = _chunks(data, C)
     for k, n in enumerate([C, C, 100]):
         seen: list[int] = []
         t0 = time.time_ns()
         h = hash_chunk(art, info, k, C, seen.append)
-        assert h.digests == {chunk_key(C): want[k]}
+        assert h.digests == {chunk_key(C): want[k]}, k
         assert t0 <= h.started_ns <= time.time_ns()
         assert sum(seen) == n and all(isinstance(x, int) and x > 0 for x in seen), (k, seen)
-    assert hash_chunk(art, info, 1, C, None, "blake2b").digests == {chunk_key(C, "blake2b"): hashlib.blake2b(data[C:2 * C]).hexdigest()}
+    for k in (0, 1):
+        assert hash_chunk(art, info, k, C, None, "blake2b").digests == {chunk_key(C, "blake2b"): hashlib.blake2b(data[k * C:(k + 1) * C]).hexdigest()}
 
 
 def test_the_last_chunk_reads_one_byte_more_and_a_grown_file_is_changed(tmp_path: Path) -> None:
@@ -195,23 +198,6 @@ def _remote(d: Path) -> Any:
     from manifest.remote import RemoteTarget
 
     return RemoteTarget.open(d.as_uri()).discover([])
-
-
-def test_a_remote_chunk_read_alone_is_that_chunks_digest(tmp_path: Path) -> None:
-    size = 2 * C + 100
-    d, data = _tree(tmp_path, size)
-    art = _remote(d)
-    assert art.remote
-    info = art.files["w.bin"]
-    want = _chunks(data, C)
-    for k, n in enumerate([C, C, 100]):
-        seen: list[int] = []
-        t0 = time.time_ns()
-        h = hash_chunk(art, info, k, C, seen.append)
-        assert h.digests == {chunk_key(C): want[k]}, k
-        assert t0 <= h.started_ns <= time.time_ns()
-        assert sum(seen) == n, (k, seen)
-    assert hash_chunk(art, info, 0, C, None, "blake2b").digests == {chunk_key(C, "blake2b"): hashlib.blake2b(data[:C]).hexdigest()}
 
 
 def test_a_remote_file_with_chunks_in_one_pass(tmp_path: Path) -> None:
