@@ -227,3 +227,21 @@ def keypair(tmp_path: Path) -> tuple[Path, Path]:
     priv, pub = tmp_path / "k.pem", tmp_path / "k.pub.pem"
     write_keypair(generate("ed25519"), priv, pub)
     return priv, pub
+
+
+@pytest.fixture(scope="module")
+def signed_model(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
+    """A local copy of MiniLM with a manifest signed by a fresh key, for each module of remote
+    targets (tests/test_remote.py, tests/test_gcs.py) to upload. The weights are copied, not
+    hard-linked: other processes linking the shared file move its ctime, which a local hash
+    rightly reports as file-changed."""
+    from manifest import api
+    from manifest.signing import generate, write_keypair
+
+    base = tmp_path_factory.mktemp("remote")
+    d = base / "clean"
+    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
+    key = generate("ed25519")
+    write_keypair(key, base / "k.pem", base / "k.pub.pem")
+    api.create(d, key=key)
+    return d, base / "k.pub.pem"

@@ -83,20 +83,6 @@ def fs(gcs: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def signed_model(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
-    from manifest import api
-    from manifest.signing import generate, write_keypair
-
-    base = tmp_path_factory.mktemp("gcs-model")
-    d = base / "clean"
-    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
-    key = generate("ed25519")
-    write_keypair(key, base / "k.pem", base / "k.pub.pem")
-    api.create(d, key=key)
-    return d, base / "k.pub.pem"
-
-
-@pytest.fixture(scope="module")
 def upload(fs: Any, signed_model: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, Path]]:
     """Upload a copy of the signed model, edited by ``edit``, under its own prefix."""
 

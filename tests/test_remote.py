@@ -59,23 +59,6 @@ def fs(s3: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def signed_model(tmp_path_factory: pytest.TempPathFactory, minilm_src: Path) -> tuple[Path, Path]:
-    """A local copy of MiniLM with a manifest signed by a fresh key. The weights are copied, not
-    hard-linked: other processes linking the shared file move its ctime, which a local hash
-    rightly reports as file-changed."""
-    from manifest import api
-    from manifest.signing import generate, write_keypair
-
-    base = tmp_path_factory.mktemp("remote")
-    d = base / "clean"
-    shutil.copytree(minilm_src, d, ignore=shutil.ignore_patterns("__pycache__"))
-    key = generate("ed25519")
-    write_keypair(key, base / "k.pem", base / "k.pub.pem")
-    api.create(d, key=key)
-    return d, base / "k.pub.pem"
-
-
-@pytest.fixture(scope="module")
 def clean_url(fs: Any, signed_model: tuple[Path, Path]) -> str:
     fs.put(str(signed_model[0]) + "/", f"{BUCKET}/clean/", recursive=True)
     return f"s3://{BUCKET}/clean"
