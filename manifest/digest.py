@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .inventory import Artifact, FileInfo
+from .inventory import Artifact, BeneathOpener, FileInfo
 
 BLOCK = 1 << 20  # 1 MiB: fastest for SHA-256 here (L2-resident); see docs/performance.md
 BLAKE3_BLOCK = 4 << 20  # split over blake3's threads: 2 MiB each stays in L2 (16 MiB measured 2x slower)
@@ -152,10 +152,13 @@ def hash_one(
     on_bytes: Callable[[int], None] | None = None,
     *,
     threads: bool = True,
+    opener: BeneathOpener | None = None,
 ) -> Hashed:
     """Digest one file with every algorithm in one streaming pass (``threads``: a large
     file may use an algorithm's own multi-threaded hasher). A :func:`chunk_key` among the
     algorithms also gives the SHA-256 of each chunk, on a second thread, in the same pass.
+    ``opener`` (of ``artifact``) opens a file smaller than one block, reusing its
+    directory's descriptor; else ``artifact.open_with_stat`` opens it.
 
     Raises :class:`FileChanged` if the file is not exactly what discovery saw for the
     whole read, and ``OSError`` if it cannot be read."""
@@ -169,7 +172,7 @@ def hash_one(
             out[ckey] = "".join(chunks)
         return Hashed(out, started)
     if ckey is None and info.size < BLOCK:
-        return _hash_small(artifact, info, algs, on_bytes)
+        return _hash_small(artifact, info, algs, on_bytes, opener)
     big = threads and info.size >= BLAKE3_THREADED_MIN
     hashers: dict[str, Any] = {}
     for a in algs:
@@ -192,19 +195,36 @@ def hash_one(
             chunker.close()
 
 
-def _hash_small(artifact: Artifact, info: FileInfo, algs: list[str], on_bytes: Callable[[int], None] | None) -> Hashed:
+def _hash_small(artifact: Artifact, info: FileInfo, algs: list[str], on_bytes: Callable[[int], None] | None,
+                opener: BeneathOpener | None = None) -> Hashed:
     """A file smaller than one block: one read into a fresh bytes object, no buffer or
-    loop to set up (per-file overhead is what 10,000 small files cost)."""
+    loop to set up (per-file overhead is what 10,000 small files cost). Through an
+    ``opener``: one ``open`` beneath a directory already walked to, and ``os.read`` on
+    the descriptor (no file object)."""
     started = time.time_ns()
-    f, before = artifact.open_with_stat(info.path)
-    with f:
-        data = f.read(info.size + 1)
-        while len(data) <= info.size:  # a short read (rare on a regular file): read on until the end
-            more = f.read(info.size + 1 - len(data))
-            if not more:
-                break
-            data += more
-        after = os.fstat(f.fileno())
+    limit = info.size + 1  # never read past what is expected plus one byte
+    if opener is not None:
+        fd, before = opener.open(info.path)
+        try:
+            data = os.read(fd, limit)
+            while len(data) <= info.size:  # a short read (rare on a regular file): read on until the end
+                more = os.read(fd, limit - len(data))
+                if not more:
+                    break
+                data += more
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+    else:
+        f, before = artifact.open_with_stat(info.path)
+        with f:
+            data = f.read(limit)
+            while len(data) <= info.size:
+                more = f.read(limit - len(data))
+                if not more:
+                    break
+                data += more
+            after = os.fstat(f.fileno())
     if on_bytes is not None:
         on_bytes(len(data))
     _check_unchanged(info, before, after, len(data), info.size)
@@ -558,14 +578,35 @@ class HashJob:
             if on_bytes is not None:
                 on_bytes(k)
 
-        def work(task: tuple[FileInfo, int | None]) -> Hashed | Exception:
+        def work(task: tuple[FileInfo, int | None], opener: BeneathOpener | None) -> Hashed | Exception:
             info, index = task
             try:
                 if index is not None:
                     return hash_chunk(artifact, info, index, chunked[info.path], progress, chunk_algorithm)
-                return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads)
+                return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads, opener=opener)
             except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
                 return e
+
+        # A local artifact read the standard way: each batch of small files is opened through
+        # one BeneathOpener (its directory walked to once, not once a file), closed after it.
+        direct = not artifact.remote and type(artifact).open_with_stat is Artifact.open_with_stat
+
+        def work_batch(batch: list[tuple[FileInfo, int | None]], guard: bool = True) -> list[Hashed | Exception]:
+            out: list[Hashed | Exception] = []
+            opener = BeneathOpener(artifact) if direct else None
+            try:
+                for t in batch:
+                    if not guard:  # in the calling thread: Ctrl-C propagates
+                        out.append(work(t, opener))
+                        continue
+                    try:
+                        out.append(work(t, opener))
+                    except BaseException as e:  # work does not raise; if it did, every file still gets a result
+                        out.append(e if isinstance(e, Exception) else RuntimeError(f"hashing thread stopped: {e!r}"))
+            finally:
+                if opener is not None:
+                    opener.close()
+            return out
 
         self._pool: Any = None
         self._runner = runner
@@ -577,31 +618,23 @@ class HashJob:
             units = [Unit(info, None, tuple(algs_of[info.path])) if k is None else Unit(info, k, (), chunked[info.path], chunk_algorithm)
                      for info, k in tasks]
             self._results = _counted(runner.start(artifact, units), units, on_bytes)
-        elif not tasks or threaded_bytes < POOL_MIN_BYTES:
-            self._results = map(work, tasks)  # hashed while iterated, in this thread
+            return
+        # Small files are hashed in batches (about BATCH_BYTES, at most BATCH_FILES files): on
+        # threads, handing out work and waiting for it costs per batch, not per file; and a
+        # batch opens its files through one BeneathOpener.
+        batches: list[list[tuple[FileInfo, int | None]]] = []
+        size = 0
+        for t in tasks:
+            small = t[1] is None and t[0].size < BATCH_BYTES
+            if small and batches and size + t[0].size <= BATCH_BYTES and len(batches[-1]) < BATCH_FILES and batches[-1][-1][1] is None:
+                batches[-1].append(t)
+                size += t[0].size
+            else:
+                batches.append([t])
+                size = t[0].size if small else BATCH_BYTES
+        if threaded_bytes < POOL_MIN_BYTES:  # hashed while iterated, in this thread
+            self._results = itertools.chain.from_iterable(work_batch(b, False) for b in batches)
         else:
-            # Small files go to the threads in batches (about BATCH_BYTES, at most BATCH_FILES
-            # files), so that handing out work and waiting for it costs per batch, not per file.
-            batches: list[list[tuple[FileInfo, int | None]]] = []
-            size = 0
-            for t in tasks:
-                small = t[1] is None and t[0].size < BATCH_BYTES
-                if small and batches and size + t[0].size <= BATCH_BYTES and len(batches[-1]) < BATCH_FILES and batches[-1][-1][1] is None:
-                    batches[-1].append(t)
-                    size += t[0].size
-                else:
-                    batches.append([t])
-                    size = t[0].size if small else BATCH_BYTES
-
-            def work_batch(batch: list[tuple[FileInfo, int | None]]) -> list[Hashed | Exception]:
-                out: list[Hashed | Exception] = []
-                for t in batch:
-                    try:
-                        out.append(work(t))
-                    except BaseException as e:  # work does not raise; if it did, every file still gets a result
-                        out.append(e if isinstance(e, Exception) else RuntimeError(f"hashing thread stopped: {e!r}"))
-                return out
-
             self._pool = _OrderedPool(work_batch, batches, min(n, len(batches)))
             self._results = itertools.chain.from_iterable(self._pool)
 

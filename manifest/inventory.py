@@ -139,25 +139,104 @@ class _Failed:
     error: Exception
 
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | _CLOEXEC
+
+
+def _open_dir_beneath(root: Path, parts: list[str]) -> int:
+    """A descriptor of the directory ``root/parts[0]/parts[1]/...``, each component
+    opened with O_NOFOLLOW relative to the one before (the root itself may be a link)."""
+    dfd = os.open(root, _ROOT_FLAGS)
+    try:
+        for part in parts:
+            dfd, parent = os.open(part, _DIR_FLAGS, dir_fd=dfd), dfd
+            os.close(parent)
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
+
+
+def _became_link(rel: str) -> InputError:
+    return InputError(f"{rel} became a symlink after discovery", code="unsafe-path", path=rel)
+
+
 def _open_beneath(root: Path, rel: str) -> int:
     """Open ``root/rel`` walking each component with O_NOFOLLOW, so a directory
     swapped for a symlink after discovery cannot redirect the read."""
-    flags_dir = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags_file = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    parts = rel.split("/")
-    dfd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    *dirs, name = rel.split("/")
     try:
-        for part in parts[:-1]:
-            nfd = os.open(part, flags_dir, dir_fd=dfd)
+        dfd = _open_dir_beneath(root, dirs)
+        try:
+            return os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        finally:
             os.close(dfd)
-            dfd = nfd
-        return os.open(parts[-1], flags_file, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise InputError(f"{rel} became a symlink after discovery", code="unsafe-path", path=rel) from None
+            raise _became_link(rel) from None
         raise
-    finally:
-        os.close(dfd)
+
+
+class BeneathOpener:
+    """Opens the files of one local artifact as :meth:`Artifact.open_with_stat` does
+    (every component beneath the root with O_NOFOLLOW, the file O_NONBLOCK, refused
+    unless it is still a regular file), but keeps the descriptor of the last directory
+    walked to: consecutive files of one directory cost one ``open`` each, not one per
+    path component plus the root. Close it when done (it is a context manager).
+
+    A directory swapped for a symlink after its descriptor was taken is not followed:
+    the files opened through the descriptor are still entries of the directory that was
+    walked to without following any link (never of the link's target), as they are for
+    a swap between the walk and the file's ``open`` in :func:`_open_beneath`. Callers
+    compare each opened file's ``fstat`` with what discovery saw (the digest engine
+    does), so a file that is not the very one listed is never vouched for either way."""
+
+    __slots__ = ("_dfd", "_dir", "_files", "_root")
+
+    def __init__(self, artifact: Artifact):
+        self._root = artifact.root
+        self._files = artifact.files
+        self._dir: str | None = None  # the relative directory _dfd is open on
+        self._dfd = -1
+
+    def open(self, rel: str) -> tuple[int, os.stat_result]:
+        """A descriptor of ``rel`` (the caller closes it) and its ``fstat``."""
+        source = self._files[rel].source
+        if source is not None:
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC)
+        else:
+            d, _, name = rel.rpartition("/")
+            try:
+                if d != self._dir:
+                    self.close()
+                    self._dfd = _open_dir_beneath(self._root, d.split("/") if d else [])
+                    self._dir = d
+                fd = os.open(name, _FILE_FLAGS, dir_fd=self._dfd)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise _became_link(rel) from None
+                raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{rel} is no longer a regular file", code="unsupported-file", path=rel)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def close(self) -> None:
+        if self._dfd >= 0:
+            dfd, self._dfd, self._dir = self._dfd, -1, None
+            os.close(dfd)
+
+    def __enter__(self) -> BeneathOpener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def is_within(path: str, base: str) -> bool:

@@ -25,6 +25,7 @@ from manifest.formats.safetensors import build, parse_header_bytes
 from manifest.inventory import (
     DEFAULT_IGNORE,
     Artifact,
+    BeneathOpener,
     FileInfo,
     ancestors,
     discover,
@@ -435,6 +436,72 @@ def test_a_directory_swapped_for_a_link_after_discovery_is_not_followed(tiny: Pa
     with pytest.raises(InputError, match=r"vocab\.txt became a symlink after discovery") as e:
         art.open("vocab.txt")
     assert (e.value.code, e.value.path) == ("unsafe-path", "vocab.txt")
+
+
+def test_an_opener_walks_to_each_directory_once_and_refuses_what_open_refuses(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    art = discover(tiny)
+    (tiny / "sub" / "c.txt").write_text("c")  # not listed: an opener opens only what discovery listed
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting(path: Any, flags: int, *a: Any, **k: Any) -> int:
+        opened.append(os.fspath(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", counting)
+    with BeneathOpener(art) as op:
+        for rel in ("sub/a.txt", "sub/a.txt", "sub/deep/b.txt", "vocab.txt", "config.json"):
+            fd, st = op.open(rel)
+            try:
+                assert os.read(fd, 100) == (tiny / rel).read_bytes() and st.st_ino == art.files[rel].ino
+            finally:
+                os.close(fd)
+        with pytest.raises(KeyError):
+            op.open("sub/c.txt")
+    root = str(tiny)
+    # the root and "sub" once for both sub/a.txt; root, sub, deep for b.txt; the root once for both root files
+    assert opened == [root, "sub", "a.txt", "a.txt", root, "sub", "deep", "b.txt", root, "vocab.txt", "config.json"]
+    assert op._dfd == -1  # closed on leaving the block
+    os.unlink(tiny / "vocab.txt")
+    os.mkfifo(tiny / "vocab.txt")
+    os.unlink(tiny / "config.json")
+    os.symlink(tiny / "sub" / "a.txt", tiny / "config.json")
+    with BeneathOpener(art) as op:
+        with pytest.raises(InputError, match="no longer a regular file"):
+            op.open("vocab.txt")
+        with pytest.raises(InputError, match=r"config\.json became a symlink after discovery") as e:
+            op.open("config.json")
+        assert (e.value.code, e.value.path) == ("unsafe-path", "config.json")
+
+
+def test_an_opener_keeps_reading_the_directory_it_walked_to_never_a_link_put_in_its_place(tiny: Path, tmp_path: Path) -> None:
+    """A directory swapped for a symlink after the opener walked to it: files of that
+    directory opened next through the kept descriptor are entries of the original
+    directory (the very files discovery listed), never the link's target; the next walk
+    to it, after another directory, is refused as Artifact.open refuses it."""
+    art = discover(tiny)
+    (tiny / "sub" / "x.txt").write_text("x")
+    art = discover(tiny)
+    other = tmp_path / "other"
+    (other / "deep").mkdir(parents=True)
+    (other / "a.txt").write_text("evil a")
+    (other / "x.txt").write_text("evil x")
+    with BeneathOpener(art) as op:
+        fd, _ = op.open("sub/a.txt")
+        os.close(fd)
+        os.rename(tiny / "sub", tmp_path / "moved")
+        os.symlink(other, tiny / "sub")
+        fd, st = op.open("sub/x.txt")
+        try:
+            assert os.read(fd, 100) == b"x" and st.st_ino == art.files["sub/x.txt"].ino
+        finally:
+            os.close(fd)
+        fd, _ = op.open("vocab.txt")
+        os.close(fd)
+        with pytest.raises(NotADirectoryError):
+            op.open("sub/a.txt")
+        with pytest.raises(NotADirectoryError):
+            op.open("sub/deep/b.txt")
 
 
 def test_a_file_replaced_by_a_fifo_is_refused_without_blocking(tiny: Path) -> None:

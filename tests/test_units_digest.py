@@ -503,6 +503,60 @@ def test_a_pool_never_has_more_threads_than_batches_or_workers(tmp_path: Path) -
     assert [t.name for t in job._pool._threads] == ["manifest-hash-0"]
 
 
+def test_a_directory_swapped_for_a_link_within_a_batch_is_read_where_discovery_saw_it(tmp_path: Path) -> None:
+    """Small files of one batch are opened through one descriptor of their directory.
+    Swapped for a symlink after that descriptor was taken, the directory's next file of
+    the batch is still read from the original directory (the very file discovery listed,
+    its stat checked as always), never from the link's target; the next walk to the
+    directory (after another one) refuses the link."""
+    d = tmp_path / "m"
+    (d / "d").mkdir(parents=True)
+    (d / "e").mkdir()
+    content = {"d/a.bin": b"aaa", "d/b.bin": b"bbb", "e/c.bin": b"cc", "d/z.bin": b"z"}  # hashed largest first: a, b, c, z
+    for rel, data in content.items():
+        (d / rel).write_bytes(data)
+    art = discover(d)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("a.bin", "b.bin", "z.bin"):
+        (other / name).write_bytes(b"evil")
+    swapped: list[int] = []
+
+    def on_bytes(_n: int) -> None:
+        if not swapped:  # after d/a.bin is read
+            os.rename(d / "d", tmp_path / "moved")
+            os.symlink(other, d / "d")
+            swapped.append(1)
+
+    job = digest.hash_files(art, list(art.files.values()), ["sha256"], on_bytes=on_bytes)
+    got = {i.path: r for i, r, _ in job}
+    assert job._pool is None and list(got) == ["d/a.bin", "d/b.bin", "e/c.bin", "d/z.bin"]
+    for rel in ("d/a.bin", "d/b.bin", "e/c.bin"):
+        assert got[rel] == {"sha256": hashlib.sha256(content[rel]).hexdigest()}
+    assert isinstance(got["d/z.bin"], NotADirectoryError)
+
+
+def test_short_reads_through_an_opener_are_read_on_to_the_expected_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = {"s0.bin": 0, "s1.bin": 1, "s100.bin": 100, "s5000.bin": 5000}
+    d, _ = _files(tmp_path, sizes)
+    art = discover(d)
+    real_read = os.read
+    calls: list[int] = []
+
+    def short(fd: int, n: int) -> bytes:
+        calls.append(n)
+        return real_read(fd, min(n, 7))
+
+    monkeypatch.setattr(os, "read", short)
+    got = {i.path: r for i, r, _ in digest.hash_files(art, list(art.files.values()), ["sha256"])}
+    assert got == {p: {"sha256": hashlib.sha256((d / p).read_bytes()).hexdigest()} for p in sizes}
+    assert len(calls) == sum(max(1, -(-n // 7)) + 1 for n in sizes.values())  # 7 bytes a read, then the read that finds the end
+    with open(d / "s100.bin", "ab") as f:
+        f.write(b"grown by more than one read")
+    got = {i.path: r for i, r, _ in digest.hash_files(art, [art.files["s100.bin"]], ["sha256"])}
+    assert isinstance(got["s100.bin"], FileChanged) and str(got["s100.bin"]) == "read 101 bytes, expected 100"
+
+
 def test_a_closed_job_yields_nothing_and_saves_the_cache_once(tmp_path: Path) -> None:
     d, _ = _files(tmp_path, {"a.txt": 5})
     art = discover(d)
