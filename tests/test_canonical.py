@@ -203,3 +203,59 @@ def test_a_document_the_parser_calls_plain_needs_no_walk(doc: Any, ascii_only: b
         except JSONError:
             got = None
         assert got == rfc(parsed)
+
+
+# ----------------------------------------------------------------------------- the plain fact
+def _plain_fact(data: bytes) -> bool:
+    facts: dict[str, Any] = {}
+    loads_strict(data, facts=facts)
+    return bool(facts["plain"])
+
+
+def test_digit_runs_inside_strings_leave_a_document_plain() -> None:
+    """A hex digest often holds 16 decimal digits in a row: only integer tokens count."""
+    doc = {"files": {"12345678901234567890.dat": {"sha256": "ab12345678901234567890cd" * 2, "size": 4096}},
+           "n": [1, -2, 999999999999999], "s": "0000000000000000000000000000000000000000000000"}
+    for layout in ({}, {"indent": 2}, {"separators": (",", ":")}):
+        assert _plain_fact(json.dumps(doc, **layout).encode())
+
+
+@pytest.mark.parametrize("data", [
+    b"1234567890123456", b" \n-1234567890123456\t", b"[1234567890123456]", b"[1, -1234567890123456]",
+    b'{"a":1234567890123456}', b'{"a" :\n\t -1234567890123456}', b"[\n  1,\n  12345678901234567890\n]",
+    b'{"a": [{"b": [0, 99999999999999999999]}]}', b'{"a": "x", "b":  \r\n9007199254740993}', b'["1", 1000000000000000 ]',
+])
+def test_an_integer_of_16_digits_anywhere_makes_a_document_not_plain(data: bytes) -> None:
+    assert not _plain_fact(data)
+
+
+@pytest.mark.parametrize("data", [b'{"a" :\n\t -%s}', b"[0,%s]", b"[\r\n%s]", b" %s ", b'{"s": "x", "t":%s}'])
+def test_an_integer_over_the_digit_cap_is_refused_wherever_it_stands(data: bytes) -> None:
+    with pytest.raises(JSONError, match="integer of 41 digits"):
+        loads_strict(data % (b"1" * 41))
+    assert loads_strict(b'["%s", %s]' % (b"1" * 41, b"1" * 40)) == ["1" * 41, int("1" * 40)]
+
+
+_LAYOUTS = [{}, {"indent": 2}, {"separators": (",", ":")}, {"indent": "\t", "separators": (" ,", " : ")}]
+
+
+@SETTINGS
+@given(st.recursive(st.integers(-999, 999) | st.integers(-(10**17), 10**17) | st.text("0123456789abcdef", max_size=40)
+                    | st.text("0123456789", min_size=16, max_size=20),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text("0123456789abcdef", max_size=20), c, max_size=4),
+                    max_leaves=20),
+       st.sampled_from(_LAYOUTS))
+def test_the_plain_fact_counts_integer_tokens_only(doc: Any, layout: dict[str, Any]) -> None:
+    """Strings of digits and letters (no ``:``, ``[`` or ``,`` to look like a token's
+    start) never make a document non-plain; an integer of 16 digits or more always does."""
+    ints: list[int] = []
+    stack = [doc]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+        elif isinstance(o, int):
+            ints.append(o)
+    assert _plain_fact(json.dumps(doc, **layout).encode()) == all(abs(i) < 10**15 for i in ints)
