@@ -127,6 +127,47 @@ def test_a_cyclic_document_is_refused_not_walked_forever() -> None:
     assert fast_canonical(doc) is None
 
 
+def reference_plain(o: Any) -> bool:
+    """What ``_plain`` decides, written the slow and obvious way (recursively)."""
+    t = type(o)
+    if t is dict:
+        return (all(type(k) is str and all(ord(c) <= 0xFFFF for c in k) for k in o)
+                and all(reference_plain(v) for v in o.values()))
+    if t is list or t is tuple:
+        return all(reference_plain(v) for v in o)
+    if t is int:
+        return -(2**53 - 1) <= o <= 2**53 - 1
+    return t in (str, bool, type(None))
+
+
+near_limits = st.integers(2**53 - 3, 2**53 + 3) | st.integers(-(2**53) - 3, -(2**53) + 3) | st.integers(-1000, 1000)
+any_keys = st.text(chars(False), max_size=4) | st.integers(-3, 3) | st.booleans() | st.none() | st.floats(allow_nan=False) | st.just(("t",))
+plain_candidates = st.recursive(
+    st.none() | st.booleans() | near_limits | st.floats() | st.text(chars(False), max_size=4) | st.just(b"x") | st.just({1}),
+    lambda c: st.lists(c, max_size=4) | st.lists(c, max_size=4).map(tuple)
+    | st.dictionaries(st.text(chars(False), max_size=4), c, max_size=4) | st.dictionaries(any_keys, c, max_size=3),
+    max_leaves=40)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_candidates)
+def test_the_level_walk_decides_as_the_recursive_one(doc: Any) -> None:
+    assert _plain(doc) == reference_plain(doc)
+    assert _plain([doc, {"k": doc}]) == reference_plain(doc)  # the same on a level shared with other containers
+
+
+@pytest.mark.parametrize("doc", [
+    {"\U0001f600": 1}, {"a": {"\U00010000x": 1}}, {"a": "\U0001f600"}, [1.0], {"x": [0, 1e16]}, [2**53 - 1, -(2**53 - 1)], [2**53],
+    [-(2**53)], {"n": [True, 2**63]}, [True, False, 1, 0], {1: "a"}, {True: 1}, {None: 1}, {"a": {2.5: 1}}, [b"bytes"], {"s": {1, 2}},
+    ("tuple", ["list"], {}, [], ""), [[[[[[]]]]]], [[[[[[1.5]]]]]], {"a": [{"b": [{"c": 2**60}]}]}, [{}, [], ()], 7, 2**53, 1.5, None, "s",
+    type("D", (dict,), {})(), [type("L", (list,), {})()], [type("I", (int,), {})(1)], {"": {"": {"": None}}},
+    {"files": {f"f{i}": {"sha256": "ab" * 32, "size": i} for i in range(2000)}},
+    {"files": {**{f"f{i}": {"sha256": "ab" * 32, "size": i} for i in range(2000)}, "last": {"size": 2**53}}},
+])
+def test_the_level_walk_on_edge_cases(doc: Any) -> None:
+    assert _plain(doc) == reference_plain(doc)
+
+
 # ----------------------------------------------------------------------------- pretty
 def reference_pretty(obj: Any, width: int = 160) -> str:
     """The manifest layout, written the slow and obvious way."""
