@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any
 
 from . import __version__
@@ -34,7 +35,7 @@ from .digest import ALGORITHMS
 from .errors import ManifestInvalid
 from .findings import Finding
 from .jsonio import JSONError, canonical_bytes, dumps_pretty, loads_strict
-from .paths import find_collisions, path_problem
+from .paths import all_safe, find_collisions, path_problem
 
 TYPE = "model-manifest"
 FORMAT_VERSION = 1
@@ -51,17 +52,22 @@ KNOWN_SECTIONS = {"weights", "tokenizer", "config", "requirements"}
 WEAK_ALGORITHMS = {"md5", "sha1", "none", "crc32", "adler32", "md4"}
 _HEX = {"sha256": 64, "blake3": 64, "xxh3-128": 32}
 _HEXRE = re.compile(r"^[0-9a-f]+$")
+_HEXRUN = re.compile(r"[0-9a-f]*")
 
 
 class ManifestUnsupported(ManifestInvalid):
     code = "manifest-unsupported"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FileEntry:
     path: str
     size: int
     digests: dict[str, str]
+
+    def __init__(self, path: str, size: int, digests: dict[str, str]) -> None:
+        # the generated __init__ of a frozen dataclass without its object.__setattr__ a field (one entry a listed file)
+        self.__dict__.update(path=path, size=size, digests=digests)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, **self.digests}
@@ -210,10 +216,11 @@ class Manifest:
         if not isinstance(ignore, list) or not all(isinstance(i, str) for i in ignore):
             raise ManifestInvalid('"hashing.ignore" must be a list of strings')
         files_raw = _obj(signed, "files", required=True)
-        files: dict[str, FileEntry] = {}
         usable = [a for a in algorithms if a in ALGORITHMS]
         entry_keys = frozenset({"size", *algorithms})
-        for p, raw_entry in files_raw.items():
+        fast = _plain_file_entries(files_raw, usable, entry_keys)
+        files: dict[str, FileEntry] = fast if fast is not None else {}
+        for p, raw_entry in files_raw.items() if fast is None else ():
             why = path_problem(p)
             if why is not None:
                 rejected.append(Finding.of("unsafe-path", f"manifest entry refused: {why}; never opened", path=p.encode("unicode_escape").decode("ascii")))
@@ -272,6 +279,35 @@ class Manifest:
     def cryptographic(self) -> bool:
         """True when at least one recorded digest is cryptographic."""
         return any(ALGORITHMS[a].cryptographic for a in self.algorithms if a in ALGORITHMS)
+
+
+def _plain_file_entries(files_raw: dict[str, Any], usable: list[str], entry_keys: frozenset[str]) -> dict[str, FileEntry] | None:
+    """The file table when every entry is well-formed and every path safe, checked column
+    by column in C-level passes over all entries (the paths joined, every size, every
+    digest of one algorithm joined); None when any check fails, and the entries are then
+    taken one by one (which names the first bad one, or refuses a path)."""
+    paths = list(files_raw)
+    raws = list(files_raw.values())
+    if not paths:
+        return {}
+    if not all_safe(paths) or set(map(type, raws)) != {dict} or not all(map(entry_keys.issuperset, raws)):
+        return None
+    sizes: list[Any] = list(map(dict.get, raws, repeat("size")))
+    if set(map(type, sizes)) != {int} or min(sizes) < 0 or max(sizes) >= 1 << 63:
+        return None
+    columns: list[list[Any]] = []
+    for a in usable:
+        column: list[Any] = list(map(dict.get, raws, repeat(a)))
+        if set(map(type, column)) != {str}:
+            return None
+        joined = "".join(column)
+        if len(joined) != _HEX[a] * len(column) or set(map(len, column)) != {_HEX[a]} or not _HEXRUN.fullmatch(joined):
+            return None
+        columns.append(column)
+    if len(usable) == 1:
+        (a,), (column,) = usable, columns
+        return {p: FileEntry(p, n, {a: d}) for p, n, d in zip(paths, sizes, column, strict=True)}
+    return {p: FileEntry(p, n, dict(zip(usable, ds, strict=True))) for p, n, *ds in zip(paths, sizes, *columns, strict=True)}
 
 
 def _chunks(raw: Any, files: dict[str, FileEntry], present: bool) -> tuple[int | None, dict[str, list[str]]]:

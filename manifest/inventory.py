@@ -9,6 +9,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -16,14 +17,14 @@ from .errors import InputError
 from .findings import Finding
 from .fsutil import file_kind
 from .jsonio import JSONError, loads_strict
-from .paths import find_collisions, path_problem
+from .paths import all_safe, find_collisions, path_problem
 
 DEFAULT_MANIFEST_NAME = "manifest.json"
 DEFAULT_IGNORE = (".git/", ".cache/", DEFAULT_MANIFEST_NAME)
 MAX_SMALL_FILE = 64 * 1024 * 1024  # JSON side files (config, tokenizer, index) above this are refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FileInfo:
     """A regular file of the artifact, as seen by ``lstat`` (or ``stat`` of an allowed link target)."""
 
@@ -35,8 +36,20 @@ class FileInfo:
     source: str | None = None  # absolute path actually read, when it differs (HF cache links)
     ctime_ns: int = 0  # inode change time: moves on any write or utime, so the stat cache keys on it too
 
+    def __init__(self, path: str, size: int, mtime_ns: int, ino: int, dev: int, source: str | None = None, ctime_ns: int = 0) -> None:
+        # The generated __init__ of a frozen dataclass, minus its object.__setattr__ call a
+        # field: 1.8 us of 3.5 a file here, 10,000 times in a discovery of 10,000 files.
+        self.__dict__.update(path=path, size=size, mtime_ns=mtime_ns, ino=ino, dev=dev, source=source, ctime_ns=ctime_ns)
+
     def stat_key(self) -> tuple[int, int, int, int]:
         return (self.size, self.mtime_ns, self.ino, self.dev)
+
+
+def _ignore_test(ignore: tuple[str, ...] | list[str]) -> Callable[[str], bool]:
+    """:func:`is_ignored` for one rule list, as one set lookup and one ``startswith``."""
+    prefixes = tuple(r for r in ignore if r.endswith("/") and r != "/")
+    exact = frozenset(r for r in ignore if not r.endswith("/"))
+    return lambda rel: rel in exact or rel.startswith(prefixes)
 
 
 def is_ignored(rel: str, ignore: tuple[str, ...] | list[str]) -> bool:
@@ -318,63 +331,34 @@ def discover(
     files: dict[str, FileInfo] = {}
     problems: list[Finding] = []
     dirs: list[str] = []
-    for rel, entry_path in _walk(rootp, problems, ignore_t, dirs):
-        if is_ignored(rel, ignore_t):
-            continue
-        why = path_problem(rel)
-        if why is not None:
-            shown = rel.encode("unicode_escape").decode("ascii")  # one line, ASCII: no newline or surrogate reaches the output
-            problems.append(Finding.of("unsafe-path", f"{why}; the file is not read", path=shown))
-            continue
-        try:
-            lst = os.lstat(entry_path)
-        except OSError as e:
-            problems.append(Finding.of("unreadable", f"cannot stat: {e.strerror}", path=rel))
-            continue
-        if stat.S_ISREG(lst.st_mode):
-            files[rel] = FileInfo(rel, lst.st_size, lst.st_mtime_ns, lst.st_ino, lst.st_dev, ctime_ns=lst.st_ctime_ns)
-        elif stat.S_ISLNK(lst.st_mode) and allowed is not None:
-            target = os.path.realpath(entry_path)
-            try:
-                tst = os.stat(target)
-            except OSError:
-                problems.append(Finding.of("unsafe-path", "symlink is dangling or loops; it is not followed", path=rel))
+    ignored = _ignore_test(ignore_t)
+    for batch in _walk(rootp, problems, ignored, dirs):
+        # One directory's entries: the path rules in one batched pass, one by one only if it fails.
+        safe = all_safe([rel for rel, _ in batch])
+        for rel, entry_path in batch:
+            if ignored(rel):
                 continue
-            if allowed == real_root:  # links followed inside the model itself (verify --oms --allow-symlinks)
-                if not is_within(target, allowed):
-                    problems.append(Finding.of("unsafe-path", f"symlink points outside the model directory (to {os.readlink(entry_path)}); "
-                                               "it is not followed", path=rel))
-                    continue
-                if not stat.S_ISREG(tst.st_mode):
-                    problems.append(Finding.of("unsupported-file", f"symlink to a {file_kind(tst.st_mode)} (to {os.readlink(entry_path)}); "
-                                               "only links to regular files are followed", path=rel))
-                    continue
-            elif not is_within(target, allowed) or not stat.S_ISREG(tst.st_mode):
-                problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
+            why = None if safe else path_problem(rel)
+            if why is not None:
+                shown = rel.encode("unicode_escape").decode("ascii")  # one line, ASCII: no newline or surrogate reaches the output
+                problems.append(Finding.of("unsafe-path", f"{why}; the file is not read", path=shown))
                 continue
-            files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target, ctime_ns=tst.st_ctime_ns)
-        elif stat.S_ISLNK(lst.st_mode):
-            target = os.readlink(entry_path)
-            real = os.path.realpath(entry_path)
             try:
-                os.stat(entry_path)
-                loops = False
+                lst = os.lstat(entry_path)
             except OSError as e:
-                loops = e.errno == errno.ELOOP
-            if loops:
-                problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); not followed", path=rel))
-            elif not is_within(real, os.path.realpath(rootp)):
-                problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
+                problems.append(Finding.of("unreadable", f"cannot stat: {e.strerror}", path=rel))
+                continue
+            if stat.S_ISREG(lst.st_mode):
+                files[rel] = FileInfo(rel, lst.st_size, lst.st_mtime_ns, lst.st_ino, lst.st_dev, ctime_ns=lst.st_ctime_ns)
             else:
-                problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))
-        else:
-            problems.append(Finding.of("unsupported-file", f"{file_kind(lst.st_mode)}; it is never opened", path=rel))
+                _not_regular(rel, entry_path, lst, files, problems, allowed, real_root, rootp)
     for a, b in find_collisions(list(files)):
         problems.append(Finding.of("path-collision", f"collides with {a} on case-insensitive or normalizing file systems", path=b))
     files = dict(sorted(files.items()))
     safe_dirs: list[str] = []
+    dirs_safe = all_safe(dirs)
     for rel in dirs:
-        why = path_problem(rel)
+        why = None if dirs_safe else path_problem(rel)
         if why is None:
             safe_dirs.append(rel)
         elif "/" not in rel or path_problem(rel.rsplit("/", 1)[0]) is None:  # the topmost bad name only
@@ -383,20 +367,65 @@ def discover(
     return Artifact(root=rootp, files=files, problems=problems, ignore=ignore_t, dirs=sorted(safe_dirs))
 
 
-def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...], dirs: list[str]) -> Iterator[tuple[str, str]]:
-    """Yield ``(relative posix path, os path)`` for every non-directory entry,
-    depth first, names sorted by code point, and append every directory walked (not
-    ignored) to ``dirs``. Directory symlinks are not descended (they are yielded)."""
+def _not_regular(rel: str, entry_path: str, lst: os.stat_result, files: dict[str, FileInfo], problems: list[Finding], allowed: str | None,
+                 real_root: str, rootp: Path) -> None:
+    """Record an entry of the walk that ``lstat`` says is not a regular file: an allowed
+    link to a regular file in ``files``, anything else as a finding."""
+    if stat.S_ISLNK(lst.st_mode) and allowed is not None:
+        target = os.path.realpath(entry_path)
+        try:
+            tst = os.stat(target)
+        except OSError:
+            problems.append(Finding.of("unsafe-path", "symlink is dangling or loops; it is not followed", path=rel))
+            return
+        if allowed == real_root:  # links followed inside the model itself (verify --oms --allow-symlinks)
+            if not is_within(target, allowed):
+                problems.append(Finding.of("unsafe-path", f"symlink points outside the model directory (to {os.readlink(entry_path)}); "
+                                           "it is not followed", path=rel))
+                return
+            if not stat.S_ISREG(tst.st_mode):
+                problems.append(Finding.of("unsupported-file", f"symlink to a {file_kind(tst.st_mode)} (to {os.readlink(entry_path)}); "
+                                           "only links to regular files are followed", path=rel))
+                return
+        elif not is_within(target, allowed) or not stat.S_ISREG(tst.st_mode):
+            problems.append(Finding.of("unsafe-path", "symlink points outside the allowed blob store; it is not followed", path=rel))
+            return
+        files[rel] = FileInfo(rel, tst.st_size, tst.st_mtime_ns, tst.st_ino, tst.st_dev, source=target, ctime_ns=tst.st_ctime_ns)
+    elif stat.S_ISLNK(lst.st_mode):
+        target = os.readlink(entry_path)
+        real = os.path.realpath(entry_path)
+        try:
+            os.stat(entry_path)
+            loops = False
+        except OSError as e:
+            loops = e.errno == errno.ELOOP
+        if loops:
+            problems.append(Finding.of("unsafe-path", f"symlink loop (to {target}); not followed", path=rel))
+        elif not is_within(real, os.path.realpath(rootp)):
+            problems.append(Finding.of("unsafe-path", f"symlink points outside the directory (to {target}); it is not followed", path=rel))
+        else:
+            problems.append(Finding.of("unsupported-file", f"symlink (to {target}); only regular files are fingerprinted", path=rel))
+    else:
+        problems.append(Finding.of("unsupported-file", f"{file_kind(lst.st_mode)}; it is never opened", path=rel))
+
+
+def _walk(root: Path, problems: list[Finding], ignored: Callable[[str], bool], dirs: list[str]) -> Iterator[list[tuple[str, str]]]:
+    """Yield, one directory at a time, ``(relative posix path, os path)`` of each of its
+    non-directory entries, depth first, names sorted by code point, and append every
+    directory walked (not ``ignored``) to ``dirs``. Directory symlinks are not descended
+    (they are yielded)."""
     stack: list[tuple[str, str]] = [("", str(root))]
+    by_name = attrgetter("name")
     while stack:
         prefix, dpath = stack.pop()
         try:
             with os.scandir(dpath) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=by_name)
         except OSError as e:
             problems.append(Finding.of("unreadable", f"cannot list directory: {e.strerror}", path=prefix.rstrip("/") or "."))
             continue
         subdirs: list[tuple[str, str]] = []
+        batch: list[tuple[str, str]] = []
         for entry in entries:
             rel = prefix + entry.name
             try:
@@ -404,11 +433,13 @@ def _walk(root: Path, problems: list[Finding], ignore: tuple[str, ...], dirs: li
             except OSError:
                 is_dir = False
             if is_dir:
-                if is_ignored(rel + "/", ignore):
+                if ignored(rel + "/"):
                     continue  # pruned by a directory rule: the root's .git/ is never walked (an exact rule names one file only)
                 dirs.append(rel)
                 subdirs.append((rel + "/", entry.path))
             else:
-                yield rel, entry.path
+                batch.append((rel, entry.path))
+        if batch:
+            yield batch
         stack.extend(reversed(subdirs))
 

@@ -33,6 +33,33 @@ def path_problem(rel: str) -> str | None:
     return _path_problem_slow(rel)
 
 
+# all_safe: the same rules over many paths joined by newlines (a newline is refused in a
+# path, so a separator cannot hide a bad one): a refused character other than the newline,
+# or a second character ":" on any line.
+_REFUSED_JOINED = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\]|^.:", re.M)
+_REFUSED_PARTS_BYTES = frozenset({b"", b".", b".."})
+
+
+def all_safe(paths: list[str]) -> bool:
+    """True when every one of ``paths`` passes :func:`path_problem`, checked in a few
+    C-level passes over all of them at once (discovery and the manifest loader ask for
+    10,000 paths at a time). False says only that one may not: ask :func:`path_problem`
+    of each for which and why."""
+    if not paths:
+        return True
+    try:
+        joined = "\n".join(paths)
+        encoded = joined.encode("utf-8")
+    except (TypeError, UnicodeEncodeError):  # not a string, or a lone surrogate
+        return False
+    if joined.count("\n") != len(paths) - 1 or joined.startswith("/") or "\n/" in joined or _REFUSED_JOINED.search(joined):
+        return False
+    if len(encoded) > MAX_PATH_BYTES and max(map(len, encoded.split(b"\n"))) > MAX_PATH_BYTES:
+        return False
+    parts = encoded.replace(b"\n", b"/").split(b"/")
+    return _REFUSED_PARTS_BYTES.isdisjoint(parts) and (len(encoded) <= MAX_COMPONENT_BYTES or max(map(len, parts)) <= MAX_COMPONENT_BYTES)
+
+
 def _path_problem_slow(rel: str) -> str | None:
     if not isinstance(rel, str) or rel == "":
         return "empty path"
@@ -77,6 +104,12 @@ def collision_key(rel: str) -> str:
 
 
 def find_collisions(paths: list[str]) -> list[tuple[str, str]]:
+    """The pairs ``(first, later)`` of ``paths`` with the same :func:`collision_key`."""
+    joined = "\n".join(paths)
+    if joined.isascii() and joined.count("\n") == len(paths) - 1:
+        # NFC leaves ASCII as it is and casefold() is lower() on it: no two keys alike, no pair
+        if len(set(joined.lower().split("\n"))) == len(paths):
+            return []
     seen: dict[str, str] = {}
     out: list[tuple[str, str]] = []
     for p in paths:

@@ -126,6 +126,78 @@ def test_both_paths_of_the_path_rules_agree_at_every_boundary() -> None:
         assert _path_problem_slow(rel) == why, rel[:40]
 
 
+UNSAFE_PATHS = ["", "a\x00b", "a\nb", "a\rb", "a\\b", "/etc/passwd", "C:evil", "c:/x", "\ud800", "a/" * 2048 + "b", "a/../b", "./a",
+                "a//b", "a/", "x" * 256, "\u00e9" * 128, "a\x1fb", "a\x7fb", "a\x01", "C:", "/", "\n", "a\n", "\nb", "a/\n/b", "..", "."]
+
+
+def test_all_safe_says_what_path_problem_says_of_every_path() -> None:
+    """The batched rules: a list passes when every path passes one by one, at every
+    boundary, wherever the bad path sits in the list (the joining newline hides nothing)."""
+    import random
+
+    from manifest.paths import all_safe, path_problem
+
+    good = ["a", "1_Pooling/config.json", "x" * 255, "\u00e9" * 127, "ab:c", ("d/" * 2047) + "f", "a b/~c.d", ".hidden", "a..b", ":a", "b/c:"]
+    good += [rel for rel, why in BOUNDARY_PATHS.items() if why is None]
+    assert all(path_problem(p) is None for p in good) and all_safe(good) and all_safe([]) and all_safe(["a"])
+    bad = UNSAFE_PATHS + [rel for rel, why in BOUNDARY_PATHS.items() if why is not None]
+    for rel in bad:
+        assert path_problem(rel) is not None, rel[:40]
+        for at in (0, 1, len(good)):
+            assert not all_safe([*good[:at], rel, *good[at:]]), (rel[:40], at)
+    assert not all_safe(["a", None]) and not all_safe(["a", b"b"])  # type: ignore[list-item]
+    rng = random.Random(7)
+    alphabet = ["a", "b", "/", ".", ":", "\\", "\n", "\x00", "\x1f", "\x7f", "\u00e9", "\ud800", " ", "x" * 120]
+    for _ in range(3000):
+        paths = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(rng.randint(1, 4))]
+        assert all_safe(paths) == all(path_problem(p) is None for p in paths), paths
+
+
+def test_collisions_of_ascii_paths_are_found_as_of_any_others() -> None:
+    import random
+
+    from manifest.paths import collision_key, find_collisions
+
+    def slow(paths: list[str]) -> list[tuple[str, str]]:
+        seen: dict[str, str] = {}
+        out = []
+        for p in paths:
+            if collision_key(p) in seen:
+                out.append((seen[collision_key(p)], p))
+            else:
+                seen[collision_key(p)] = p
+        return out
+
+    rng = random.Random(3)
+    for _ in range(2000):
+        paths = list(dict.fromkeys("".join(rng.choice("aAbB/\n\u00e9\u00c9") for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(0, 6))))
+        assert find_collisions(paths) == slow(paths), paths
+    assert find_collisions(["a/b", "A/b", "c", "C", "a\nb", "A\nB"]) == [("a/b", "A/b"), ("c", "C"), ("a\nb", "A\nB")]
+    assert find_collisions([f"d/f{i}" for i in range(100)]) == []
+
+
+def test_the_hand_written_initializers_set_every_field() -> None:
+    """FileInfo and FileEntry build their frozen instances without the generated __init__:
+    their parameters are the fields, in order, with the same defaults, and they stay frozen."""
+    import dataclasses
+    import inspect
+
+    from manifest.document import FileEntry
+    from manifest.inventory import FileInfo
+
+    for cls in (FileInfo, FileEntry):
+        params = list(inspect.signature(cls).parameters.values())
+        fields = dataclasses.fields(cls)
+        assert [p.name for p in params] == [f.name for f in fields]
+        assert [p.default for p in params] == [inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields]
+    info = FileInfo("a", 1, 2, 3, 4, ctime_ns=5)
+    assert vars(info) == {"path": "a", "size": 1, "mtime_ns": 2, "ino": 3, "dev": 4, "source": None, "ctime_ns": 5}
+    assert info == FileInfo("a", 1, 2, 3, 4, None, 5) and hash(info) == hash(FileInfo("a", 1, 2, 3, 4, None, 5))
+    assert dataclasses.replace(info, path="b").path == "b" and FileEntry("p", 1, {"sha256": "x"}).digests == {"sha256": "x"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.size = 9  # type: ignore[misc]
+
+
 def test_path_rules_refuse_a_non_string() -> None:
     from manifest.paths import path_problem
 

@@ -98,6 +98,75 @@ def _from_doc(doc: dict[str, Any]) -> Manifest:
     return Manifest.from_document(json.loads(json.dumps(doc)))
 
 
+def _table_doc(files: dict[str, Any], algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, Any]:
+    signed = {"_type": "model-manifest", "version": 1, "created_by": {"name": "t", "version": "1"}, "created_at": "2026-01-01T00:00:00Z",
+              "hashing": {"algorithms": list(algorithms), "ignore": []}, "files": files}
+    return {"signed": signed, "signatures": []}
+
+
+def _table_outcome(doc: dict[str, Any]) -> Any:
+    try:
+        m = _from_doc(doc)
+    except Exception as e:  # the outcome compared is the error itself
+        return (type(e).__name__, str(e))
+    return m.files, [(f.code, f.path, f.message) for f in m.rejected]
+
+
+def _good_entry(i: int, algorithms: tuple[str, ...]) -> dict[str, Any]:
+    return {"size": i, **{a: hashlib.sha256(f"{a}{i}".encode()).hexdigest()[: {"xxh3-128": 32}.get(a, 64)] for a in algorithms}}
+
+
+BAD_ENTRIES: dict[str, tuple[str, Any]] = {
+    "negative size": ("w/x.bin", {"size": -1}), "boolean size": ("w/x.bin", {"size": True}), "float size": ("w/x.bin", {"size": 1.5}),
+    "text size": ("w/x.bin", {"size": "1"}), "no size": ("w/x.bin", {"size": None}),
+    "unknown key": ("w/x.bin", {"extra": 1}), "uppercase": ("w/x.bin", {"sha256": "A" * 64}), "short": ("w/x.bin", {"sha256": "a" * 63}),
+    "long": ("w/x.bin", {"sha256": "a" * 65}), "number": ("w/x.bin", {"sha256": 5}), "not hex": ("w/x.bin", {"sha256": "g" * 64}),
+    "no digest": ("w/x.bin", {"sha256": None}), "newline": ("w/x.bin", {"sha256": "a" * 63 + "\n"}), "list": ("w/x.bin", []),
+    "climbs": ("../x.bin", {}), "backslash": ("a\\b.bin", {}), "second algorithm short": ("w/x.bin", {"blake3": "b" * 63}),
+}
+
+
+@pytest.mark.parametrize("algorithms", [("sha256",), ("sha256", "blake3"), ("sha256", "md5")])
+def test_the_file_table_read_in_columns_is_the_one_read_entry_by_entry(algorithms: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifest import document
+
+    files = {f"d{i % 3}/f{i:03}.bin": _good_entry(i, algorithms) for i in range(40)}
+    fast = _table_outcome(_table_doc(files, algorithms))
+    assert list(fast[0]) == list(files) and all(e.size == files[p]["size"] for p, e in fast[0].items())
+    usable = [a for a in algorithms if a != "md5"]
+    assert all(e.digests == {a: files[p][a] for a in usable} and e.path == p for p, e in fast[0].items())
+    monkeypatch.setattr(document, "_plain_file_entries", lambda *a: None)
+    assert _table_outcome(_table_doc(files, algorithms)) == fast
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENTRIES))
+def test_a_bad_entry_among_good_ones_is_refused_as_it_is_alone(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The column checks accept a table only when each entry passes on its own: any bad
+    entry, anywhere, gives the entry-by-entry answer (the error naming it, or the path refused)."""
+    from manifest import document
+
+    algorithms = ("sha256", "blake3")
+    files = {f"d/f{i:03}.bin": _good_entry(i, algorithms) for i in range(30)}
+    path, change = BAD_ENTRIES[case]
+    items = list(files.items())
+    items.insert(15, (path, change if isinstance(change, list) else {**_good_entry(7, algorithms), **change}))
+    doc = _table_doc(dict(items), algorithms)
+    fast = _table_outcome(doc)
+    monkeypatch.setattr(document, "_plain_file_entries", lambda *a: None)
+    assert _table_outcome(doc) == fast
+    if case in ("climbs", "backslash"):
+        assert [c for c, _, _ in fast[1]] == ["unsafe-path"] and path not in fast[0] and len(fast[0]) == 30
+    elif case != "newline":  # a digest ending in a newline is refused by neither (it can only mismatch)
+        assert fast[0] == "ManifestInvalid" and repr(path) in fast[1]
+
+
+def test_two_bad_digest_lengths_that_add_up_are_refused() -> None:
+    files = {f"f{i}": _good_entry(i, ("sha256",)) for i in range(4)}
+    files["f1"]["sha256"] += "a"
+    files["f2"]["sha256"] = files["f2"]["sha256"][:-1]
+    assert _table_outcome(_table_doc(files)) == ("ManifestInvalid", "file entry 'f1': sha256 must be 64 lowercase hex digits")
+
+
 # -- the digest comparison ------------------------------------------------------------------------
 
 
