@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from .inventory import Artifact, BeneathOpener, FileInfo
@@ -111,12 +112,16 @@ class FileChanged(Exception):
     """The file's size, mtime, ctime or inode moved while (or since) it was inspected."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Hashed:
     """One file's digests and the facts the stat cache needs to trust them later."""
 
     digests: dict[str, str]
     started_ns: int  # wall clock just before the first stat: the racy-timestamp guard's reference
+
+    def __init__(self, digests: dict[str, str], started_ns: int) -> None:
+        # the generated __init__ of a frozen dataclass without its object.__setattr__ a field (one a file hashed)
+        self.__dict__.update(digests=digests, started_ns=started_ns)
 
 
 class DigestCache(Protocol):
@@ -125,10 +130,6 @@ class DigestCache(Protocol):
     def get(self, info: FileInfo, algorithms: list[str]) -> dict[str, str] | None: ...
     def put(self, info: FileInfo, hashed: Hashed) -> None: ...
     def save(self) -> None: ...
-
-
-def _stat_tuple(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def _describe(info: FileInfo, before: os.stat_result, after: os.stat_result, total: int) -> str:
@@ -278,12 +279,17 @@ def _read_and_hash(artifact: Artifact, info: FileInfo, hashers: dict[str, Any], 
 
 
 def _check_unchanged(info: FileInfo, before: os.stat_result, after: os.stat_result, total: int, want: int) -> None:
-    want_stat = (info.size, info.mtime_ns, info.ino, info.dev)
-    if (
-        total != want
-        or _stat_tuple(before) != _stat_tuple(after)
-        or (before.st_size, before.st_mtime_ns, before.st_ino, before.st_dev) != want_stat
-        or (info.ctime_ns and before.st_ctime_ns != info.ctime_ns)
+    """Raise :class:`FileChanged` unless ``want`` bytes were read and the file's size, mtime,
+    ctime, inode and device are the same before and after the read and as discovery saw
+    them (its ctime when it recorded one)."""
+    if not (
+        total == want
+        and before.st_size == after.st_size == info.size
+        and before.st_mtime_ns == after.st_mtime_ns == info.mtime_ns
+        and before.st_ino == after.st_ino == info.ino
+        and before.st_dev == after.st_dev == info.dev
+        and before.st_ctime_ns == after.st_ctime_ns
+        and (not info.ctime_ns or before.st_ctime_ns == info.ctime_ns)
     ):
         raise FileChanged(_describe(info, before, after, total if total != want else info.size))
 
@@ -553,7 +559,8 @@ class HashJob:
                 self.cached.append((info, got))
             else:
                 todo.append(info)
-        todo.sort(key=lambda i: (-i.size, i.path))
+        todo.sort(key=attrgetter("path"))
+        todo.sort(key=attrgetter("size"), reverse=True)  # largest first, by path among equals (the sort is stable)
         self.todo = todo
         # A task is a whole file (index None) or one chunk of a file verified by chunks;
         # the chunks of a file are consecutive, so results can be gathered in order.
@@ -578,9 +585,14 @@ class HashJob:
             if on_bytes is not None:
                 on_bytes(k)
 
+        # A small file hashed with just these (no chunk key among them) is what hash_one hands to _hash_small.
+        plain = algorithms if all(a in HASHERS for a in algorithms) else None
+
         def work(task: tuple[FileInfo, int | None], opener: BeneathOpener | None) -> Hashed | Exception:
             info, index = task
             try:
+                if opener is not None and plain is not None and index is None and info.size < BLOCK and algs_of[info.path] is algorithms:
+                    return _hash_small(artifact, info, plain, progress, opener)
                 if index is not None:
                     return hash_chunk(artifact, info, index, chunked[info.path], progress, chunk_algorithm)
                 return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads, opener=opener)

@@ -186,6 +186,24 @@ def test_a_clean_tiny_checkpoint_verifies_by_chunks_and_whole_files(tiny: Path) 
     assert rep.stats["algorithms"] == ["sha256"]
 
 
+def test_a_renamed_file_is_missing_and_extra_though_the_count_is_the_same(tiny: Path) -> None:
+    m = _create(tiny)
+    os.rename(tiny / "sub" / "a.txt", tiny / "sub" / "A.txt")
+    rep = api.verify(tiny, m, options=_opts())
+    assert [(f.code, f.path) for f in _errors(rep)] == [("missing-file", "sub/a.txt"), ("extra-file", "sub/A.txt")]
+
+
+@pytest.mark.parametrize("algorithms", [["sha256"], ["blake3"], ["sha256", "blake3"]])
+def test_a_changed_small_file_is_named_whatever_digests_are_compared(tiny: Path, algorithms: list[str]) -> None:
+    """Digests equal to the manifest's skip the per-algorithm comparison; a file whose
+    digests differ (all compared, or the subset asked for) is still named."""
+    m = _create(tiny, algorithms=["sha256", "blake3"])
+    assert api.verify(tiny, m, options=_opts(algorithms=algorithms)).exit_status == 0
+    _flip(tiny / "sub" / "deep" / "b.txt", 1)
+    rep = api.verify(tiny, m, options=_opts(algorithms=algorithms))
+    assert [(f.code, f.path) for f in _errors(rep)] == [("digest-mismatch", "sub/deep/b.txt")]
+
+
 @pytest.mark.parametrize("where", ["header", "first", "boundary", "last"])
 def test_a_changed_byte_names_its_chunk_range_and_tensors(tiny: Path, where: str) -> None:
     m = _create(tiny)
