@@ -544,28 +544,33 @@ class HashJob:
         self._on_bytes = on_bytes
         self.cached: list[tuple[FileInfo, dict[str, str]]] = []
         chunked = chunked or {}
+        # The algorithms of the files that are not hashed with just ``algorithms``.
         algs_of: dict[str, list[str]] = {}
-        todo: list[FileInfo] = []
-        for info in infos:
-            if info.path in chunked:
-                algs = [chunk_key(chunked[info.path], chunk_algorithm)]
-            elif chunk_size and info.size > chunk_size and CHUNK_ALGORITHM in algorithms:
-                algs = [*algorithms, chunk_key(chunk_size)]
-            else:
-                algs = algorithms
-            algs_of[info.path] = algs
-            got = cache.get(info, algs) if cache is not None else None
-            if got is not None:
-                self.cached.append((info, got))
-            else:
-                todo.append(info)
+        csize = chunk_size or 0
+        whole_chunks = csize > 0 and CHUNK_ALGORITHM in algorithms
+        if cache is None and not chunked and not whole_chunks:
+            todo = list(infos)  # every file hashed, with ``algorithms``
+        else:
+            todo = []
+            for info in infos:
+                if info.path in chunked:
+                    algs = algs_of[info.path] = [chunk_key(chunked[info.path], chunk_algorithm)]
+                elif whole_chunks and info.size > csize:
+                    algs = algs_of[info.path] = [*algorithms, chunk_key(csize)]
+                else:
+                    algs = algorithms
+                got = cache.get(info, algs) if cache is not None else None
+                if got is not None:
+                    self.cached.append((info, got))
+                else:
+                    todo.append(info)
         todo.sort(key=attrgetter("path"))
         todo.sort(key=attrgetter("size"), reverse=True)  # largest first, by path among equals (the sort is stable)
         self.todo = todo
         # A task is a whole file (index None) or one chunk of a file verified by chunks;
         # the chunks of a file are consecutive, so results can be gathered in order.
-        tasks: list[tuple[FileInfo, int | None]] = []
-        for info in todo:
+        tasks: list[tuple[FileInfo, int | None]] = [] if chunked else [(info, None) for info in todo]
+        for info in todo if chunked else ():
             if info.path in chunked:
                 tasks.extend((info, k) for k in range(chunk_count(info.size, chunked[info.path])))
             else:
@@ -588,14 +593,16 @@ class HashJob:
         # A small file hashed with just these (no chunk key among them) is what hash_one hands to _hash_small.
         plain = algorithms if all(a in HASHERS for a in algorithms) else None
 
+        report: Callable[[int], None] | None = progress  # what the hashers call with each block's size
+
         def work(task: tuple[FileInfo, int | None], opener: BeneathOpener | None) -> Hashed | Exception:
             info, index = task
             try:
-                if opener is not None and plain is not None and index is None and info.size < BLOCK and algs_of[info.path] is algorithms:
-                    return _hash_small(artifact, info, plain, progress, opener)
+                if opener is not None and plain is not None and index is None and info.size < BLOCK and info.path not in algs_of:
+                    return _hash_small(artifact, info, plain, report, opener)
                 if index is not None:
-                    return hash_chunk(artifact, info, index, chunked[info.path], progress, chunk_algorithm)
-                return hash_one(artifact, info, algs_of[info.path], progress, threads=inner_threads, opener=opener)
+                    return hash_chunk(artifact, info, index, chunked[info.path], report, chunk_algorithm)
+                return hash_one(artifact, info, algs_of.get(info.path, algorithms), report, threads=inner_threads, opener=opener)
             except Exception as e:  # OSError, FileChanged, or InputError (the file became a link)
                 return e
 
@@ -627,7 +634,7 @@ class HashJob:
         # and any remote object (its reads wait on the network, not the GIL).
         threaded_bytes = sum(i.size for i in todo if artifact.remote or i.size >= THREADED_MIN_FILE or i.path in chunked)
         if runner is not None and tasks:
-            units = [Unit(info, None, tuple(algs_of[info.path])) if k is None else Unit(info, k, (), chunked[info.path], chunk_algorithm)
+            units = [Unit(info, None, tuple(algs_of.get(info.path, algorithms))) if k is None else Unit(info, k, (), chunked[info.path], chunk_algorithm)
                      for info, k in tasks]
             self._results = _counted(runner.start(artifact, units), units, on_bytes)
             return
@@ -645,6 +652,7 @@ class HashJob:
                 batches.append([t])
                 size = t[0].size if small else BATCH_BYTES
         if threaded_bytes < POOL_MIN_BYTES:  # hashed while iterated, in this thread
+            report = on_bytes  # nothing to stop: a file is hashed only when the consumer asks for it
             self._results = itertools.chain.from_iterable(work_batch(b, False) for b in batches)
         else:
             self._pool = _OrderedPool(work_batch, batches, min(n, len(batches)))
