@@ -86,7 +86,7 @@ def gc_paused() -> Iterator[None]:
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_QUOTED_BRACKETS = re.compile(rb'"[^"]*"')
+_QUOTED = re.compile(rb'"[^"]*"')
 # Where integers of many digits can be, seen in one C-level pass over the raw text. An
 # integer token is a run of digits that follows ":", "[" or "," (or starts the document),
 # with only whitespace and a minus sign between. Digits become "0", those three
@@ -106,32 +106,72 @@ def _int_token(shape: bytes, digits: int) -> bool:
     return shape.startswith(run) or b"," + run in shape
 
 
-_KEEP = b'[]{}"'
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_KEEP = b'[]{}":'
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{}:")
 _NOT_SKELETON = bytes(b for b in range(256) if b not in _KEEP)
 
 
-def _check_depth(data: bytes, max_depth: int) -> None:
-    """Nesting bound, run on the raw bytes of a document already known to be valid JSON.
+def _structure(data: bytes) -> bytes:
+    """The brackets and colons of ``data`` (valid JSON) that stand outside its strings, in
+    order: C-level passes. Without a backslash in the text, strings are cut out of the
+    skeleton of brackets, colons and quotes (a fraction of the size): an empty ``""``
+    there is a string without brackets or colons, or the boundary between two strings."""
+    if b"\\" in data:
+        return _STRING.sub(b"", data).translate(None, _NOT_STRUCTURE)
+    skeleton = data.translate(None, _NOT_SKELETON).replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = _QUOTED.sub(b"", skeleton)
+    return skeleton
 
-    Strings are cut out, everything but brackets dropped, then innermost ``[]``/``{}``
+
+def _check_depth(data: bytes, max_depth: int, brackets: bytes | None = None) -> None:
+    """Nesting bound, run on the raw bytes of a document already known to be valid JSON
+    (``brackets``: its brackets outside strings, when already at hand).
+
+    Everything but the brackets outside strings is dropped, then innermost ``[]``/``{}``
     pairs removed one level per pass: C-speed passes, as many as the depth, so a large
     tokenizer.json costs milliseconds (the C parser already turned pathological
-    nesting into a RecursionError). Without a backslash in the text, strings are cut
-    out of the bracket-and-quote skeleton (a fraction of the size): an empty ``""``
-    there is a string without brackets, or the boundary between two strings."""
-    if b"\\" in data:
-        skeleton = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    else:
-        skeleton = data.translate(None, _NOT_SKELETON).replace(b'""', b"")
-        if b'"' in skeleton:
-            skeleton = _QUOTED_BRACKETS.sub(b"", skeleton)
+    nesting into a RecursionError)."""
+    skeleton = _structure(data).translate(None, b":") if brackets is None else brackets
     for _ in range(max_depth):
         if not skeleton:
             return
         skeleton = skeleton.replace(b"[]", b"").replace(b"{}", b"")
     if skeleton:
         raise JSONError(f"nesting deeper than {max_depth}")
+
+
+def _object_in_array(brackets: bytes) -> bool:
+    """Whether an object of a valid document (``brackets``: its brackets outside strings)
+    has an array for its parent. Arrays holding no object anywhere are removed innermost
+    first; an array that stays holds one, and the first object on the way down to it has
+    an array for its parent. Not settled within MAX_DEPTH passes: True."""
+    for _ in range(MAX_DEPTH + 1):
+        if b"[]" not in brackets:
+            return b"[" in brackets
+        brackets = brackets.replace(b"[]", b"")
+    return True
+
+
+_UNPARSED = object()
+_is_dict = dict.__instancecheck__
+
+
+def _members(value: Any, objects: int) -> int:
+    """The number of members of the objects in ``value`` (parsed JSON) that are the root or
+    a member of another object, level by level with C-level passes over all the objects of
+    a level; it stops once it has seen ``objects`` of them (all that the text holds: a
+    header's tensor rows are not searched for objects). Objects it does not reach only
+    make the count smaller."""
+    n = seen = 0
+    level = [value] if type(value) is dict else []
+    while level:
+        n += sum(map(len, level))
+        seen += len(level)
+        if seen >= objects:
+            break
+        level = list(filter(_is_dict, chain.from_iterable(map(dict.values, level))))
+    return n
 
 
 # What can make the C encoder's canonical text differ from RFC 8785's, seen in the raw
@@ -166,23 +206,43 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
         floats += 1
         return _float(t)
 
-    try:
-        with gc_paused():
-            value = json.loads(
-                text,
-                object_pairs_hook=_pairs,
-                parse_constant=_constant,
-                parse_int=_int if _int_token(shape, MAX_INT_DIGITS + 1) else None,
-                parse_float=_float if facts is None else on_float,
-            )
-    except JSONError:
-        raise
-    except RecursionError:
-        raise JSONError("nesting too deep") from None
-    except (ValueError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise JSONError(msg) from None
-    _check_depth(data, max_depth)
+    hooks: dict[str, Any] = {
+        "parse_constant": _constant,
+        "parse_int": _int if _int_token(shape, MAX_INT_DIGITS + 1) else None,
+        "parse_float": _float if facts is None else on_float,
+    }
+    value: Any = _UNPARSED
+    parsed = brackets = None
+    if b"\\" not in data:
+        # Duplicate keys without a Python call per object, where every object is the root or
+        # a member of another (a safetensors header): the members in the text (its colons
+        # outside strings) against those of the parsed objects, where a repeated key leaves
+        # one. Any difference, and any error, goes to the parse below, which names the
+        # first broken rule as it always did. Where objects sit in arrays (a manifest), the
+        # walk that would find them all costs more than the per-object hook.
+        structure = _structure(data)
+        brackets = structure.translate(None, b":")
+        if not _object_in_array(brackets):
+            try:
+                with gc_paused():
+                    parsed = json.loads(text, **hooks)
+                    if structure.count(b":") == _members(parsed, brackets.count(b"{")):
+                        value = parsed
+            except (ValueError, TypeError, RecursionError):  # JSONError too
+                pass
+    if value is _UNPARSED:
+        parsed = None  # not held while the document is parsed again
+        try:
+            with gc_paused():
+                value = json.loads(text, object_pairs_hook=_pairs, **hooks)
+        except JSONError:
+            raise
+        except RecursionError:
+            raise JSONError("nesting too deep") from None
+        except (ValueError, TypeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise JSONError(msg) from None
+    _check_depth(data, max_depth, brackets)
     if facts is not None:
         facts["plain"] = (not floats and not _int_token(shape, _SAFE_DIGITS) and not data.translate(None, _BELOW_F0)
                           and (b"\\u" not in data or _HIGH_SURROGATE_ESCAPE.search(data) is None))
@@ -218,7 +278,6 @@ _PLAIN_TYPES = _SCALARS | _CONTAINERS | {int}
 
 
 _DICT_ONLY = frozenset({dict})
-_is_dict = dict.__instancecheck__
 _is_int = int.__instancecheck__
 
 

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from manifest import jsonio
 from manifest.document import Manifest
 from manifest.errors import ManifestError, ManifestInvalid
 from manifest.jsonio import MAX_DEPTH, MAX_INT_DIGITS, JSONError, loads_strict
@@ -154,3 +157,85 @@ def test_cli_rejects_suite_file_as_manifest_in_one_line(name: str, cli, tmp_path
     lines = r.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error[manifest-invalid]: "), r.err
     assert "Traceback" not in r.err
+
+
+# --------------------------------------------------------------------------- duplicate keys
+# Without a backslash in the text and with no object in an array, the loader parses
+# without a per-object hook and counts members (colons outside strings against the members
+# of the parsed objects); only a difference, or an error, sends it to the hook. It must
+# raise exactly when the hook-based parse raises, with the same message.
+def hook_parse(data: bytes) -> Any:
+    """The loader with the duplicate-key hook on every object (how it parsed every document)."""
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=jsonio._pairs, parse_constant=jsonio._constant,
+                           parse_int=jsonio._int, parse_float=jsonio._float)
+    except JSONError:
+        raise
+    except RecursionError:
+        raise JSONError("nesting too deep") from None
+    except (ValueError, TypeError) as e:
+        raise JSONError(str(e).splitlines()[0]) from None
+    jsonio._check_depth(data, MAX_DEPTH)
+    return value
+
+
+def outcome(parse: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "value", parse(data)
+    except JSONError as e:
+        return "error", str(e)
+
+
+def json_texts(escaped: bool, bad: bool, colon: str) -> st.SearchStrategy[str]:
+    """JSON texts written by hand, so objects can repeat keys: short keys from a small
+    alphabet (repeats are frequent, identical members too) holding ``:`` and brackets, and
+    ``"`` or ``\\`` escapes when ``escaped``; ``bad`` adds leaves the loader refuses."""
+    keys = st.text(st.sampled_from('ab:{}[], é"\\' if escaped else "ab:{}[], é"), max_size=3).map(
+        lambda k: json.dumps(k, ensure_ascii=False))
+    leaves = ["1", "-2", '"x"', '"a:b"', '":"', '""', "null", "true", "[]", "{}", "2.5", '"{:}"']
+    if escaped:
+        leaves += ['"\\":"', '"\\\\"', '"\\u003a"']
+    if bad:
+        leaves += ["NaN", "1e999", "1" * 41]
+    return st.recursive(
+        st.sampled_from(leaves),
+        lambda c: st.lists(c, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]")
+        | st.lists(st.tuples(keys, c), max_size=4).map(lambda kv: "{" + ",".join(k + colon + v for k, v in kv) + "}"),
+        max_leaves=30)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.tuples(st.booleans(), st.booleans(), st.sampled_from([":", ": ", " :\n\t"])).flatmap(lambda a: json_texts(*a)),
+       st.sampled_from(["", " ", " x", "]", "{}"]))
+def test_duplicate_keys_are_refused_exactly_as_the_per_object_hook_refuses_them(text: str, tail: str) -> None:
+    data = (text + tail).encode("utf-8")
+    assert outcome(loads_strict, data) == outcome(hook_parse, data)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b'{"a":1,"a":1}', "duplicate key 'a'"),
+    (b'[{"a:":1},{"b":{"c":[{"c":2, "c" : 2}]}}]', "duplicate key 'c'"),
+    (b'{"a":1,"b":{"a":1,"b":{"x:":1,"x:":2}}}', "duplicate key 'x:'"),
+    (b'[{"a":1,"a":2}, NaN]', "duplicate key 'a'"),  # the first broken rule in parse order is named
+    (b'{"a":1,"a":2,"b":NaN}', "NaN is not valid JSON"),
+    (b'{"a":1,"a":2} x', "duplicate key 'a'"),
+    (b'{"q\\"":1,"q\\"":2}', "duplicate key 'q\"'"),
+    (b'{"a":1} x', "Extra data: line 1 column 9 (char 8)"),
+])
+def test_the_first_broken_rule_is_named(data: bytes, message: str) -> None:
+    with pytest.raises(JSONError) as e:
+        loads_strict(data)
+    assert str(e.value) == message
+
+
+def test_a_document_without_a_backslash_or_an_object_in_an_array_needs_no_per_object_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pairs: Any) -> Any:
+        raise AssertionError("the per-object hook was called")
+
+    monkeypatch.setattr(jsonio, "_pairs", refuse)
+    data = b'{"a": {"b:": ":", "c": {"{": "}", "[": [1, [[], "[{"]], "": {"d": null}}}, "e": ":x", "f": [[[2]]]}'
+    assert loads_strict(data) == json.loads(data)
+    assert loads_strict(b'[1, [[], ["{}"]], "a:b"]') == [1, [[], ["{}"]], "a:b"]
+    for hooked in (b'{"a": {"b": 1, "b": 2}}', b'{"a\\n": 1}', b'[{"a": 1}]', b'{"a": [[{"b": 1}]]}'):
+        with pytest.raises(AssertionError):
+            loads_strict(hooked)
