@@ -38,18 +38,17 @@ class FileInfo:
 
     def __init__(self, path: str, size: int, mtime_ns: int, ino: int, dev: int, source: str | None = None, ctime_ns: int = 0) -> None:
         # The generated __init__ of a frozen dataclass, minus its object.__setattr__ call a
-        # field: 1.8 us of 3.5 a file here, 10,000 times in a discovery of 10,000 files.
-        self.__dict__.update(path=path, size=size, mtime_ns=mtime_ns, ino=ino, dev=dev, source=source, ctime_ns=ctime_ns)
+        # field: 0.7 us instead of 3.5 here, 10,000 times in a discovery of 10,000 files.
+        d = self.__dict__
+        d["path"], d["size"], d["mtime_ns"], d["ino"], d["dev"], d["source"], d["ctime_ns"] = path, size, mtime_ns, ino, dev, source, ctime_ns
 
     def stat_key(self) -> tuple[int, int, int, int]:
         return (self.size, self.mtime_ns, self.ino, self.dev)
 
 
-def _ignore_test(ignore: tuple[str, ...] | list[str]) -> Callable[[str], bool]:
-    """:func:`is_ignored` for one rule list, as one set lookup and one ``startswith``."""
-    prefixes = tuple(r for r in ignore if r.endswith("/") and r != "/")
-    exact = frozenset(r for r in ignore if not r.endswith("/"))
-    return lambda rel: rel in exact or rel.startswith(prefixes)
+def _ignore_rules(ignore: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """:func:`is_ignored`'s rules split: the directory rules (one ``startswith``) and the exact paths (one set)."""
+    return tuple(r for r in ignore if r.endswith("/") and r != "/"), frozenset(r for r in ignore if not r.endswith("/"))
 
 
 def is_ignored(rel: str, ignore: tuple[str, ...] | list[str]) -> bool:
@@ -331,13 +330,17 @@ def discover(
     files: dict[str, FileInfo] = {}
     problems: list[Finding] = []
     dirs: list[str] = []
-    ignored = _ignore_test(ignore_t)
-    for batch in _walk(rootp, problems, ignored, dirs):
-        # One directory's entries: the path rules in one batched pass, one by one only if it fails.
-        safe = all_safe([rel for rel, _ in batch])
-        for rel, entry_path in batch:
-            if ignored(rel):
-                continue
+    prefixes, exact = _ignore_rules(ignore_t)
+    for prefix, listed in _walk(rootp, problems, prefixes, dirs):
+        # One directory's entries (``prefix`` + a name without "/"): a directory rule matches
+        # all of them or none (the walk prunes such a directory: none); an exact rule one.
+        # Then the path rules in one batched pass, one by one only if it fails.
+        if prefix.startswith(prefixes):
+            continue
+        rels = [rel for rel, _ in listed]
+        entries = listed if exact.isdisjoint(rels) else [e for e in listed if e[0] not in exact]
+        safe = all_safe(rels if entries is listed else [rel for rel, _ in entries])
+        for rel, entry_path in entries:
             why = None if safe else path_problem(rel)
             if why is not None:
                 shown = rel.encode("unicode_escape").decode("ascii")  # one line, ASCII: no newline or surrogate reaches the output
@@ -409,11 +412,12 @@ def _not_regular(rel: str, entry_path: str, lst: os.stat_result, files: dict[str
         problems.append(Finding.of("unsupported-file", f"{file_kind(lst.st_mode)}; it is never opened", path=rel))
 
 
-def _walk(root: Path, problems: list[Finding], ignored: Callable[[str], bool], dirs: list[str]) -> Iterator[list[tuple[str, str]]]:
-    """Yield, one directory at a time, ``(relative posix path, os path)`` of each of its
-    non-directory entries, depth first, names sorted by code point, and append every
-    directory walked (not ``ignored``) to ``dirs``. Directory symlinks are not descended
-    (they are yielded)."""
+def _walk(root: Path, problems: list[Finding], prune: tuple[str, ...], dirs: list[str]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """Yield, one directory at a time, its relative path with a trailing "/" ("" for the
+    root) and ``(relative posix path, os path)`` of each of its non-directory entries,
+    depth first, names sorted by code point; append every directory walked to ``dirs``,
+    except one whose path with a trailing "/" starts with a rule in ``prune`` (not walked).
+    Directory symlinks are not descended (they are yielded)."""
     stack: list[tuple[str, str]] = [("", str(root))]
     by_name = attrgetter("name")
     while stack:
@@ -433,13 +437,13 @@ def _walk(root: Path, problems: list[Finding], ignored: Callable[[str], bool], d
             except OSError:
                 is_dir = False
             if is_dir:
-                if ignored(rel + "/"):
+                if (rel + "/").startswith(prune):
                     continue  # pruned by a directory rule: the root's .git/ is never walked (an exact rule names one file only)
                 dirs.append(rel)
                 subdirs.append((rel + "/", entry.path))
             else:
                 batch.append((rel, entry.path))
         if batch:
-            yield batch
+            yield prefix, batch
         stack.extend(reversed(subdirs))
 

@@ -388,6 +388,28 @@ def test_discovery_ignores_the_roots_git_dir_and_the_manifest_only(tiny: Path) -
     assert not is_ignored("a/b", ["a/b/"]) and is_ignored("a/b/c", ["a/b/"])
 
 
+@pytest.mark.parametrize("rules", [DEFAULT_IGNORE, ("a/b/", "a/x", "x", "/", "a/b"), ("a/", "b/c/d", "c/"), ("x/", "y"), ()])
+def test_discovery_leaves_out_exactly_what_the_ignore_rules_name(tmp_path: Path, rules: tuple[str, ...]) -> None:
+    """Discovery applies the rules a directory at a time; what it keeps is what is_ignored
+    keeps, file by file and directory by directory (a directory rule prunes the walk)."""
+    d = tmp_path / "t"
+    for rel in ("x", "y", "a/x", "a/b/c", "a/b/d/e", "a/bc/f", "b/c/d", "b/c/e", "c/x", ".git/HEAD", "s/.git/h", "x2/y", "manifest.json"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(rel)
+    (d / "empty").mkdir()
+    art = discover(d, ignore=rules)
+    files, dirs = [], []
+    for top, dnames, fnames in os.walk(d):
+        rel_top = Path(top).relative_to(d).as_posix()
+        rel_top = "" if rel_top == "." else rel_top + "/"
+        if rel_top and any(is_ignored(rel_top[:i + 1], rules) for i in range(len(rel_top)) if rel_top[i] == "/"):
+            dnames[:] = []
+            continue
+        dirs += [rel_top + n for n in dnames if not is_ignored(rel_top + n + "/", rules)]
+        files += [rel_top + n for n in fnames if not is_ignored(rel_top + n, rules)]
+    assert sorted(art.files) == sorted(files) and art.dirs == sorted(dirs)
+
+
 def test_every_non_regular_entry_is_a_finding_and_never_a_file(tiny: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("o")
