@@ -121,7 +121,8 @@ class Hashed:
 
     def __init__(self, digests: dict[str, str], started_ns: int) -> None:
         # the generated __init__ of a frozen dataclass without its object.__setattr__ a field (one a file hashed)
-        self.__dict__.update(digests=digests, started_ns=started_ns)
+        d = self.__dict__
+        d["digests"], d["started_ns"] = digests, started_ns
 
 
 class DigestCache(Protocol):

@@ -67,7 +67,8 @@ class FileEntry:
 
     def __init__(self, path: str, size: int, digests: dict[str, str]) -> None:
         # the generated __init__ of a frozen dataclass without its object.__setattr__ a field (one entry a listed file)
-        self.__dict__.update(path=path, size=size, digests=digests)
+        d = self.__dict__
+        d["path"], d["size"], d["digests"] = path, size, digests
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, **self.digests}
