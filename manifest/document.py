@@ -51,7 +51,7 @@ MAX_CHUNK = 1 << 32
 KNOWN_SECTIONS = {"weights", "tokenizer", "config", "requirements"}
 WEAK_ALGORITHMS = {"md5", "sha1", "none", "crc32", "adler32", "md4"}
 _HEX = {"sha256": 64, "blake3": 64, "xxh3-128": 32}
-_HEXRE = re.compile(r"^[0-9a-f]+$")
+_HEXRE = re.compile(r"[0-9a-f]+")  # fullmatch: "$" would also match before a final newline
 _HEXRUN = re.compile(r"[0-9a-f]*")
 
 
@@ -236,7 +236,7 @@ class Manifest:
             digests: dict[str, str] = {}
             for a in usable:
                 d = raw_entry.get(a)
-                if not isinstance(d, str) or len(d) != _HEX[a] or not _HEXRE.match(d):
+                if not isinstance(d, str) or len(d) != _HEX[a] or not _HEXRE.fullmatch(d):
                     raise ManifestInvalid(f"file entry {p!r}: {a} must be {_HEX[a]} lowercase hex digits")
                 digests[a] = d
             files[p] = FileEntry(p, size, digests)
@@ -329,7 +329,7 @@ def _chunks(raw: Any, files: dict[str, FileEntry], present: bool) -> tuple[int |
         raise ManifestInvalid('"chunks.files" must be an object')
     out: dict[str, list[str]] = {}
     for p, digests in listed.items():
-        if not isinstance(digests, list) or not all(isinstance(d, str) and len(d) == 64 and _HEXRE.match(d) for d in digests):
+        if not isinstance(digests, list) or not all(isinstance(d, str) and len(d) == 64 and _HEXRE.fullmatch(d) for d in digests):
             raise ManifestInvalid(f"chunks of {p!r}: must be a list of 64 lowercase hex digits each")
         if path_problem(p) is not None:
             continue  # refused in the file table already (unsafe-path); never opened

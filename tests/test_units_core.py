@@ -156,8 +156,23 @@ def test_a_bad_entry_among_good_ones_is_refused_as_it_is_alone(case: str, monkey
     assert _table_outcome(doc) == fast
     if case in ("climbs", "backslash"):
         assert [c for c, _, _ in fast[1]] == ["unsafe-path"] and path not in fast[0] and len(fast[0]) == 30
-    elif case != "newline":  # a digest ending in a newline is refused by neither (it can only mismatch)
+    else:
         assert fast[0] == "ManifestInvalid" and repr(path) in fast[1]
+
+
+def test_a_digest_ending_in_a_newline_is_refused_in_the_file_table_and_the_chunk_list(tiny: Path) -> None:
+    from manifest.errors import ManifestInvalid
+
+    doc = _create(tiny).to_document()
+    entry = doc["signed"]["files"]["vocab.txt"]
+    entry["sha256"] = entry["sha256"][:63] + "\n"
+    with pytest.raises(ManifestInvalid, match=r"file entry 'vocab\.txt': sha256 must be 64 lowercase hex digits"):
+        _from_doc(doc)
+    doc = _create(tiny).to_document()
+    chunks = doc["signed"]["chunks"]["files"][WEIGHTS]
+    chunks[0] = chunks[0][:63] + "\n"
+    with pytest.raises(ManifestInvalid, match="chunks of"):
+        _from_doc(doc)
 
 
 def test_two_bad_digest_lengths_that_add_up_are_refused() -> None:
