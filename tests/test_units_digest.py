@@ -536,6 +536,40 @@ def test_a_directory_swapped_for_a_link_within_a_batch_is_read_where_discovery_s
     assert isinstance(got["d/z.bin"], NotADirectoryError)
 
 
+def test_a_pool_opens_each_batch_through_its_own_opener_and_closes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the hashing threads too, a plain local artifact's small files are opened through
+    one BeneathOpener a batch (a descriptor of each directory it enters), every descriptor
+    closed when its batch is done; every file's digest is its own."""
+    d = tmp_path / "m"
+    (d / "big").mkdir(parents=True)
+    with open(d / "big" / "w.bin", "wb") as f:
+        f.truncate(digest.POOL_MIN_BYTES)  # sparse: no disk
+    content = {f"d{k}/f{i:03}.txt": f"{k}-{i}".encode() * (i + 1) for k in range(3) for i in range(120)}
+    for rel, data in content.items():
+        (d / rel).parent.mkdir(exist_ok=True)
+        (d / rel).write_bytes(data)
+    art = discover(d)
+    from manifest import inventory
+
+    made: list[Any] = []
+
+    class Opener(inventory.BeneathOpener):
+        __slots__ = ()
+
+        def __init__(self, artifact: Artifact) -> None:
+            super().__init__(artifact)
+            made.append(self)
+
+    monkeypatch.setattr(digest, "BeneathOpener", Opener)
+    job = digest.hash_files(art, list(art.files.values()), ["sha256"], workers=2)
+    got = {i.path: r for i, r, _ in job}
+    assert job._pool is not None and len(job._pool._threads) == 2
+    assert got == {"big/w.bin": {"sha256": hashlib.sha256(bytes(digest.POOL_MIN_BYTES)).hexdigest()},
+                   **{rel: {"sha256": hashlib.sha256(data).hexdigest()} for rel, data in content.items()}}
+    assert len(made) == len(job._pool._items) == 3  # the big file's batch, then 360 small files in batches of at most 256
+    assert all(op._dfd == -1 for op in made)
+
+
 def test_short_reads_through_an_opener_are_read_on_to_the_expected_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sizes = {"s0.bin": 0, "s1.bin": 1, "s100.bin": 100, "s5000.bin": 5000}
     d, _ = _files(tmp_path, sizes)
