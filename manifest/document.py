@@ -52,7 +52,7 @@ KNOWN_SECTIONS = {"weights", "tokenizer", "config", "requirements"}
 WEAK_ALGORITHMS = {"md5", "sha1", "none", "crc32", "adler32", "md4"}
 _HEX = {"sha256": 64, "blake3": 64, "xxh3-128": 32}
 _HEXRE = re.compile(r"[0-9a-f]+")  # fullmatch: "$" would also match before a final newline
-_HEXRUN = re.compile(r"[0-9a-f]*")
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class ManifestUnsupported(ManifestInvalid):
@@ -302,7 +302,8 @@ def _plain_file_entries(files_raw: dict[str, Any], usable: list[str], entry_keys
         if set(map(type, column)) != {str}:
             return None
         joined = "".join(column)
-        if len(joined) != _HEX[a] * len(column) or set(map(len, column)) != {_HEX[a]} or not _HEXRUN.fullmatch(joined):
+        # every digest as long as it must be, and nothing but lowercase hex digits in any (deleting them leaves nothing)
+        if set(map(len, column)) != {_HEX[a]} or not joined.isascii() or joined.encode("ascii").translate(None, _HEX_DIGITS):
             return None
         columns.append(column)
     if len(usable) == 1:

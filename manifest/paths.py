@@ -34,9 +34,10 @@ def path_problem(rel: str) -> str | None:
 
 
 # all_safe: the same rules over many paths joined by newlines (a newline is refused in a
-# path, so a separator cannot hide a bad one): a refused character other than the newline,
-# or a second character ":" on any line.
-_REFUSED_JOINED = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\]|^.:", re.M)
+# path, so a separator cannot hide a bad one). The refused characters are looked for in
+# the UTF-8 bytes, where a character below 0x80 is that byte and any other is bytes of
+# 0x80 and above: deleting the refused bytes (the joining newline aside) changes the length.
+_REFUSED_BYTES = bytes(b for b in range(0x20) if b != 0x0A) + b"\x7f\\"
 _REFUSED_PARTS_BYTES = frozenset({b"", b".", b".."})
 
 
@@ -52,7 +53,13 @@ def all_safe(paths: list[str]) -> bool:
         encoded = joined.encode("utf-8")
     except (TypeError, UnicodeEncodeError):  # not a string, or a lone surrogate
         return False
-    if joined.count("\n") != len(paths) - 1 or joined.startswith("/") or "\n/" in joined or _REFUSED_JOINED.search(joined):
+    if (
+        joined.count("\n") != len(paths) - 1
+        or len(encoded.translate(None, _REFUSED_BYTES)) != len(encoded)
+        or encoded.startswith(b"/")
+        or b"\n/" in encoded
+        or (":" in joined and any(p[1:2] == ":" for p in paths))  # a drive letter
+    ):
         return False
     if len(encoded) > MAX_PATH_BYTES and max(map(len, encoded.split(b"\n"))) > MAX_PATH_BYTES:
         return False
