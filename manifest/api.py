@@ -750,9 +750,11 @@ def _start_digests(art: Artifact, expected: Mapping[str, Mapping[str, str]], pat
     """Start hashing ``paths`` (stat cache first) to compare with ``expected[path][algorithm]``."""
     infos = [art.files[p] for p in paths]
     # Digests known without reading the file (a staged Git LFS pointer's oid, see precommit.py).
-    known = sorted(i.path for i in infos if all(a in opts.known_digests.get(i.path, {}) for a in algorithms))
-    known_set = set(known)
-    infos = [i for i in infos if i.path not in known_set]
+    known: list[str] = []
+    if opts.known_digests:
+        known = sorted(i.path for i in infos if all(a in opts.known_digests.get(i.path, {}) for a in algorithms))
+        known_set = set(known)
+        infos = [i for i in infos if i.path not in known_set]
     bar = _progress(opts, sum(i.size for i in infos), "verifying")
     try:
         job = hash_files(art, infos, algorithms, workers=opts.workers, cache=_cache(opts, cache_key), on_bytes=bar.update, chunked=chunked,

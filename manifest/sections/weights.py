@@ -38,8 +38,8 @@ MAX_FINDINGS_PER_FILE = 20
 
 # ----------------------------------------------------------------------------- reading
 def safetensors_files(art: Artifact) -> list[str]:
-    """The artifact's ``*.safetensors`` files, sorted."""
-    return sorted(p for p in art.files if p.endswith(".safetensors"))
+    """The artifact's ``*.safetensors`` files, sorted (memoized: every check asks)."""
+    return art.memo("safetensors-files", lambda: sorted(p for p in art.files if p.endswith(".safetensors")))
 
 
 def header_of(art: Artifact, rel: str) -> Header | HeaderError | OSError:
