@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import gc
 
+# "frozen": the command froze its imports, so what jsonio.gc_paused builds may stay frozen too
+STATE = {"frozen": False}
+
 
 def main() -> None:
     enabled = gc.isenabled()
@@ -20,6 +23,7 @@ def main() -> None:
         from .cli import main as cli_main
     finally:
         gc.freeze()
+        STATE["frozen"] = True
         if enabled:
             gc.enable()
     cli_main()

@@ -207,3 +207,34 @@ print("@@", lib, gc.isenabled(), gc.get_freeze_count() > 1000)
 """
     p = subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.stdout.rsplit("@@", 1)[1].split() == ["True", "True", "True"]
+
+
+@pytest.mark.parametrize("caller", ["library", "library that froze", "command"])
+def test_what_a_parse_built_is_left_frozen_only_where_something_already_was(caller: str) -> None:
+    """``jsonio.gc_paused`` freezes what a parse built out of the young generation, then
+    unfreezes it again for a library caller that had frozen nothing (its objects go to
+    the oldest generation, collectable); a caller that froze objects itself, and the
+    command (which froze its imports: ``_entry.STATE``, asked instead of the O(n)
+    ``gc.get_freeze_count``), keep them frozen."""
+    code = r"""
+import gc, sys
+from manifest import _entry
+from manifest.jsonio import loads_strict
+caller = sys.argv[1]
+if caller == "library that froze":
+    keep = [[i] for i in range(100)]
+    gc.freeze()
+if caller == "command":
+    _entry.STATE["frozen"] = True
+before = gc.get_freeze_count()
+doc = loads_strict(b'{"rows": [' + b",".join(b'{"a": [%d]}' % i for i in range(5000)) + b"]}")
+print("@@", before, gc.get_freeze_count() - before, gc.isenabled())
+"""
+    p = subprocess.run([sys.executable, "-c", code, caller], check=True, capture_output=True, text=True, timeout=120)
+    before, grew, enabled = p.stdout.rsplit("@@", 1)[1].split()
+    assert enabled == "True"
+    assert (int(before) > 0) == (caller == "library that froze")
+    if caller == "library":
+        assert int(grew) == 0
+    else:
+        assert int(grew) >= 10_000  # the 5,000 rows and their lists at least
