@@ -438,11 +438,10 @@ def _remote_facts(report: Report, settings: Mapping[str, Any]) -> None:
 def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | str | None, opts: Options, report: Report) -> None:
     # 1. The manifest itself and trust.
     _emit(report, m.rejected, opts)
-    signed = m.signed_payload()
     if opts.keys or opts.cas:
         from .signing import check_signatures
 
-        trust = check_signatures(signed, m.signatures, opts.keys, opts.cas)
+        trust = check_signatures(m.signed_payload(), m.signatures, opts.keys, opts.cas)
         _emit(report, trust.findings, opts)
         report.facts["trusted_keyids"] = trust.trusted_keyids
         if trust.trusted_certificates:
@@ -505,7 +504,7 @@ def _verify(root: Path, settings: dict[str, Any], m: Manifest, mpath: Path | str
         if not algorithms or (report.errors and not opts.exhaustive):
             return None
         expected: dict[str, Mapping[str, str]] = {p: e.digests for p, e in m.files.items()}
-        cache_key = ("verify", str(root.resolve()), _identity(m, signed))
+        cache_key = ("verify", str(root.resolve()), _identity(m)) if opts.use_cache else ()
         chunked: dict[str, int] = {}
         if m.chunks and m.chunk_size is not None and algorithms == [CHUNK_ALGORITHM]:
             # Verified chunk by chunk, every core on one file: the signed chunk list binds

@@ -110,8 +110,11 @@ class Manifest:
     directories: list[str] = field(default_factory=list)
     # Set by from_document: entries refused for their path (never opened) and weak settings.
     rejected: list[Finding] = field(default_factory=list)
-    # Set by from_document: the canonical bytes of the "signed" object exactly as received.
+    # Set by from_document: the canonical bytes of the "signed" object exactly as received,
+    # or (a plain document, whose canonical form cannot fail) that object, to be written
+    # when a signature or a cache first needs the bytes (signed_payload).
     received: bytes | None = field(default=None, repr=False, compare=False)
+    received_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # Chunk digests (minor version 1): path -> SHA-256 of each chunk_size-byte chunk, in order.
     chunk_size: int | None = None
     chunks: dict[str, list[str]] = field(default_factory=dict)
@@ -150,6 +153,9 @@ class Manifest:
         """What a signature covers and what the caches are keyed by: the "signed" object
         as received, canonicalized (as TUF does: a member this version does not model,
         even a null one, is covered too), or the rebuilt bytes of a manifest made here."""
+        if self.received is None and self.received_object is not None:
+            self.received = canonical_bytes(self.received_object, plain=True)
+            self.received_object = None
         return self.received if self.received is not None else self.signed_bytes()
 
     def to_document(self) -> dict[str, Any]:
@@ -185,10 +191,12 @@ class Manifest:
             raise ManifestInvalid('"version" must be an integer')
         if version != FORMAT_VERSION:
             raise ManifestUnsupported(f"format version {version} is not supported (this tool reads version {FORMAT_VERSION})")
-        try:
-            received = canonical_bytes(signed, plain=plain)  # lone surrogates and the like cannot be signed or checked
-        except JSONError as e:
-            raise ManifestInvalid(str(e)) from None
+        received = None
+        if not plain:  # plain: its canonical form cannot fail, and is written only if needed (verify --no-signature --no-cache never is)
+            try:
+                received = canonical_bytes(signed)  # lone surrogates and the like cannot be signed or checked
+            except JSONError as e:
+                raise ManifestInvalid(str(e)) from None
         sigs_list = _signatures(sigs)
         created_by = _obj(signed, "created_by", required=True)
         if not all(isinstance(v, str) for v in created_by.values()):
@@ -271,6 +279,7 @@ class Manifest:
             directories=directories,
             rejected=rejected,
             received=received,
+            received_object=signed if plain else None,
             chunk_size=chunk_size,
             chunks=chunks,
             minor_version=minor,

@@ -178,11 +178,13 @@ def _members(value: Any, objects: int) -> int:
     return n
 
 
-# What can make the C encoder's canonical text differ from RFC 8785's, seen in the raw
-# text: a character outside the BMP (a 4-byte UTF-8 sequence, or a high-surrogate escape)
-# and an integer token of 16 digits or more (2**53 has 16; a hex digest's run of 16
-# decimal digits is inside a string and does not count). Floats are seen by the parse hook.
-_HIGH_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+# What can make the C encoder's canonical text differ from RFC 8785's, or fail, seen in
+# the raw text: a character outside the BMP (a 4-byte UTF-8 sequence, or a surrogate-pair
+# escape), a lone surrogate escape (no canonical form at all) and an integer token of 16
+# digits or more (2**53 has 16; a hex digest's run of 16 decimal digits is inside a string
+# and does not count). Floats are seen by the parse hook. So the canonical bytes of a
+# plain document cannot fail, and may be written when first needed.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BELOW_F0 = bytes(range(0xF0))
 _SAFE_DIGITS = 16
 
@@ -192,8 +194,9 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
     """Parse ``data`` as strict UTF-8 JSON or raise :class:`JSONError`.
 
     ``facts``, when given, receives ``plain``: True when the document holds no float, no
-    integer of 16 digits or more and no character outside the BMP, so that
-    ``canonical_bytes(part, plain=True)`` of any part of it needs no walk to know it."""
+    integer of 16 digits or more, no character outside the BMP and no surrogate escape, so
+    that ``canonical_bytes(part, plain=True)`` of any part of it needs no walk to know it,
+    and cannot fail."""
     if len(data) > max_bytes:
         raise JSONError(f"document of {len(data)} bytes is over the {max_bytes}-byte cap")
     if data.startswith(b"\xef\xbb\xbf"):
@@ -249,7 +252,7 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
     _check_depth(data, max_depth, brackets)
     if facts is not None:
         facts["plain"] = (not floats and not _int_token(shape, _SAFE_DIGITS) and not data.translate(None, _BELOW_F0)
-                          and (b"\\u" not in data or _HIGH_SURROGATE_ESCAPE.search(data) is None))
+                          and (b"\\u" not in data or _SURROGATE_ESCAPE.search(data) is None))
     return value
 
 

@@ -256,6 +256,15 @@ def case_lone_surrogate(ctx: Ctx) -> Call:
 
 
 @case(2, "manifest-invalid", "manifest")
+def case_lone_low_surrogate(ctx: Ctx) -> Call:
+    """A lone low surrogate: no canonical form, refused when read, even where nothing
+    would ask for the signed bytes (no key, no cache)."""
+    doc = ctx.doc()
+    doc["signed"]["model"]["id"] = "@@"
+    return ctx.verify(ctx.manifest(json.dumps(doc).replace('"@@"', '"\\udc00"')), "--no-cache")
+
+
+@case(2, "manifest-invalid", "manifest")
 def case_truncated_manifest(ctx: Ctx) -> Call:
     data = json.dumps(ctx.doc()).encode()
     return ctx.verify(ctx.manifest(data[: len(data) // 2]))
