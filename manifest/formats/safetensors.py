@@ -287,6 +287,7 @@ _THREE = frozenset({3})
 _TWO = frozenset({2})
 _ENTRY = itemgetter("dtype", "shape", "data_offsets")
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
+_ABSENT = object()
 _BATCH = 1 << 15  # entries checked per batch: their JSON is freed after each batch, so parse and table never both peak
 
 
@@ -332,6 +333,14 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
         raise HeaderError(f"header is a JSON {type(doc).__name__}, not an object", rule="json-object")
     meta: dict[str, str] = {}
     surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    # A valid __metadata__ (writers put it first) is taken out before the batches, so that
+    # the batch holding it can take the fast path too; any other goes through the per-entry
+    # path, which names what is wrong with it in its place.
+    md = doc.get("__metadata__", _ABSENT)
+    if md is not _ABSENT and not surrogates and (md is None or (type(md) is dict and _STR_ONLY.issuperset(map(type, md.values())))):
+        if md:
+            meta.update(md)
+        del doc["__metadata__"]
     # The parsed header is taken apart as it is read: each batch's JSON objects are freed
     # once its TensorInfos exist, so the two never both hold a million tensors.
     items: list[Any] = list(doc.items())
