@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import chain, compress, filterfalse
+from itertools import chain, compress, filterfalse, repeat
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -368,28 +368,29 @@ def canonical_bytes(obj: Any, *, plain: bool = False) -> bytes:
 # ----------------------------------------------------------------------------- pretty
 
 
-def _leaf_encoder() -> Any:
+def _leaf_encoder() -> tuple[Any, Any]:
     """The compact ``", "`` / ``": "`` form of one value, sorted keys, by the C encoder
-    (called directly: ``JSONEncoder.encode`` builds a new C encoder on every call)."""
+    (called directly: ``JSONEncoder.encode`` builds a new C encoder on every call), and
+    the same of each value of a list, in C-level passes."""
     fallback = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(", ", ": "), allow_nan=False).encode
     try:
         from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 
         if c_make_encoder is None:
-            return fallback
+            return fallback, lambda vals: list(map(fallback, vals))
 
         def default(o: Any) -> Any:
             raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
         enc = c_make_encoder(None, default, encode_basestring, None, ": ", ", ", True, False, False)
         if "".join(enc({"b": [1, "\u00e9"], "a": None}, 0)) != '{"a": null, "b": [1, "\u00e9"]}':  # pragma: no cover
-            return fallback
+            return fallback, lambda vals: list(map(fallback, vals))
     except (ImportError, TypeError):  # pragma: no cover - another Python's encoder
-        return fallback
-    return lambda o: "".join(enc(o, 0))
+        return fallback, lambda vals: list(map(fallback, vals))
+    return (lambda o: "".join(enc(o, 0))), (lambda vals: list(map("".join, map(enc, vals, repeat(0)))))
 
 
-_leaf = _leaf_encoder()
+_leaf, _leaves = _leaf_encoder()
 
 
 def _wider_than(o: Any, budget: int) -> bool:
@@ -422,15 +423,57 @@ def _wider_than(o: Any, budget: int) -> bool:
     return False
 
 
+_TOGETHER = 16  # fewer members (a document's upper levels, where tables sit) go one by one
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+_SHALLOW_TYPES = _LEAF_TYPES | _CONTAINERS
+
+
+def _shallow(values: list[Any] | tuple[Any, ...]) -> bool:
+    """Each of ``values`` is a JSON scalar, or a container whose members are scalars or
+    containers of scalars, all keys strings: C-level passes over the two levels below
+    (the members of all containers of a level chained into one list). Writing such a
+    value's compact form costs about its size, and were it too wide for a line, each of
+    its members would be written again at most twice."""
+    kinds = set(map(type, values))
+    if not kinds <= _SHALLOW_TYPES:
+        return False
+    level: Any = values
+    for allowed in (_SHALLOW_TYPES, _LEAF_TYPES):
+        if kinds.isdisjoint(_CONTAINERS):
+            return True
+        if not kinds <= _CONTAINERS:
+            level = list(compress(level, map(_CONTAINERS.__contains__, map(type, level))))
+        if dict in kinds:
+            dicts = level if len(kinds) == 1 else list(filter(_is_dict, level))
+            if not _STR_ONLY.issuperset(map(type, chain.from_iterable(dicts))):
+                return False
+            members = list(chain.from_iterable(map(dict.values, dicts)))
+            if len(dicts) != len(level):
+                members.extend(chain.from_iterable(filterfalse(_is_dict, level)))
+        else:
+            members = list(chain.from_iterable(level))
+        kinds = set(map(type, members))
+        if not kinds <= allowed:
+            return False
+        level = members
+    return True
+
+
 def dumps_pretty(obj: Any, *, width: int = 160) -> str:
     """Stable, diffable JSON: keys sorted, 2-space indent, and any object or array
     whose compact form fits in ``width`` columns kept on one line (so a file table has
     one file per line, a tensor table one tensor per line).
 
-    The layout is the standard encoder's (``json.dumps(indent=2)``: ``",\n"`` between
+    The layout is the standard encoder's (``json.dumps(indent=2)``: ``",\\n"`` between
     members, ``": "`` after a key, ``{}``/``[]`` when empty); every value on one line, and
     every key, is written by the C encoder. Only the indented skeleton is joined here:
-    the standard encoder's own indenting walk is pure Python, a generator call per member."""
+    the standard encoder's own indenting walk is pure Python, a generator call per member.
+
+    The members of a container are written together when all are shallow (a tensor
+    table's rows, a file table's): each row's compact form in one C-level pass, and only
+    those longer than a line laid out one by one. Other members go one by one, a
+    container first bounded from below by :func:`_wider_than`, so that a large table is
+    not encoded again at every level above it."""
     key = encode_basestring
 
     def render(o: Any, indent: int) -> str:
@@ -446,9 +489,25 @@ def dumps_pretty(obj: Any, *, width: int = 160) -> str:
         if t is dict:
             if not _STR_ONLY.issuperset(map(type, o)):
                 raise JSONError("cannot pretty-print: an object key that is not a string")
-            items = [inner + key(k) + ": " + render(o[k], indent + 2) for k in sorted(o)]
-            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-        return "[\n" + ",\n".join([inner + render(v, indent + 2) for v in o]) + "\n" + pad + "]"
+            keys = sorted(o)
+            lines = members(list(o.values()) if keys == list(o) else list(map(o.__getitem__, keys)), indent + 2)
+            between = ",\n" + inner
+            return "{\n" + inner + "".join(chain.from_iterable(zip(map(key, keys), repeat(": "), lines, repeat(between))))[:-len(between)] + "\n" + pad + "}"
+        return "[\n" + inner + (",\n" + inner).join(members(o, indent + 2)) + "\n" + pad + "]"
+
+    def members(values: list[Any] | tuple[Any, ...], indent: int) -> list[str]:
+        """``render(v, indent)`` of each of ``values``."""
+        if len(values) < _TOGETHER or not _shallow(values):
+            return [render(v, indent) for v in values]
+        try:
+            lines = _leaves(values)
+        except (TypeError, ValueError):  # named as the one-by-one rendering names it
+            return [render(v, indent) for v in values]
+        limit = width - indent
+        if max(map(len, lines)) > limit:
+            for i in compress(range(len(lines)), map(limit.__lt__, map(len, lines))):
+                lines[i] = render(values[i], indent)
+        return lines
 
     with gc_paused():
         return render(obj, 0) + "\n"

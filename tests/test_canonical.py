@@ -22,6 +22,7 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from manifest import jsonio
 from manifest.document import Manifest
 from manifest.jsonio import JSONError, _plain, canonical_bytes, dumps_pretty, fast_canonical, loads_strict
 
@@ -149,7 +150,7 @@ plain_candidates = st.recursive(
     max_leaves=40)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plain_candidates)
 def test_the_level_walk_decides_as_the_recursive_one(doc: Any) -> None:
     assert _plain(doc) == reference_plain(doc)
@@ -300,3 +301,92 @@ def test_the_plain_fact_counts_integer_tokens_only(doc: Any, layout: dict[str, A
         elif isinstance(o, int):
             ints.append(o)
     assert _plain_fact(json.dumps(doc, **layout).encode()) == all(abs(i) < 10**15 for i in ints)
+
+
+def previous_pretty(obj: Any, width: int = 160) -> str:
+    """``dumps_pretty`` as it rendered every member one by one, each container first
+    bounded from below by ``_wider_than``: the reference for byte equality, and for the
+    error raised on what it refuses."""
+    from json.encoder import encode_basestring  # type: ignore[attr-defined]
+
+    def render(o: Any, indent: int) -> str:
+        t = type(o)
+        if not (t is dict or t is list or t is tuple) or not o:
+            return jsonio._leaf(o)
+        if indent > 0 and not jsonio._wider_than(o, width - indent):
+            flat = jsonio._leaf(o)
+            if len(flat) + indent <= width:
+                return flat
+        pad = " " * indent
+        inner = pad + "  "
+        if t is dict:
+            if not all(type(k) is str for k in o):
+                raise JSONError("cannot pretty-print: an object key that is not a string")
+            items = [inner + encode_basestring(k) + ": " + render(o[k], indent + 2) for k in sorted(o)]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        return "[\n" + ",\n".join([inner + render(v, indent + 2) for v in o]) + "\n" + pad + "]"
+
+    return render(obj, 0) + "\n"
+
+
+def pretty_outcome(printer: Any, doc: Any, width: int) -> tuple[Any, ...]:
+    try:
+        return ("text", printer(doc, width=width))
+    except Exception as e:  # the type and message are what is compared
+        return ("error", type(e), str(e))
+
+
+class Sub(dict):  # type: ignore[type-arg]
+    pass
+
+
+odd_scalars = (st.floats() | st.integers() | st.just(b"x") | st.just(Sub(a=1)) | st.just(Sub()) | st.just({1, 2})
+               | st.text(chars(True), max_size=3))
+any_keyed = st.dictionaries(st.text(max_size=2) | st.integers(0, 3) | st.none() | st.booleans(), st.integers(0, 9), max_size=3)
+table_rows = (st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "BF16", "I64"]), "shape": st.lists(st.integers(0, 10**6), max_size=6)})
+              | st.fixed_dictionaries({"dtype": st.just("F32"), "shape": st.lists(any_keyed | odd_scalars, max_size=2)})
+              | st.lists(st.integers(0, 99), max_size=30) | any_keyed)
+pretty_any = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.floats(allow_nan=False, allow_infinity=False) | wide_text | odd_scalars,
+    lambda c: st.lists(c, max_size=8) | st.lists(c, max_size=5).map(tuple) | st.dictionaries(wide_text, c, max_size=8)
+    | st.dictionaries(st.text("abcdefghij._0123456789", max_size=30), table_rows, min_size=jsonio._TOGETHER - 2, max_size=jsonio._TOGETHER + 4)
+    | st.lists(table_rows | c, min_size=jsonio._TOGETHER - 2, max_size=jsonio._TOGETHER + 4) | any_keyed,
+    max_leaves=50)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pretty_any, st.sampled_from([4, 12, 24, 40, 60, 160]))
+def test_pretty_text_is_the_one_by_one_printers_byte_for_byte(doc: Any, width: int) -> None:
+    """Written together or one by one, the members come out the same, and what is refused
+    is refused with the same error."""
+    assert pretty_outcome(dumps_pretty, doc, width) == pretty_outcome(previous_pretty, doc, width)
+    table = {"files": [{"path": "m.safetensors", "tensors": doc if isinstance(doc, dict) else {"t": doc}}]}
+    assert pretty_outcome(dumps_pretty, table, width) == pretty_outcome(previous_pretty, table, width)
+
+
+@pytest.mark.parametrize("width", [30, 60, 160])
+def test_a_large_tensor_table_is_the_one_by_one_printers_byte_for_byte(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = {f"model.layers.{i}.mlp.experts.{i % 7}.weight": {"dtype": "F32", "shape": [i % 5 + 1, 4] * (i % 13)} for i in range(3000)}
+    rows["x" * 200] = {"dtype": "F32", "shape": list(range(100))}  # a row wider than any line
+    doc = {"signed": {"weights": {"files": [{"path": "model.safetensors", "tensors": rows}]}, "files": {"a": {"size": 1}}}}
+    together: list[int] = []
+    leaves = jsonio._leaves
+    monkeypatch.setattr(jsonio, "_leaves", lambda values: together.append(len(values)) or leaves(values))
+    assert dumps_pretty(doc, width=width) == previous_pretty(doc, width=width) == reference_pretty(doc, width)
+    assert len(rows) in together  # the rows were written together
+
+
+ROW = {"dtype": "F32", "shape": [2, 4]}
+
+
+@pytest.mark.parametrize("odd", [
+    {1: 2}, {None: "a"}, {True: 1}, {"a": {2: 1}}, [float("nan")], {"s": {1}}, [[b"x"]], Sub(a=1), [Sub()], ["\udfff"], ("t", ("u",)),
+    {"dtype": "F32", "shape": list(range(60))},
+])
+@pytest.mark.parametrize("width", [20, 160])
+def test_an_odd_row_in_a_table_is_printed_or_refused_as_one_by_one(odd: Any, width: int) -> None:
+    for at in ("a", "m", "z"):
+        doc = {"t": {**{k: ROW for k in "bcdefghijklmnopqrstuvwxy"}, at: odd}}
+        assert pretty_outcome(dumps_pretty, doc, width) == pretty_outcome(previous_pretty, doc, width)
+        seq = [ROW] * jsonio._TOGETHER + [odd, ROW]
+        assert pretty_outcome(dumps_pretty, {"l": seq}, width) == pretty_outcome(previous_pretty, {"l": seq}, width)
