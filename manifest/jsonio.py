@@ -145,36 +145,28 @@ def _check_depth(data: bytes, max_depth: int, brackets: bytes | None = None) -> 
         raise JSONError(f"nesting deeper than {max_depth}")
 
 
-def _object_in_array(brackets: bytes) -> bool:
-    """Whether an object of a valid document (``brackets``: its brackets outside strings)
-    has an array for its parent. Arrays holding no object anywhere are removed innermost
-    first; an array that stays holds one, and the first object on the way down to it has
-    an array for its parent. Not settled within MAX_DEPTH passes: True."""
-    for _ in range(MAX_DEPTH + 1):
-        if b"[]" not in brackets:
-            return b"[" in brackets
-        brackets = brackets.replace(b"[]", b"")
-    return True
-
-
 _UNPARSED = object()
+_JSON_CONTAINERS = frozenset({dict, list})
 _is_dict = dict.__instancecheck__
 
 
 def _members(value: Any, objects: int) -> int:
-    """The number of members of the objects in ``value`` (parsed JSON) that are the root or
-    a member of another object, level by level with C-level passes over all the objects of
-    a level; it stops once it has seen ``objects`` of them (all that the text holds: a
-    header's tensor rows are not searched for objects). Objects it does not reach only
-    make the count smaller."""
+    """The number of members of the objects in ``value`` (parsed JSON), level by level with
+    C-level passes over all the containers of a level; it stops once it has seen
+    ``objects`` objects (all that the text holds: the members of a table's rows are not
+    searched). Objects it does not reach only make the count smaller."""
     n = seen = 0
-    level = [value] if type(value) is dict else []
+    level = [value] if type(value) in _JSON_CONTAINERS else []
     while level:
-        n += sum(map(len, level))
-        seen += len(level)
+        dicts = list(filter(_is_dict, level))
+        n += sum(map(len, dicts))
+        seen += len(dicts)
         if seen >= objects:
             break
-        level = list(filter(_is_dict, chain.from_iterable(map(dict.values, level))))
+        items = list(chain.from_iterable(map(dict.values, dicts)))
+        if len(dicts) != len(level):
+            items.extend(chain.from_iterable(filterfalse(_is_dict, level)))
+        level = list(compress(items, map(_JSON_CONTAINERS.__contains__, map(type, items))))
     return n
 
 
@@ -221,22 +213,19 @@ def loads_strict(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth:
     value: Any = _UNPARSED
     parsed = brackets = None
     if b"\\" not in data:
-        # Duplicate keys without a Python call per object, where every object is the root or
-        # a member of another (a safetensors header): the members in the text (its colons
-        # outside strings) against those of the parsed objects, where a repeated key leaves
-        # one. Any difference, and any error, goes to the parse below, which names the
-        # first broken rule as it always did. Where objects sit in arrays (a manifest), the
-        # walk that would find them all costs more than the per-object hook.
+        # Duplicate keys without a Python call per object: the members in the text (its
+        # colons outside strings) against those of the parsed objects, where a repeated key
+        # leaves one. Any difference, and any error, goes to the parse below, which names
+        # the first broken rule as it always did.
         structure = _structure(data)
         brackets = structure.translate(None, b":")
-        if not _object_in_array(brackets):
-            try:
-                with gc_paused():
-                    parsed = json.loads(text, **hooks)
-                    if structure.count(b":") == _members(parsed, brackets.count(b"{")):
-                        value = parsed
-            except (ValueError, TypeError, RecursionError):  # JSONError too
-                pass
+        try:
+            with gc_paused():
+                parsed = json.loads(text, **hooks)
+                if structure.count(b":") == _members(parsed, brackets.count(b"{")):
+                    value = parsed
+        except (ValueError, TypeError, RecursionError):  # JSONError too
+            pass
     if value is _UNPARSED:
         parsed = None  # not held while the document is parsed again
         try:

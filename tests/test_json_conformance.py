@@ -160,10 +160,10 @@ def test_cli_rejects_suite_file_as_manifest_in_one_line(name: str, cli, tmp_path
 
 
 # --------------------------------------------------------------------------- duplicate keys
-# Without a backslash in the text and with no object in an array, the loader parses
-# without a per-object hook and counts members (colons outside strings against the members
-# of the parsed objects); only a difference, or an error, sends it to the hook. It must
-# raise exactly when the hook-based parse raises, with the same message.
+# Without a backslash in the text, the loader parses without a per-object hook and counts
+# members (colons outside strings against the members of the parsed objects); only a
+# difference, or an error, sends it to the hook. It must raise exactly when the hook-based
+# parse raises, with the same message.
 def hook_parse(data: bytes) -> Any:
     """The loader with the duplicate-key hook on every object (how it parsed every document)."""
     try:
@@ -228,14 +228,14 @@ def test_the_first_broken_rule_is_named(data: bytes, message: str) -> None:
     assert str(e.value) == message
 
 
-def test_a_document_without_a_backslash_or_an_object_in_an_array_needs_no_per_object_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_document_without_a_backslash_or_a_repeated_key_needs_no_per_object_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(pairs: Any) -> Any:
         raise AssertionError("the per-object hook was called")
 
     monkeypatch.setattr(jsonio, "_pairs", refuse)
-    data = b'{"a": {"b:": ":", "c": {"{": "}", "[": [1, [[], "[{"]], "": {"d": null}}}, "e": ":x", "f": [[[2]]]}'
-    assert loads_strict(data) == json.loads(data)
-    assert loads_strict(b'[1, [[], ["{}"]], "a:b"]') == [1, [[], ["{}"]], "a:b"]
-    for hooked in (b'{"a": {"b": 1, "b": 2}}', b'{"a\\n": 1}', b'[{"a": 1}]', b'{"a": [[{"b": 1}]]}'):
+    for data in (b'{"a": {"b:": ":", "c": {"{": "}", "[": [1, [[], "[{"]], "": {"d": null}}}, "e": ":x", "f": [[[2]]]}',
+                 b'[1, [[], ["{}"]], "a:b"]', b'[{"a": 1}, {}, [{"b": [{"c": {"d": 2}}]}]]', b'{"a": [[{"b": 1, "c": [{}]}]]}'):
+        assert loads_strict(data) == json.loads(data)
+    for hooked in (b'{"a": {"b": 1, "b": 2}}', b'[{"a": 1}, [{"b": 1, "b": 1}]]', b'{"a\\n": 1}'):
         with pytest.raises(AssertionError):
             loads_strict(hooked)
