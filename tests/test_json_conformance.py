@@ -204,7 +204,7 @@ def json_texts(escaped: bool, bad: bool, colon: str) -> st.SearchStrategy[str]:
         max_leaves=30)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.tuples(st.booleans(), st.booleans(), st.sampled_from([":", ": ", " :\n\t"])).flatmap(lambda a: json_texts(*a)),
        st.sampled_from(["", " ", " x", "]", "{}"]))
 def test_duplicate_keys_are_refused_exactly_as_the_per_object_hook_refuses_them(text: str, tail: str) -> None:
