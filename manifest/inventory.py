@@ -97,15 +97,9 @@ class Artifact:
     def open_with_stat(self, rel: str) -> tuple[BinaryIO, os.stat_result]:
         """:meth:`open`, and the ``fstat`` of what was opened (taken anyway to refuse a
         file that is no longer regular: the digest engine needs no second one)."""
-        info = self.files[rel]
-        if info.source is not None:
-            fd = os.open(info.source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        else:
-            fd = _open_beneath(self.root, rel)
+        with BeneathOpener(self) as opener:
+            fd, st = opener.open(rel)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"{rel} is no longer a regular file", code="unsupported-file", path=rel)
             return os.fdopen(fd, "rb", buffering=0), st
         except BaseException:
             os.close(fd)
@@ -175,33 +169,18 @@ def _became_link(rel: str) -> InputError:
     return InputError(f"{rel} became a symlink after discovery", code="unsafe-path", path=rel)
 
 
-def _open_beneath(root: Path, rel: str) -> int:
-    """Open ``root/rel`` walking each component with O_NOFOLLOW, so a directory
-    swapped for a symlink after discovery cannot redirect the read."""
-    *dirs, name = rel.split("/")
-    try:
-        dfd = _open_dir_beneath(root, dirs)
-        try:
-            return os.open(name, _FILE_FLAGS, dir_fd=dfd)
-        finally:
-            os.close(dfd)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise _became_link(rel) from None
-        raise
-
-
 class BeneathOpener:
-    """Opens the files of one local artifact as :meth:`Artifact.open_with_stat` does
-    (every component beneath the root with O_NOFOLLOW, the file O_NONBLOCK, refused
-    unless it is still a regular file), but keeps the descriptor of the last directory
+    """Opens the files of one local artifact (:meth:`Artifact.open_with_stat` opens each
+    through one): every component beneath the root with O_NOFOLLOW, so a directory swapped
+    for a symlink after discovery cannot redirect the read, the file O_NONBLOCK, refused
+    unless it is still a regular file. It keeps the descriptor of the last directory
     walked to: consecutive files of one directory cost one ``open`` each, not one per
     path component plus the root. Close it when done (it is a context manager).
 
     A directory swapped for a symlink after its descriptor was taken is not followed:
     the files opened through the descriptor are still entries of the directory that was
     walked to without following any link (never of the link's target), as they are for
-    a swap between the walk and the file's ``open`` in :func:`_open_beneath`. Callers
+    a swap between the walk to a directory and a file's ``open`` in it. Callers
     compare each opened file's ``fstat`` with what discovery saw (the digest engine
     does), so a file that is not the very one listed is never vouched for either way."""
 
