@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -197,6 +198,18 @@ def hash_one(
             chunker.close()
 
 
+def _read_upto(read: Callable[[int], bytes], limit: int) -> bytes:
+    """``limit`` bytes through ``read``, or fewer at the end of the file: a short read (rare
+    on a regular file) is read on until the end."""
+    data = read(limit)
+    while len(data) < limit:
+        more = read(limit - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def _hash_small(artifact: Artifact, info: FileInfo, algs: list[str], on_bytes: Callable[[int], None] | None,
                 opener: BeneathOpener | None = None) -> Hashed:
     """A file smaller than one block: one read into a fresh bytes object, no buffer or
@@ -208,24 +221,14 @@ def _hash_small(artifact: Artifact, info: FileInfo, algs: list[str], on_bytes: C
     if opener is not None:
         fd, before = opener.open(info.path)
         try:
-            data = os.read(fd, limit)
-            while len(data) <= info.size:  # a short read (rare on a regular file): read on until the end
-                more = os.read(fd, limit - len(data))
-                if not more:
-                    break
-                data += more
+            data = _read_upto(partial(os.read, fd), limit)
             after = os.fstat(fd)
         finally:
             os.close(fd)
     else:
         f, before = artifact.open_with_stat(info.path)
         with f:
-            data = f.read(limit)
-            while len(data) <= info.size:
-                more = f.read(limit - len(data))
-                if not more:
-                    break
-                data += more
+            data = _read_upto(f.read, limit)
             after = os.fstat(f.fileno())
     if on_bytes is not None:
         on_bytes(len(data))
@@ -570,8 +573,8 @@ class HashJob:
         self.todo = todo
         # A task is a whole file (index None) or one chunk of a file verified by chunks;
         # the chunks of a file are consecutive, so results can be gathered in order.
-        tasks: list[tuple[FileInfo, int | None]] = [] if chunked else [(info, None) for info in todo]
-        for info in todo if chunked else ():
+        tasks: list[tuple[FileInfo, int | None]] = []
+        for info in todo:
             if info.path in chunked:
                 tasks.extend((info, k) for k in range(chunk_count(info.size, chunked[info.path])))
             else:
