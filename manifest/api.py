@@ -624,7 +624,7 @@ def _check_file_set(art: Artifact, listed: Mapping[str, Any], source: str, opts:
                     directories: list[str] | tuple[str, ...] = ()) -> None:
     """Missing and extra files against what ``source`` (a manifest, an OMS bundle) lists,
     and the directories: each one must hold a listed file or be a recorded (empty) one."""
-    same = len(listed) == len(art.files) and listed.keys() == art.files.keys()  # the common case, in one C-level pass
+    same = listed.keys() == art.files.keys()  # the common case, in one C-level pass (sizes compared first)
     missing = [] if same else [p for p in listed if p not in art.files]
     extra = [] if same else [p for p in art.files if p not in listed]
     _emit_grouped(report, [Finding.of("missing-file", f"listed in {source} but not in the directory", path=p) for p in missing],
