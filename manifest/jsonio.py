@@ -273,8 +273,20 @@ _CONTAINERS = frozenset({dict, list, tuple})
 _PLAIN_TYPES = _SCALARS | _CONTAINERS | {int}
 
 
-_DICT_ONLY = frozenset({dict})
 _is_int = int.__instancecheck__
+
+
+def _objects_and_members(level: list[Any], kinds: set[type]) -> tuple[list[Any], list[Any]]:
+    """The objects among ``level`` (containers only; ``kinds`` holds at least their types)
+    and the members of all of them chained into one list (an object's values, an array's
+    items), in C-level passes: a level-by-level walk takes its next level from these."""
+    if dict not in kinds:
+        return [], list(chain.from_iterable(level))
+    dicts = level if len(kinds) == 1 else list(filter(_is_dict, level))
+    members = list(chain.from_iterable(map(dict.values, dicts)))
+    if len(dicts) != len(level):
+        members.extend(chain.from_iterable(filterfalse(_is_dict, level)))
+    return dicts, members
 
 
 def _plain(obj: Any) -> bool:
@@ -293,19 +305,14 @@ def _plain(obj: Any) -> bool:
     try:
         while True:
             kinds = set(map(type, level))  # each exactly dict, list or tuple, checked a level up
-            if dict in kinds:
-                dicts = level if kinds == _DICT_ONLY else list(filter(_is_dict, level))
+            dicts, members = _objects_and_members(level, kinds)
+            if dicts:
                 keys = list(chain.from_iterable(dicts))
                 if not _STR_ONLY.issuperset(map(type, keys)):
                     return False
                 joined = "".join(keys)
                 if not joined.isascii() and _NON_BMP.search(joined):
                     return False
-                members = list(chain.from_iterable(map(dict.values, dicts)))
-                if kinds != _DICT_ONLY:
-                    members.extend(chain.from_iterable(filterfalse(_is_dict, level)))
-            else:
-                members = list(chain.from_iterable(level))
             kinds = set(map(type, members))
             if kinds <= _SCALARS:
                 return True
@@ -432,15 +439,9 @@ def _shallow(values: list[Any] | tuple[Any, ...]) -> bool:
             return True
         if not kinds <= _CONTAINERS:
             level = list(compress(level, map(_CONTAINERS.__contains__, map(type, level))))
-        if dict in kinds:
-            dicts = level if len(kinds) == 1 else list(filter(_is_dict, level))
-            if not _STR_ONLY.issuperset(map(type, chain.from_iterable(dicts))):
-                return False
-            members = list(chain.from_iterable(map(dict.values, dicts)))
-            if len(dicts) != len(level):
-                members.extend(chain.from_iterable(filterfalse(_is_dict, level)))
-        else:
-            members = list(chain.from_iterable(level))
+        dicts, members = _objects_and_members(level, kinds)
+        if dicts and not _STR_ONLY.issuperset(map(type, chain.from_iterable(dicts))):
+            return False
         kinds = set(map(type, members))
         if not kinds <= allowed:
             return False
