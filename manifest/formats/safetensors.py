@@ -22,6 +22,7 @@ pickle checkpoint) is recognised from its first bytes and named in the error.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from collections.abc import Mapping
@@ -240,8 +241,12 @@ def read_header(fp: BinaryIO, file_size: int) -> Header:
         if sniff(head + raw[:SNIFF_BYTES]) is not None:
             raise _not_safetensors(head + raw[:SNIFF_BYTES], "") from None
         raise HeaderError(f"header is not UTF-8 (byte {e.start})", rule="utf8") from None
+    with gc_paused():  # a header of a million tensors builds millions of objects and no cycle
+        columns = _compact_columns(raw)
+        if columns is not None:
+            return _header(n, raw, file_size, *columns)
     try:
-        with gc_paused():  # a header of a million tensors builds millions of objects and no cycle
+        with gc_paused():
             doc = loads_strict(raw, max_bytes=MAX_HEADER)
     except JSONError as e:
         if not raw.lstrip(b" \t\r\n").startswith(b"{"):
@@ -369,6 +374,12 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
         sizes_ok = sizes_ok and fast[6]
         del fast
     del items
+    return _header(n, raw, file_size, meta, names, infos, starts, ends, dtypes, numels, sizes_ok)
+
+
+def _header(n: int, raw: bytes, file_size: int, meta: dict[str, str], names: list[str], infos: list[TensorInfo], starts: list[int],
+            ends: list[int], dtypes: list[str], numels: list[int], sizes_ok: bool) -> Header:
+    """The header from its columns (rules 3-4 already checked): the layout rules 5-7."""
     # Contiguous from 0 in the order written (what writers do): then that is the
     # file-offset order too, with no sort. Else sort by (start, end), stable.
     if starts and starts[0] == 0 and starts[1:] == ends[:-1] and all(map(le, starts, ends)):
@@ -395,6 +406,96 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
             code="truncated", expected=header.expected_size, actual=file_size, rule="coverage", header=header,
         )
     return header
+
+
+# The compact form every safetensors writer emits (serde_json, no whitespace, keys in the
+# order dtype, shape, data_offsets), matched by a regular expression instead of parsed: a
+# JSON parse builds a dict, two lists and three strings a tensor (4 s for 1.4M tensors), the
+# match only the strings it captures (1 s). It accepts a subset of strict JSON exactly: a
+# string without escapes is any run of bytes but '"', '\\' and the controls 00-1F (the
+# header is valid UTF-8, checked first); an integer is 0 or 1-20 digits without a leading
+# zero. Anything else (whitespace, escapes, other key orders, a float) declines, and the
+# JSON parse decides as before.
+_S = rb'[^"\\\x00-\x1f]*'
+_N = rb"(?:0|[1-9][0-9]{0,19})"
+_COMPACT_ENTRY = re.compile(rb'([{,])"(' + _S + rb')":\{"dtype":"([A-Z0-9_]{1,16})","shape":\[((?:' + _N + rb"(?:," + _N
+                            + rb')*)?)\],"data_offsets":\[(' + _N + rb"),(" + _N + rb")\]\}")
+_COMPACT_FIXED = len(b'{"":{"dtype":"","shape":[],"data_offsets":[,]}')  # an entry's bytes beside its captures
+_COMPACT_META = re.compile(rb'\{"__metadata__":(null|\{(?:"' + _S + rb'":"' + _S + rb'"(?:,"' + _S + rb'":"' + _S + rb'")*)?\})')
+_COMPACT_PIECE = 1 << 21  # bytes matched at a time: the captures of a piece are converted, then freed
+_DTYPE_OF = {d.encode(): d for d in DTYPE_BITS}
+_WHITESPACE = b" \t\n\r"
+
+
+def _compact_columns(raw: bytes) -> tuple[dict[str, str], list[str], list[TensorInfo], list[int], list[int], list[str], list[int], bool] | None:
+    """``(metadata, *columns)`` of a header in the compact form (rules 2-4 hold: the same
+    columns as the JSON parse and ``_fast_batch`` give), or ``None`` when it is not in
+    that form or breaks a rule: the JSON path then parses it and names what is wrong."""
+    end = len(raw.rstrip(_WHITESPACE))  # writers pad the header with spaces to 8 bytes
+    if raw[:1] != b"{" or raw[end - 1:end] != b"}" or end < 3:
+        return None
+    meta: dict[str, str] = {}
+    pos, lead = 0, b"{"
+    m = _COMPACT_META.match(raw)
+    if m is not None:
+        if m.group(1) != b"null":
+            meta = json.loads(m.group(1))
+            if len(meta) != m.group(1).count(b'":"'):  # a repeated key (strings hold no quote)
+                return None
+        pos, lead = m.end(), b","
+        if pos == end - 1:  # metadata alone
+            return meta, [], [], [], [], [], [], True
+    stop = end - 1  # the closing brace
+    names: list[str] = []
+    infos: list[TensorInfo] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    dtypes: list[str] = []
+    numels: list[int] = []
+    sizes_ok = True
+    while pos < stop:
+        cut = raw.find(b']},"', min(pos + _COMPACT_PIECE, stop)) + 2  # the comma before an entry, if it is one
+        cut = stop if cut < 2 or cut > stop else cut
+        rows = _COMPACT_ENTRY.findall(raw, pos, cut)
+        if not rows:
+            return None
+        seps, nb, db, sb, ab, bb = map(list, zip(*rows, strict=True))
+        del rows
+        # the matches tile the piece exactly (they do not overlap: equal lengths leave no gap)
+        if sum(map(len, nb)) + sum(map(len, db)) + sum(map(len, sb)) + sum(map(len, ab)) + sum(map(len, bb)) + _COMPACT_FIXED * len(nb) != cut - pos:
+            return None
+        if seps[0] != lead or seps.count(b"{") != (lead == b"{"):  # "{" before the first entry only
+            return None
+        lead = b","
+        dts = list(map(_DTYPE_OF.get, db))
+        if None in dts:
+            return None
+        shape_of = dict.fromkeys(sb)
+        numel_of = {}
+        for k in shape_of:
+            dims = tuple(map(int, k.split(b","))) if k else ()
+            if dims and max(dims) > U64_MAX:
+                return None
+            shape_of[k] = dims
+            numel_of[k] = prod(dims)
+        b = list(map(int, bb))
+        # contiguous entries (what writers write) start where the one before ends: one conversion
+        a = [int(ab[0]), *b[:-1]] if ab[1:] == bb[:-1] else list(map(int, ab))
+        if max(a) > U64_MAX or max(b) > U64_MAX:
+            return None
+        el = list(map(numel_of.__getitem__, sb))
+        nbits = list(map(mul, el, map(DTYPE_BITS.__getitem__, dts)))
+        sizes_ok = sizes_ok and max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, b, a), repeat(8)))
+        names += map(bytes.decode, nb)
+        infos += map(tuple.__new__, repeat(TensorInfo), zip(dts, map(shape_of.__getitem__, sb), a, b, strict=True))
+        starts += a
+        ends += b
+        dtypes += dts
+        numels += el
+        pos = cut
+    if "__metadata__" in names or len(set(names)) != len(names):  # a repeated key: the JSON path refuses it
+        return None
+    return meta, names, infos, starts, ends, dtypes, numels, sizes_ok
 
 
 def _slow_batch(batch: list[tuple[str, Any]], meta: dict[str, str], surrogates: bool) -> _Columns:
