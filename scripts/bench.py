@@ -363,7 +363,10 @@ def report(results: dict[str, Result], total: int, args: argparse.Namespace) -> 
     rows: list[tuple[str, bool, str]] = []
 
     def at_least(name: str, value: float, floor: float) -> None:
-        rows.append((name, value >= floor, f"{value:.2f}x"))
+        shown = f"{value:.2f}x"
+        if (value >= floor) != (round(value, 2) >= floor):  # two decimals would hide which side of the floor it is
+            shown = f"{value:.4f}x"
+        rows.append((name, value >= floor, shown))
 
     # Throughput: bytes per second once each program is running, i.e. its wall time minus
     # its own start-up (verify: `manifest --help`; the loop: `python -c pass`). The
