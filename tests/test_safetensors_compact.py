@@ -187,3 +187,11 @@ def test_a_large_header_is_read_piece_by_piece_the_same(monkeypatch: pytest.Monk
 ])
 def test_what_the_compact_form_does_not_vouch_for_goes_to_the_json_parse(raw: bytes) -> None:
     assert sf._compact_columns(raw) is None
+
+
+@pytest.mark.parametrize("pad", [b"", b" " * 7, b" " * 63, b" " * 64, b" " * 65, b"\n\t\r " * 40])
+def test_trailing_whitespace_of_any_length_is_stripped_as_json_does(pad: bytes) -> None:
+    raw = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' + pad
+    got = _compact_path(raw, 8 + len(raw) + 4)
+    assert isinstance(got, Header)
+    _same(got, _json_path(raw, 8 + len(raw) + 4))

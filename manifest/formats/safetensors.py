@@ -431,7 +431,9 @@ def _compact_columns(raw: bytes) -> tuple[dict[str, str], list[str], list[Tensor
     """``(metadata, *columns)`` of a header in the compact form (rules 2-4 hold: the same
     columns as the JSON parse and ``_fast_batch`` give), or ``None`` when it is not in
     that form or breaks a rule: the JSON path then parses it and names what is wrong."""
-    end = len(raw.rstrip(_WHITESPACE))  # writers pad the header with spaces to 8 bytes
+    tail = raw[-64:]  # writers pad the header with spaces to 8 bytes: strip them without copying the header
+    kept = len(tail.rstrip(_WHITESPACE))
+    end = len(raw) - len(tail) + kept if kept or len(raw) <= 64 else len(raw.rstrip(_WHITESPACE))
     if raw[:1] != b"{" or raw[end - 1:end] != b"}" or end < 3:
         return None
     meta: dict[str, str] = {}
