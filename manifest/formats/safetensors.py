@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain, compress, repeat
@@ -350,6 +350,24 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
     # once its TensorInfos exist, so the two never both hold a million tensors.
     items: list[Any] = list(doc.items())
     doc.clear()
+
+    def batches() -> Iterator[_Columns]:
+        for lo in range(0, len(items), _BATCH):
+            hi = min(lo + _BATCH, len(items))
+            batch = items[lo:hi]
+            items[lo:hi] = repeat(None, hi - lo)
+            fast = None if surrogates else _fast_batch(batch)
+            yield _slow_batch(batch, meta, surrogates) if fast is None else fast
+
+    columns = _gather(batches())
+    items.clear()
+    assert columns is not None  # every batch gives columns or raises
+    return _header(n, raw, file_size, meta, *columns)
+
+
+def _gather(parts: Iterable[_Columns | None]) -> _Columns | None:
+    """The columns of the parts joined, each part freed once taken; ``None`` at the first
+    part that is ``None``."""
     names: list[str] = []
     infos: list[TensorInfo] = []
     starts: list[int] = []
@@ -357,24 +375,18 @@ def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
     dtypes: list[str] = []
     numels: list[int] = []
     sizes_ok = True
-    for lo in range(0, len(items), _BATCH):
-        hi = min(lo + _BATCH, len(items))
-        batch = items[lo:hi]
-        items[lo:hi] = repeat(None, hi - lo)
-        fast = None if surrogates else _fast_batch(batch)
-        if fast is None:
-            fast = _slow_batch(batch, meta, surrogates)
-        del batch
-        names += fast[0]
-        infos += fast[1]
-        starts += fast[2]
-        ends += fast[3]
-        dtypes += fast[4]
-        numels += fast[5]
-        sizes_ok = sizes_ok and fast[6]
-        del fast
-    del items
-    return _header(n, raw, file_size, meta, names, infos, starts, ends, dtypes, numels, sizes_ok)
+    for part in parts:
+        if part is None:
+            return None
+        names += part[0]
+        infos += part[1]
+        starts += part[2]
+        ends += part[3]
+        dtypes += part[4]
+        numels += part[5]
+        sizes_ok = sizes_ok and part[6]
+        del part
+    return names, infos, starts, ends, dtypes, numels, sizes_ok
 
 
 def _header(n: int, raw: bytes, file_size: int, meta: dict[str, str], names: list[str], infos: list[TensorInfo], starts: list[int],
@@ -448,56 +460,55 @@ def _compact_columns(raw: bytes) -> tuple[dict[str, str], list[str], list[Tensor
         if pos == end - 1:  # metadata alone
             return meta, [], [], [], [], [], [], True
     stop = end - 1  # the closing brace
-    names: list[str] = []
-    infos: list[TensorInfo] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    dtypes: list[str] = []
-    numels: list[int] = []
-    sizes_ok = True
-    while pos < stop:
-        cut = raw.find(b']},"', min(pos + _COMPACT_PIECE, stop)) + 2  # the comma before an entry, if it is one
-        cut = stop if cut < 2 or cut > stop else cut
-        rows = _COMPACT_ENTRY.findall(raw, pos, cut)
-        if not rows:
-            return None
-        seps, nb, db, sb, ab, bb = map(list, zip(*rows, strict=True))
-        del rows
-        # the matches tile the piece exactly (they do not overlap: equal lengths leave no gap)
-        if sum(map(len, nb)) + sum(map(len, db)) + sum(map(len, sb)) + sum(map(len, ab)) + sum(map(len, bb)) + _COMPACT_FIXED * len(nb) != cut - pos:
-            return None
-        if seps[0] != lead or seps.count(b"{") != (lead == b"{"):  # "{" before the first entry only
-            return None
-        lead = b","
-        dts = list(map(_DTYPE_OF.get, db))
-        if None in dts:
-            return None
-        shape_of = dict.fromkeys(sb)
-        numel_of = {}
-        for k in shape_of:
-            dims = tuple(map(int, k.split(b","))) if k else ()
-            if dims and max(dims) > U64_MAX:
-                return None
-            shape_of[k] = dims
-            numel_of[k] = prod(dims)
-        b = list(map(int, bb))
-        # contiguous entries (what writers write) start where the one before ends: one conversion
-        a = [int(ab[0]), *b[:-1]] if ab[1:] == bb[:-1] else list(map(int, ab))
-        if max(a) > U64_MAX or max(b) > U64_MAX:
-            return None
-        el = list(map(numel_of.__getitem__, sb))
-        nbits = list(map(mul, el, map(DTYPE_BITS.__getitem__, dts)))
-        sizes_ok = sizes_ok and max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, b, a), repeat(8)))
-        names += map(bytes.decode, nb)
-        infos += map(tuple.__new__, repeat(TensorInfo), zip(dts, map(shape_of.__getitem__, sb), a, b, strict=True))
-        starts += a
-        ends += b
-        dtypes += dts
-        numels += el
-        pos = cut
-    if "__metadata__" in names or len(set(names)) != len(names):  # a repeated key: the JSON path refuses it
+
+    def pieces() -> Iterator[_Columns | None]:
+        p, sep = pos, lead
+        while p < stop:
+            cut = raw.find(b']},"', min(p + _COMPACT_PIECE, stop)) + 2  # the comma before an entry, if it is one
+            cut = stop if cut < 2 or cut > stop else cut
+            yield _compact_piece(raw, p, cut, sep)
+            p, sep = cut, b","
+
+    columns = _gather(pieces())
+    if columns is None or "__metadata__" in columns[0] or len(set(columns[0])) != len(columns[0]):
+        return None  # not compact, or a repeated key (the JSON path refuses it)
+    return meta, *columns
+
+
+def _compact_piece(raw: bytes, pos: int, cut: int, lead: bytes) -> _Columns | None:
+    """The columns of the entries in ``raw[pos:cut]``, the first preceded by ``lead``, or
+    ``None`` unless they tile it exactly in the compact form with rules 3-4 kept."""
+    rows = _COMPACT_ENTRY.findall(raw, pos, cut)
+    if not rows:
         return None
-    return meta, names, infos, starts, ends, dtypes, numels, sizes_ok
+    seps, nb, db, sb, ab, bb = map(list, zip(*rows, strict=True))
+    del rows
+    # the matches tile the piece exactly (they do not overlap: equal lengths leave no gap)
+    if sum(map(len, nb)) + sum(map(len, db)) + sum(map(len, sb)) + sum(map(len, ab)) + sum(map(len, bb)) + _COMPACT_FIXED * len(nb) != cut - pos:
+        return None
+    if seps[0] != lead or seps.count(b"{") != (lead == b"{"):  # "{" before the first entry only
+        return None
+    if not _DTYPE_OF.keys() >= set(db):
+        return None
+    dts = list(map(_DTYPE_OF.__getitem__, db))
+    shape_of = dict.fromkeys(sb)
+    numel_of = {}
+    for k in shape_of:
+        dims = tuple(map(int, k.split(b","))) if k else ()
+        if dims and max(dims) > U64_MAX:
+            return None
+        shape_of[k] = dims
+        numel_of[k] = prod(dims)
+    b = list(map(int, bb))
+    # contiguous entries (what writers write) start where the one before ends: one conversion
+    a = [int(ab[0]), *b[:-1]] if ab[1:] == bb[:-1] else list(map(int, ab))
+    if max(a) > U64_MAX or max(b) > U64_MAX:
+        return None
+    numels = list(map(numel_of.__getitem__, sb))
+    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, dts)))
+    sizes_ok = max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, b, a), repeat(8)))
+    infos = list(map(tuple.__new__, repeat(TensorInfo), zip(dts, map(shape_of.__getitem__, sb), a, b, strict=True)))
+    return list(map(bytes.decode, nb)), infos, a, b, dts, numels, sizes_ok
 
 
 def _slow_batch(batch: list[tuple[str, Any]], meta: dict[str, str], surrogates: bool) -> _Columns:
