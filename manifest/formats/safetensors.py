@@ -327,10 +327,16 @@ def _fast_batch(batch: list[tuple[str, Any]]) -> _Columns | None:
     if dims and not (_INT_ONLY.issuperset(map(type, dims)) and min(dims) >= 0 and max(dims) <= U64_MAX):
         return None
     numels = list(map(prod, shapes))
-    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, dtypes)))
-    sizes_ok = max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, ends, starts), repeat(8)))
+    sizes_ok = _sizes_ok(numels, dtypes, starts, ends)
     infos = list(map(tuple.__new__, repeat(TensorInfo), zip(dtypes, map(tuple, shapes), starts, ends, strict=True)))
     return names, infos, starts, ends, dtypes, numels, sizes_ok
+
+
+def _sizes_ok(numels: list[int], dtypes: list[str], starts: list[int], ends: list[int]) -> bool:
+    """Rule 6 for every entry at once: elements x bits fit in 64 bits and equal 8 x the
+    span (False leaves ``_check_layout`` to name the first entry that breaks it)."""
+    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, dtypes)))
+    return max(nbits, default=0) <= U64_MAX and nbits == list(map(mul, map(sub, ends, starts), repeat(8)))
 
 
 def _validate(doc: Any, n: int, raw: bytes, file_size: int) -> Header:
@@ -505,8 +511,7 @@ def _compact_piece(raw: bytes, pos: int, cut: int, lead: bytes) -> _Columns | No
     if max(a) > U64_MAX or max(b) > U64_MAX:
         return None
     numels = list(map(numel_of.__getitem__, sb))
-    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, dts)))
-    sizes_ok = max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, b, a), repeat(8)))
+    sizes_ok = _sizes_ok(numels, dts, a, b)
     infos = list(map(tuple.__new__, repeat(TensorInfo), zip(dts, map(shape_of.__getitem__, sb), a, b, strict=True)))
     return list(map(bytes.decode, nb)), infos, a, b, dts, numels, sizes_ok
 
@@ -534,10 +539,8 @@ def _slow_batch(batch: list[tuple[str, Any]], meta: dict[str, str], surrogates: 
         names.append(name)
         infos.append(_tensor(name, t))
     numels = list(map(prod, map(_SHAPE, infos)))
-    nbits = list(map(mul, numels, map(DTYPE_BITS.__getitem__, map(_DTYPE, infos))))
-    starts, ends = list(map(_START, infos)), list(map(_END, infos))
-    sizes_ok = not nbits or (max(nbits) <= U64_MAX and nbits == list(map(mul, map(sub, ends, starts), repeat(8))))
-    return names, infos, starts, ends, list(map(_DTYPE, infos)), numels, sizes_ok
+    dtypes, starts, ends = list(map(_DTYPE, infos)), list(map(_START, infos)), list(map(_END, infos))
+    return names, infos, starts, ends, dtypes, numels, _sizes_ok(numels, dtypes, starts, ends)
 
 
 def _check_layout(entries: list[tuple[str, TensorInfo]]) -> None:
