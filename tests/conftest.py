@@ -14,11 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -30,6 +32,11 @@ if os.environ.get("PYTEST_XDIST_WORKER") is not None:
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent / "assets"
+# Hypothesis keeps its example database and caches in ".hypothesis/" of the working directory
+# (the checkout), some of them written while the test modules are imported: here they go to a
+# temporary directory of this process, removed when the run ends (pytest_unconfigure).
+HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="manifest-tests-hypothesis-"))
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
 # Skips CI accepts: each depends on the machine, not on the code. Keep it short; docs/testing.md lists it.
 SKIP_ALLOWED: dict[str, str] = {
     "tests/test_hostile.py::*[socket_*]": "the temporary directory's path is too long for an AF_UNIX socket",
@@ -70,6 +77,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a file, and for the rest, the order stays
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -393,7 +393,8 @@ def test_fuzz_script_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "fuzz.json"
     root = Path(__file__).resolve().parent.parent
     p = subprocess.run([sys.executable, str(root / "scripts" / "fuzz.py"), "--engine", "hypothesis", "--runs", "100", "--seconds", "60",
-                        "--workdir", str(tmp_path / "w"), "--out", str(out)], capture_output=True, text=True, timeout=300, check=False)
+                        "--workdir", str(tmp_path / "w"), "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
+                       cwd=tmp_path)  # hypothesis writes its caches into .hypothesis/ of the working directory
     assert p.returncode == 0, p.stdout + p.stderr
     results = json.loads(out.read_text())["results"]
     assert [r["target"] for r in results] == ["header", "manifest"]
