@@ -32,11 +32,15 @@ if os.environ.get("PYTEST_XDIST_WORKER") is not None:
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent / "assets"
-# Hypothesis keeps its example database and caches in ".hypothesis/" of the working directory
-# (the checkout), some of them written while the test modules are imported: here they go to a
-# temporary directory of this process, removed when the run ends (pytest_unconfigure).
-HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="manifest-tests-hypothesis-"))
-set_hypothesis_home_dir(HYPOTHESIS_HOME)
+# What would otherwise be written outside the tests' temporary folders goes to one temporary
+# directory of this process, removed when the run ends (pytest_unconfigure):
+# - the stat cache of what runs before a test's own (_isolated_cache below): module and session
+#   fixtures, and the services they start (the Ray cluster's workers inherit this environment);
+# - hypothesis's example database and caches, else in ".hypothesis/" of the working directory
+#   (the checkout), some written while the test modules are imported.
+TEST_HOME = Path(tempfile.mkdtemp(prefix="manifest-tests-"))
+os.environ["MANIFEST_CACHE_DIR"] = str(TEST_HOME / "statcache")
+set_hypothesis_home_dir(TEST_HOME / "hypothesis")
 # Skips CI accepts: each depends on the machine, not on the code. Keep it short; docs/testing.md lists it.
 SKIP_ALLOWED: dict[str, str] = {
     "tests/test_hostile.py::*[socket_*]": "the temporary directory's path is too long for an AF_UNIX socket",
@@ -80,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(HYPOTHESIS_HOME, ignore_errors=True)
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
