@@ -476,8 +476,11 @@ def _compact_columns(raw: bytes) -> tuple[dict[str, str], list[str], list[Tensor
             p, sep = cut, b","
 
     columns = _gather(pieces())
-    if columns is None or "__metadata__" in columns[0] or len(set(columns[0])) != len(columns[0]):
-        return None  # not compact, or a repeated key (the JSON path refuses it)
+    if columns is None:
+        return None
+    names = set(columns[0])  # one pass over the names for both checks
+    if len(names) != len(columns[0]) or "__metadata__" in names:
+        return None  # a repeated key, or a tensor named like the metadata (the JSON path refuses them)
     return meta, *columns
 
 
